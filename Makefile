@@ -1,0 +1,69 @@
+# Common commands. `make dev` runs the local stack; `make test` runs every test.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAGE ?= dev
+export AWS_DEFAULT_REGION ?= us-east-1
+
+.PHONY: help install dev test lint typecheck unit integration e2e node-test package-check package clean
+
+help:
+	@echo "make dev        run the whole stack locally (REST, WebSocket, SNS, DynamoDB, Firebase Auth)"
+	@echo "make test       install everything and run lint, types and all tests"
+	@echo "make package    chalice package --merge-template for STAGE=$(STAGE) into out/$(STAGE)"
+	@echo "make bench      run the benchmarks"
+
+# ------------------------------------------------------------------ setup
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed
+
+# ------------------------------------------------------------------ run
+dev: install
+	$(PY) -m devserver
+
+# ------------------------------------------------------------------ checks
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.installed
+	$(VENV)/bin/mypy
+
+unit: $(VENV)/.installed
+	$(PY) -m pytest tests/unit
+
+integration: install
+	$(PY) -m pytest tests/integration
+
+e2e: install
+	scripts/install-chromium
+	$(PY) -m pytest tests/e2e
+
+node-test: node_modules/.installed
+	node --test client/test/
+
+package-check: $(VENV)/.installed
+	$(PY) -m pytest tests/deploy
+
+test: install
+	scripts/install-chromium
+	$(MAKE) lint typecheck
+	node --test client/test/
+	$(PY) -m pytest
+
+package: $(VENV)/.installed
+	rm -rf out/$(STAGE)
+	$(VENV)/bin/chalice package --stage $(STAGE) out/$(STAGE)
+
+clean:
+	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache

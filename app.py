@@ -1,0 +1,100 @@
+"""The Chalice app: routes and event handlers only. The logic lives in `chalicelib/`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import AuthResponse, Chalice, Response
+from chalice.app import AuthRequest, WebsocketEvent
+
+from chalicelib import services
+from chalicelib.auth import AuthUnavailable, InvalidToken, bearer_token
+from chalicelib.settings import get_settings
+
+# Fail at cold start, with the reason, on a misconfigured stage (e.g. the auth emulator outside `local`).
+get_settings()
+
+app = Chalice(app_name="chalice-realtime")
+app.experimental_feature_flags.update(["WEBSOCKETS"])
+
+
+# ---------------------------------------------------------------- auth
+
+
+@app.authorizer()
+def firebase_auth(auth_request: AuthRequest) -> AuthResponse:
+    """`Authorization: Bearer <Firebase ID token>`; the principal is the token's uid."""
+    try:
+        user_id = services.current().verifier.verify(bearer_token(auth_request.token))
+    except (InvalidToken, AuthUnavailable):
+        return AuthResponse(routes=[], principal_id="anonymous")
+    # '*' lets API Gateway cache this answer for the token across all routes.
+    return AuthResponse(routes=["*"], principal_id=user_id)
+
+
+def caller() -> str:
+    """The uid of the signed-in caller of the current REST request."""
+    request = app.current_request
+    assert request is not None
+    return str(request.context["authorizer"]["principalId"])
+
+
+def json_object() -> dict[str, Any]:
+    """The request's JSON body, which must be an object (400 otherwise)."""
+    from chalice import BadRequestError
+
+    request = app.current_request
+    assert request is not None
+    body = request.json_body
+    if not isinstance(body, dict):
+        raise BadRequestError("the request body must be a JSON object")
+    return body
+
+
+# ---------------------------------------------------------------- core routes
+
+
+@app.route("/health", methods=["GET"])
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.route("/me", methods=["GET"], authorizer=firebase_auth)
+def me() -> dict[str, str]:
+    return {"user_id": caller()}
+
+
+# ---------------------------------------------------------------- websocket
+
+
+@app.on_ws_connect()
+def ws_connect(event: WebsocketEvent) -> Response:
+    raw = event.to_dict()
+    result = services.current().websocket.connect(
+        event.connection_id, raw.get("headers"), raw.get("queryStringParameters")
+    )
+    if not result.admitted:
+        return Response(body={"message": result.reason}, status_code=result.status)
+    headers: dict[str, str | list[str]] = (
+        {"Sec-WebSocket-Protocol": result.subprotocol} if result.subprotocol else {}
+    )
+    return Response(body="", status_code=200, headers=headers)
+
+
+@app.on_ws_disconnect()
+def ws_disconnect(event: WebsocketEvent) -> None:
+    services.current().websocket.disconnect(event.connection_id)
+
+
+@app.on_ws_message()
+def ws_message(event: WebsocketEvent) -> None:
+    services.current().websocket.receive(event.connection_id, event.to_dict().get("body"))
+
+
+# ---------------------------------------------------------------- jobs
+
+
+# ---------------------------------------------------------------- chat
+
+
+# ---------------------------------------------------------------- payments

@@ -1,0 +1,98 @@
+"""Live WebSocket connections of each user, kept in DynamoDB.
+
+Table: partition key `connection_id`; global secondary index `by_user`
+(partition `user_id`, sort `connected_at`, keys only) so a user's connections are
+one Query, oldest first. Every row carries `expires_at` (DynamoDB TTL), a little
+past API Gateway's 2-hour connection limit, because `$disconnect` is best effort.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+USER_INDEX = "by_user"
+MAX_CONNECTION_SECONDS = 2 * 60 * 60
+TTL_SLACK_SECONDS = 10 * 60
+TTL_ATTRIBUTE = "expires_at"
+
+
+@dataclass(frozen=True)
+class Connection:
+    connection_id: str
+    user_id: str
+    connected_at: int  # epoch milliseconds
+
+
+class ConnectionStore:
+    """Maps connection id -> user id in one DynamoDB table.
+
+    store = ConnectionStore(table_name, dynamodb_client)
+    store.add(Connection("abc=", "uid-1", now_ms))
+    store.connection_ids_of("uid-1")  # ['abc=']
+    """
+
+    def __init__(self, table_name: str, dynamodb: Any) -> None:
+        self._table = table_name
+        self._dynamodb = dynamodb
+
+    def add(self, connection: Connection) -> None:
+        """Store a connection (one PutItem); its row expires by TTL after the 2-hour limit."""
+        expires_at = connection.connected_at // 1000 + MAX_CONNECTION_SECONDS + TTL_SLACK_SECONDS
+        self._dynamodb.put_item(
+            TableName=self._table,
+            Item={
+                "connection_id": {"S": connection.connection_id},
+                "user_id": {"S": connection.user_id},
+                "connected_at": {"N": str(connection.connected_at)},
+                TTL_ATTRIBUTE: {"N": str(expires_at)},
+            },
+        )
+
+    def remove(self, connection_id: str) -> None:
+        """Delete a connection's row (one DeleteItem); a row already gone is fine."""
+        self._dynamodb.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})
+
+    def remove_many(self, connection_ids: list[str]) -> None:
+        """Delete several rows, 25 per BatchWriteItem, retrying what DynamoDB leaves unprocessed."""
+        for start in range(0, len(connection_ids), 25):
+            requests: list[dict[str, Any]] = [
+                {"DeleteRequest": {"Key": {"connection_id": {"S": cid}}}}
+                for cid in connection_ids[start : start + 25]
+            ]
+            for attempt in range(5):
+                response = self._dynamodb.batch_write_item(RequestItems={self._table: requests})
+                requests = response.get("UnprocessedItems", {}).get(self._table, [])
+                if not requests:
+                    break
+                time.sleep(0.05 * 2**attempt)
+            else:
+                # TTL still removes these rows, and the next notify retries the delete on 410.
+                raise RuntimeError(f"{len(requests)} connection rows were left undeleted")
+
+    def connections_of(self, user_id: str) -> Iterator[Connection]:
+        """The user's connections, oldest first: one Query per 1 MB page, never a Scan."""
+        paginator_args: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": "user_id = :u",
+            "ExpressionAttributeValues": {":u": {"S": user_id}},
+        }
+        while True:
+            page = self._dynamodb.query(**paginator_args)
+            for item in page.get("Items", []):
+                yield Connection(
+                    connection_id=item["connection_id"]["S"],
+                    user_id=item["user_id"]["S"],
+                    connected_at=int(item["connected_at"]["N"]),
+                )
+            last_key = page.get("LastEvaluatedKey")
+            if not last_key:
+                return
+            paginator_args["ExclusiveStartKey"] = last_key
+
+    def connection_ids_of(self, user_id: str) -> list[str]:
+        """Just the ids of the user's connections, oldest first."""
+        return [connection.connection_id for connection in self.connections_of(user_id)]

@@ -1,0 +1,103 @@
+"""The app's components, built once per process from settings and reused while warm.
+
+Handlers in `app.py` and plain Python alike get them from `current()`; tests
+install their own with `use(...)` instead of patching modules.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from chalicelib import aws
+from chalicelib.auth import TokenVerifier
+from chalicelib.connections import ConnectionStore
+from chalicelib.notifier import Notifier
+from chalicelib.settings import Settings, get_settings
+from chalicelib.transport import Boto3ThreadPoolTransport, ManagementTransport
+from chalicelib.websocket import WebsocketSessions
+
+
+class Services:
+    """Lazily built components; each is created on first use only.
+
+    services = Services(settings)
+    services.notifier.notify("uid-1", "jobs-updated")
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dynamodb: Any = None,
+        sns: Any = None,
+        transport: ManagementTransport | None = None,
+        verifier: TokenVerifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self._dynamodb = dynamodb
+        self._sns = sns
+        self._transport = transport
+        self._verifier = verifier
+
+    @functools.cached_property
+    def dynamodb(self) -> Any:
+        return self._dynamodb or aws.client("dynamodb", max_pool_connections=32)
+
+    @functools.cached_property
+    def sns(self) -> Any:
+        return self._sns or aws.client("sns")
+
+    @functools.cached_property
+    def transport(self) -> ManagementTransport:
+        return self._transport or Boto3ThreadPoolTransport(self.settings.websocket_endpoint)
+
+    @functools.cached_property
+    def verifier(self) -> TokenVerifier:
+        return self._verifier or TokenVerifier(
+            self.settings.firebase_project_id, check_revoked=self.settings.check_revoked_tokens
+        )
+
+    @functools.cached_property
+    def connections(self) -> ConnectionStore:
+        return ConnectionStore(self.settings.connections_table, self.dynamodb)
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        return Notifier(self.connections, self.transport)
+
+    @functools.cached_property
+    def websocket(self) -> WebsocketSessions:
+        return WebsocketSessions(
+            self.verifier,
+            self.connections,
+            self.transport,
+            max_connections_per_user=self.settings.max_connections_per_user,
+        )
+
+    # ------------------------------------------------------------ jobs
+
+    # ------------------------------------------------------------ chat
+
+    # ------------------------------------------------------------ payments
+
+
+_current: Services | None = None
+_lock = threading.Lock()
+
+
+def current() -> Services:
+    """The process's services, built from the environment's settings on first use."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = Services(get_settings())
+    return _current
+
+
+def use(services: Services | None) -> None:
+    """Install `services` for this process (tests, scripts); `None` rebuilds from settings."""
+    global _current
+    _current = services

@@ -1,0 +1,97 @@
+"""Fixtures shared by every test layer: environment, signing keys, moto, the app."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from email.utils import formatdate
+from typing import Any
+
+import pytest
+
+TEST_ENV = {
+    "APP_STAGE": "dev",
+    "FIREBASE_PROJECT_ID": "test-project",
+    "WEBSOCKET_ENDPOINT": "https://abc123.execute-api.us-east-1.amazonaws.com/api",
+    "CONNECTIONS_TABLE": "test-connections",
+    "JOBS_TABLE": "test-jobs",
+    "MESSAGES_TABLE": "test-messages",
+    "PAYMENTS_TABLE": "test-payments",
+    "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:test-jobs",
+    "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
+    "MAX_CONNECTIONS_PER_USER": "10",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+# Set before any test module imports `app`: its import reads the settings.
+for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+os.environ.update(TEST_ENV)
+
+from chalicelib import services as services_module  # noqa: E402
+from chalicelib.settings import Settings  # noqa: E402
+from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> SigningKey:
+    return SigningKey.generate("test-kid-1")
+
+
+@pytest.fixture(scope="session")
+def attacker_key() -> SigningKey:
+    return SigningKey.generate("attacker-kid")
+
+
+@pytest.fixture(scope="session")
+def tokens(signing_key: SigningKey) -> TokenFactory:
+    return TokenFactory(TEST_ENV["FIREBASE_PROJECT_ID"], signing_key)
+
+
+@pytest.fixture
+def firebase_certs(signing_key: SigningKey) -> Iterator[Any]:
+    """Serve the test key's certificate where firebase-admin downloads Google's."""
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(
+            responses.GET,
+            CERTS_URL,
+            json={signing_key.kid: signing_key.certificate_pem()},
+            # As Google serves them; cachecontrol needs both headers to keep the copy.
+            headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
+        )
+        mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost)[:/].*"))
+        yield mock
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env(TEST_ENV)
+
+
+@pytest.fixture
+def aws(settings: Settings) -> Iterator[dict[str, Any]]:
+    """moto in-process, with the app's tables and topic created from infra/resources.json."""
+    import boto3
+    from moto import mock_aws
+
+    from infra.tables import create_tables
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sns = boto3.client("sns", region_name="us-east-1")
+        create_tables(dynamodb, {k: v for k, v in TEST_ENV.items() if k.endswith("_TABLE")})
+        sns.create_topic(Name="test-jobs")
+        yield {"dynamodb": dynamodb, "sns": sns}
+
+
+@pytest.fixture
+def services(settings: Settings, aws: dict[str, Any], firebase_certs: Any) -> Iterator[Any]:
+    """The app's services against moto, installed for the handlers in `app.py`."""
+    built = services_module.Services(settings, dynamodb=aws["dynamodb"], sns=aws["sns"])
+    services_module.use(built)
+    yield built
+    services_module.use(None)

@@ -1,0 +1,124 @@
+"""Every forged or broken token is refused on REST and at `$connect`, and nothing is stored."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from chalice.test import Client
+
+from app import app
+from tests.apigw import websocket_event
+from tests.firebase_tokens import SigningKey, TokenFactory
+
+BadToken = Callable[[TokenFactory, SigningKey], str]
+
+BAD_TOKENS: dict[str, BadToken] = {
+    "expired": lambda t, k: t.mint("alice", exp=int(time.time()) - 60, iat=int(time.time()) - 4000),
+    "issued in the future": lambda t, k: t.mint("alice", iat=int(time.time()) + 3600),
+    "wrong audience": lambda t, k: t.mint("alice", aud="another-project"),
+    "wrong issuer": lambda t, k: t.mint("alice", iss="https://securetoken.google.com/another-project"),
+    "signed by another key": lambda t, k: t.mint("alice", key=k, kid=t.key.kid),
+    "unknown kid": lambda t, k: t.mint("alice", key=k),
+    "alg none": lambda t, k: t.unsigned("alice"),
+    "empty sub": lambda t, k: t.mint("", user_id=""),
+    "not a jwt": lambda t, k: "not-a-token",
+    "garbage segments": lambda t, k: "a.b.c",
+}
+
+
+@pytest.fixture
+def client(services: Any) -> Iterator[Client]:
+    with Client(app) as test_client:
+        yield test_client
+
+
+def stored_connections(services: Any) -> list[dict[str, Any]]:
+    return list(services.dynamodb.scan(TableName=services.settings.connections_table)["Items"])
+
+
+def test_valid_token_reaches_me(client: Client, tokens: TokenFactory) -> None:
+    response = client.http.get("/me", headers={"Authorization": f"Bearer {tokens.mint('alice')}"})
+    assert response.status_code == 200
+    assert json.loads(response.body) == {"user_id": "alice"}
+
+
+def test_health_needs_no_token(client: Client) -> None:
+    response = client.http.get("/health")
+    assert response.status_code == 200
+    assert json.loads(response.body) == {"status": "ok"}
+
+
+def test_missing_token_is_401(client: Client) -> None:
+    response = client.http.get("/me")
+    assert response.status_code == 401
+    assert json.loads(response.body)["message"] == "Unauthorized"
+
+
+def test_non_bearer_scheme_is_refused(client: Client, tokens: TokenFactory) -> None:
+    response = client.http.get("/me", headers={"Authorization": f"Basic {tokens.mint('alice')}"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("case", BAD_TOKENS)
+def test_bad_token_is_refused_on_rest(
+    case: str, client: Client, tokens: TokenFactory, attacker_key: SigningKey
+) -> None:
+    token = BAD_TOKENS[case](tokens, attacker_key)
+    response = client.http.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code in (401, 403)
+    assert "alice" not in response.body.decode()
+    json.loads(response.body)  # always a JSON error body
+
+
+@pytest.mark.parametrize("case", BAD_TOKENS)
+def test_bad_token_is_refused_at_connect_and_nothing_is_stored(
+    case: str, client: Client, services: Any, tokens: TokenFactory, attacker_key: SigningKey
+) -> None:
+    token = BAD_TOKENS[case](tokens, attacker_key)
+    event = websocket_event("$connect", "conn-1", headers={"Sec-WebSocket-Protocol": f"bearer, {token}"})
+    response = client.lambda_.invoke("ws_connect", event).payload
+    assert response["statusCode"] == 401
+    assert stored_connections(services) == []
+
+
+def test_missing_token_is_refused_at_connect(client: Client, services: Any) -> None:
+    response = client.lambda_.invoke("ws_connect", websocket_event("$connect", "conn-1")).payload
+    assert response["statusCode"] == 401
+    assert stored_connections(services) == []
+
+
+def test_one_firebase_app_per_process_keeps_the_certificate_cache_warm(
+    client: Client, services: Any, tokens: TokenFactory
+) -> None:
+    # firebase-admin caches Google's certificates per Cache-Control inside its app's
+    # token verifier: rebuilding the app per invocation would refetch them every time.
+    from chalicelib.auth import TokenVerifier
+
+    for uid in ("alice", "bob"):
+        response = client.http.get("/me", headers={"Authorization": f"Bearer {tokens.mint(uid)}"})
+        assert json.loads(response.body) == {"user_id": uid}
+    first = services.verifier._firebase_app()
+    assert services.verifier._firebase_app() is first
+    assert TokenVerifier(services.settings.firebase_project_id)._firebase_app() is first
+
+
+def test_token_never_appears_in_the_logs(
+    client: Client, tokens: TokenFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    bad = tokens.mint("alice", aud="another-project")
+    client.lambda_.invoke(
+        "ws_connect", websocket_event("$connect", "c1", headers={"Sec-WebSocket-Protocol": f"bearer, {bad}"})
+    )
+    good = tokens.mint("alice")
+    client.lambda_.invoke(
+        "ws_connect", websocket_event("$connect", "c2", headers={"Sec-WebSocket-Protocol": f"bearer, {good}"})
+    )
+    logged = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
+    for token in (bad, good):
+        assert token not in logged
+        assert token.split(".")[1] not in logged

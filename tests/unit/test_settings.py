@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+
+from chalicelib.settings import ConfigurationError, Settings
+
+
+def test_reads_every_setting_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "APP_STAGE": "prod",
+            "FIREBASE_PROJECT_ID": "acme",
+            "WEBSOCKET_ENDPOINT": "https://x.execute-api.eu-west-1.amazonaws.com/api/",
+            "CONNECTIONS_TABLE": "c",
+            "MAX_CONNECTIONS_PER_USER": "3",
+            "FIREBASE_CHECK_REVOKED": "true",
+        }
+    )
+    assert settings.stage == "prod"
+    assert settings.firebase_project_id == "acme"
+    assert settings.websocket_endpoint == "https://x.execute-api.eu-west-1.amazonaws.com/api"
+    assert settings.connections_table == "c"
+    assert settings.max_connections_per_user == 3
+    assert settings.check_revoked_tokens is True
+
+
+def test_defaults_cap_to_ten_connections() -> None:
+    assert Settings.from_env({}).max_connections_per_user == 10
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_auth_emulator_is_refused_outside_local(stage: str) -> None:
+    with pytest.raises(ConfigurationError, match="FIREBASE_AUTH_EMULATOR_HOST"):
+        Settings.from_env({"APP_STAGE": stage, "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"})
+
+
+def test_auth_emulator_is_allowed_locally() -> None:
+    settings = Settings.from_env({"APP_STAGE": "local", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"})
+    assert settings.is_local
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"APP_STAGE": "staging"}, "APP_STAGE"),
+        ({"MAX_CONNECTIONS_PER_USER": "0"}, "MAX_CONNECTIONS_PER_USER"),
+        ({"MAX_CONNECTIONS_PER_USER": "ten"}, "MAX_CONNECTIONS_PER_USER"),
+        ({"FIREBASE_CHECK_REVOKED": "maybe"}, "FIREBASE_CHECK_REVOKED"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        Settings.from_env(env)
+
+
+def test_app_refuses_to_start_on_a_non_local_stage_with_the_emulator_set() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "APP_STAGE": "prod", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import app"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "FIREBASE_AUTH_EMULATOR_HOST is set on stage 'prod'" in result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from chalice import AuthResponse, Chalice, Response
@@ -9,6 +11,7 @@ from chalice.app import AuthRequest, WebsocketEvent
 
 from chalicelib import services
 from chalicelib.auth import AuthUnavailable, InvalidToken, bearer_token
+from chalicelib.messages import Chat, InvalidChatRequest
 from chalicelib.settings import get_settings
 
 # Fail at cold start, with the reason, on a misconfigured stage (e.g. the auth emulator outside `local`).
@@ -95,6 +98,53 @@ def ws_message(event: WebsocketEvent) -> None:
 
 
 # ---------------------------------------------------------------- chat
+
+
+@contextlib.contextmanager
+def chat_request() -> Iterator[Chat]:
+    """The chat service, with input it refuses turned into a 400 carrying the reason."""
+    from chalice import BadRequestError
+
+    try:
+        yield services.current().chat
+    except InvalidChatRequest as exc:
+        raise BadRequestError(str(exc)) from exc
+
+
+@app.route("/messages", methods=["POST"], authorizer=firebase_auth)
+def send_message() -> Response:
+    body = json_object()
+    with chat_request() as chat:
+        message = chat.send(caller(), body.get("to"), body.get("text"))
+    return Response(body=message.to_json(), status_code=201)
+
+
+@app.route("/messages", methods=["GET"], authorizer=firebase_auth)
+def list_messages() -> dict[str, Any]:
+    request = app.current_request
+    assert request is not None
+    params: dict[str, str] = dict(request.query_params or {})
+    with chat_request() as chat:
+        page = chat.conversation(
+            caller(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
+        )
+    return {"messages": [m.to_json() for m in page.messages], "next_cursor": page.next_cursor}
+
+
+@app.route("/messages/unread-count", methods=["GET"], authorizer=firebase_auth)
+def unread_count() -> dict[str, Any]:
+    with chat_request() as chat:
+        unread = chat.unread(caller())
+    return {"unread": unread.total, "by_user": unread.by_user}
+
+
+@app.route("/messages/read", methods=["POST"], authorizer=firebase_auth)
+def mark_messages_read() -> dict[str, Any]:
+    body = json_object()
+    with chat_request() as chat:
+        peer = body.get("with")
+        marked = chat.mark_read(caller(), peer)
+    return {"with": peer, "marked_read": marked}
 
 
 # ---------------------------------------------------------------- payments

@@ -13,6 +13,7 @@ from typing import Any
 from chalicelib import aws
 from chalicelib.auth import TokenVerifier
 from chalicelib.connections import ConnectionStore
+from chalicelib.messages import Chat
 from chalicelib.notifier import Notifier
 from chalicelib.settings import Settings, get_settings
 from chalicelib.transport import Boto3ThreadPoolTransport, ManagementTransport
@@ -79,6 +80,10 @@ class Services:
     # ------------------------------------------------------------ jobs
 
     # ------------------------------------------------------------ chat
+
+    @functools.cached_property
+    def chat(self) -> Chat:
+        return Chat(self.settings.messages_table, self.dynamodb, self.notifier)
 
     # ------------------------------------------------------------ payments
 

@@ -135,7 +135,8 @@ export class FakeEventTarget {
 }
 
 /**
- * Everything createRealtime needs, faked: `harness.client`, `harness.sockets`, `harness.clock`,
+ * Everything createRealtime needs, faked: `harness.client`, `harness.sockets` (made by
+ * `harness.FakeWebSocket`), `harness.clock`,
  * `harness.tokenCalls`, `harness.errors`, `harness.page` / `harness.document`.
  */
 export function harness(options = {}) {
@@ -150,6 +151,7 @@ export function harness(options = {}) {
   const randomValues = options.randomValues ? [...options.randomValues] : null;
   const random = options.random ?? (() => (randomValues && randomValues.length ? randomValues.shift() : 0.5));
   return {
+    FakeWebSocket,
     clock,
     sockets,
     page,

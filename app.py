@@ -6,11 +6,12 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from chalice import AuthResponse, Chalice, Response
-from chalice.app import AuthRequest, WebsocketEvent
+from chalice import AuthResponse, Chalice, Rate, Response
+from chalice.app import AuthRequest, CloudWatchEvent, SNSEvent, WebsocketEvent
 
 from chalicelib import services
 from chalicelib.auth import AuthUnavailable, InvalidToken, bearer_token
+from chalicelib.jobs import InvalidJobRequest, JobQueue, QueueUnavailable
 from chalicelib.messages import Chat, InvalidChatRequest
 from chalicelib.settings import get_settings
 
@@ -95,6 +96,68 @@ def ws_message(event: WebsocketEvent) -> None:
 
 
 # ---------------------------------------------------------------- jobs
+
+
+# The SNS topic the job runner subscribes to; `.chalice/config.json` gives `run_job` a 900 s lambda_timeout
+# (chalicelib.jobs.RUNNER_TIMEOUT_SECONDS), which the jobs' deadline and stale rule assume.
+JOBS_TOPIC = "chalice-realtime-jobs"
+
+
+@contextlib.contextmanager
+def jobs_request() -> Iterator[JobQueue]:
+    """The job queue, with input it refuses turned into a 400 carrying the reason."""
+    from chalice import BadRequestError
+
+    try:
+        yield services.current().jobs
+    except InvalidJobRequest as exc:
+        raise BadRequestError(str(exc)) from exc
+
+
+@app.route("/jobs", methods=["POST"], authorizer=firebase_auth)
+def submit_job() -> Response:
+    body = json_object()
+    try:
+        with jobs_request() as jobs:
+            job = jobs.submit(caller(), body)
+    except QueueUnavailable as exc:
+        # Our fault and temporary: the job is marked failed, and the same request may be sent again.
+        return Response(body={"Code": "ServiceUnavailable", "Message": str(exc)}, status_code=503)
+    return Response(
+        body={"job_id": job.job_id, "status": job.status},
+        status_code=202,
+        headers={"Location": f"/jobs/{job.job_id}"},
+    )
+
+
+@app.route("/jobs", methods=["GET"], authorizer=firebase_auth)
+def list_jobs() -> dict[str, Any]:
+    request = app.current_request
+    assert request is not None
+    params: dict[str, str] = dict(request.query_params or {})
+    with jobs_request() as jobs:
+        page = jobs.page(caller(), limit=params.get("limit"), cursor=params.get("cursor"))
+    return {"jobs": [job.to_json() for job in page.jobs], "next_cursor": page.next_cursor}
+
+
+@app.route("/jobs/{job_id}", methods=["GET"], authorizer=firebase_auth)
+def get_job(job_id: str) -> dict[str, Any]:
+    from chalice import NotFoundError
+
+    job = services.current().jobs.get(caller(), job_id)
+    if job is None:
+        raise NotFoundError("job not found")
+    return job.to_json()
+
+
+@app.on_sns_message(topic=JOBS_TOPIC)
+def run_job(event: SNSEvent) -> None:
+    services.current().job_runner.handle(event.message)
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sweep_stale_jobs(event: CloudWatchEvent) -> None:
+    services.current().jobs.sweep()
 
 
 # ---------------------------------------------------------------- chat

@@ -13,6 +13,7 @@ from typing import Any
 from chalicelib import aws
 from chalicelib.auth import TokenVerifier
 from chalicelib.connections import ConnectionStore
+from chalicelib.jobs import KINDS, Clock, JobKinds, JobQueue, JobRunner, JobStore, SystemClock
 from chalicelib.messages import Chat
 from chalicelib.notifier import Notifier
 from chalicelib.settings import Settings, get_settings
@@ -78,6 +79,34 @@ class Services:
         )
 
     # ------------------------------------------------------------ jobs
+
+    @functools.cached_property
+    def job_clock(self) -> Clock:
+        """The jobs' clock; tests assign a fake one before first use so jobs run without waiting."""
+        return SystemClock()
+
+    @functools.cached_property
+    def job_kinds(self) -> JobKinds:
+        return KINDS
+
+    @functools.cached_property
+    def job_store(self) -> JobStore:
+        return JobStore(self.settings.jobs_table, self.dynamodb)
+
+    @functools.cached_property
+    def jobs(self) -> JobQueue:
+        return JobQueue(
+            self.job_store,
+            self.job_kinds,
+            self.sns,
+            self.settings.jobs_topic_arn,
+            self.notifier,
+            self.job_clock,
+        )
+
+    @functools.cached_property
+    def job_runner(self) -> JobRunner:
+        return JobRunner(self.job_store, self.notifier, self.job_kinds, self.job_clock)
 
     # ------------------------------------------------------------ chat
 

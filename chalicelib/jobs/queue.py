@@ -1,0 +1,159 @@
+"""The REST side of jobs: submit (record, then publish to SNS), read, list, and the stale-job sweep."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
+from chalicelib.jobs.model import (
+    QUEUED,
+    QUEUED_STALE_SECONDS,
+    RUNNING,
+    STALE_AFTER_SECONDS,
+    Clock,
+    Job,
+    epoch_ms,
+    is_job_id,
+    new_job_id,
+)
+from chalicelib.jobs.runner import JOBS_UPDATED, job_message
+from chalicelib.jobs.store import JobStore
+from chalicelib.notifier import Notifier
+from chalicelib.pagination import BadCursor, decode_cursor, encode_cursor, parse_limit
+
+logger = logging.getLogger(__name__)
+
+PARAMS_MAX_BYTES = 4096
+SUBMIT_FIELDS = {"kind", "params"}
+
+
+class QueueUnavailable(RuntimeError):
+    """The job was recorded but could not be published; it is marked failed. Safe to retry."""
+
+
+@dataclass(frozen=True)
+class JobPage:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+class JobQueue:
+    """Submit jobs and read them back, always scoped to their owner.
+
+    queue = JobQueue(store, kinds, sns_client, topic_arn, notifier, SystemClock())
+    job = queue.submit("uid-1", {"kind": "report", "params": {"seconds": 30}})
+    queue.get("uid-1", job.job_id).status  # 'queued', later 'running', then 'succeeded'
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        kinds: JobKinds,
+        sns: Any,
+        topic_arn: str,
+        notifier: Notifier,
+        clock: Clock,
+    ) -> None:
+        self._store = store
+        self._kinds = kinds
+        self._sns = sns
+        self._topic_arn = topic_arn
+        self._notifier = notifier
+        self._clock = clock
+
+    def submit(self, owner: str, request: dict[str, Any]) -> Job:
+        """Validate `{"kind", "params"}`, record the job as queued and publish it to the topic.
+
+        `InvalidJobRequest` (nothing written) for bad input; `QueueUnavailable` when the publish
+        fails, after marking the job failed so it never sits in `queued`.
+        """
+        unknown = sorted(set(request) - SUBMIT_FIELDS)
+        if unknown:
+            raise InvalidJobRequest(f"unknown field {unknown[0][:64]!r}; expected kind and params")
+        if "kind" not in request:
+            raise InvalidJobRequest("kind is required")
+        params = self._kinds.validate(request["kind"], request.get("params", {}))
+        if len(json.dumps(params, separators=(",", ":"))) > PARAMS_MAX_BYTES:
+            raise InvalidJobRequest(f"params must be at most {PARAMS_MAX_BYTES} bytes of JSON")
+        now = self._clock.now()
+        now_ms = epoch_ms(now)
+        job = Job(
+            owner=owner,
+            job_id=new_job_id(now),
+            kind=request["kind"],
+            params=params,
+            status=QUEUED,
+            progress=0,
+            created_at=now_ms,
+            updated_at=now_ms,
+        )
+        self._store.create(job)
+        try:
+            self._sns.publish(TopicArn=self._topic_arn, Message=job_message(job))
+        except Exception as exc:
+            logger.exception("could not publish job", extra={"job_id": job.job_id, "topic": self._topic_arn})
+            if self._store.fail_queued(
+                owner,
+                job.job_id,
+                error="the job could not be queued; please try again",
+                now_ms=epoch_ms(self._clock.now()),
+            ):
+                self._notifier.notify(owner, JOBS_UPDATED)
+            raise QueueUnavailable("the job could not be queued; please try again") from exc
+        return job
+
+    def get(self, owner: str, job_id: str) -> Job | None:
+        """The owner's job (stale rule applied), or None for an unknown id or someone else's job."""
+        if not is_job_id(job_id):
+            return None
+        job = self._store.get(owner, job_id)
+        return self._retire_if_stale(job) if job else None
+
+    def page(self, owner: str, *, limit: str | None = None, cursor: str | None = None) -> JobPage:
+        """One page of the owner's jobs, newest first (stale rule applied).
+
+        `InvalidJobRequest` for a bad limit or a cursor this API did not issue for this owner.
+        """
+        try:
+            page_size = parse_limit(limit)
+            start = decode_cursor(cursor, key_attributes={"owner", "job_id"}, fixed={"owner": {"S": owner}})
+            if start is not None and not is_job_id(start["job_id"].get("S")):
+                raise BadCursor("invalid cursor")
+        except ValueError as exc:  # BadCursor is one too
+            raise InvalidJobRequest(str(exc)) from exc
+        jobs, last_key = self._store.page(owner, limit=page_size, start_key=start)
+        return JobPage([self._retire_if_stale(job) for job in jobs], encode_cursor(last_key))
+
+    def sweep(self) -> int:
+        """Fail every job the stale rule applies to and notify its owner; the number failed.
+
+        Reads only the sparse index of active jobs (one Query per shard), never the table.
+        """
+        now_ms = epoch_ms(self._clock.now())
+        failed = 0
+        for active in self._store.active_older_than(now_ms - STALE_AFTER_SECONDS * 1000):
+            if active.status not in (QUEUED, RUNNING):
+                continue
+            if active.status == QUEUED and now_ms - active.updated_at <= QUEUED_STALE_SECONDS * 1000:
+                continue  # queued jobs get longer: SNS and Lambda may still be retrying the delivery
+            job = self._store.fail_if_stale(active.owner, active.job_id, status=active.status, now_ms=now_ms)
+            if job is not None:
+                logger.warning("stale job marked failed", extra={"job_id": job.job_id, "was": active.status})
+                self._notifier.notify(job.owner, JOBS_UPDATED)
+                failed += 1
+        return failed
+
+    def _retire_if_stale(self, job: Job) -> Job:
+        now_ms = epoch_ms(self._clock.now())
+        if not job.is_stale(now_ms):
+            return job
+        failed = self._store.fail_if_stale(job.owner, job.job_id, status=job.status, now_ms=now_ms)
+        if failed is None:
+            # It moved on meanwhile (finished, or a heartbeat came in): show the latest.
+            return self._store.get(job.owner, job.job_id) or job
+        logger.warning("stale job marked failed on read", extra={"job_id": job.job_id, "was": job.status})
+        self._notifier.notify(job.owner, JOBS_UPDATED)
+        return failed

@@ -1,0 +1,300 @@
+"""Jobs in DynamoDB, where every state change is a conditional write.
+
+Table: partition key `owner`, sort key `job_id` (a ULID, so a Query with
+`ScanIndexForward=False` lists a user's jobs newest first, and reading someone
+else's job is structurally impossible: the caller is part of the key).
+
+Sparse index `active_jobs` (partition `active_shard`, sort `updated_at`): only
+queued and running jobs carry `active_shard`, so the stale-job sweep Queries the
+few active jobs, never Scans. The shard spreads heartbeat writes over several
+index partitions.
+
+Transitions, each guarded by its condition so redelivered SNS messages and racing
+runners cannot run a job twice or move a finished job back:
+
+    queued  -> running            claim: status = queued (the winner's run token is stored)
+    running -> running            progress / heartbeat: status = running and run_token = mine
+    running -> succeeded | failed finish: status = running and run_token = mine
+    queued  -> failed             publish failed: status = queued
+    queued | running -> failed    stale rule: same status and updated_at older than the threshold
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from chalicelib.jobs.model import (
+    FAILED,
+    QUEUED,
+    QUEUED_STALE_SECONDS,
+    RETENTION_SECONDS,
+    RUNNING,
+    STALE_AFTER_SECONDS,
+    SUCCEEDED,
+    Job,
+)
+
+ACTIVE_INDEX = "active_jobs"
+ACTIVE_SHARDS = 4
+ERROR_MAX_CHARS = 500
+
+
+class LeaseLost(BaseException):
+    """This runner no longer owns the job (the stale rule failed it): stop without writing.
+
+    A BaseException, like `KeyboardInterrupt`, so a kind's `except Exception` cannot swallow it.
+    """
+
+
+@dataclass(frozen=True)
+class ActiveJob:
+    """What the sweep reads from the sparse index."""
+
+    owner: str
+    job_id: str
+    status: str
+    updated_at: int
+
+
+def _shard(job_id: str) -> str:
+    return str(zlib.crc32(job_id.encode()) % ACTIVE_SHARDS)
+
+
+def _is_conditional_failure(exc: ClientError) -> bool:
+    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+
+
+class JobStore:
+    """Reads and conditional writes of the jobs table.
+
+    store = JobStore("realtime-jobs", dynamodb_client)
+    store.create(job)
+    claimed, current = store.claim("uid-1", job.job_id, token="t1", now_ms=now)
+    """
+
+    def __init__(self, table_name: str, dynamodb: Any) -> None:
+        self._table = table_name
+        self._dynamodb = dynamodb
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, owner: str, job_id: str) -> Job | None:
+        """The owner's job, or None (unknown id, or another owner's: the owner is in the key)."""
+        item = self._dynamodb.get_item(
+            TableName=self._table, Key=self._key(owner, job_id), ConsistentRead=True
+        )
+        return Job.from_item(item["Item"]) if "Item" in item else None
+
+    def page(
+        self, owner: str, *, limit: int, start_key: dict[str, Any] | None
+    ) -> tuple[list[Job], dict[str, Any] | None]:
+        """One page of the owner's jobs, newest first, and the key to continue from (None at the end)."""
+        args: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#o = :o",
+            "ExpressionAttributeNames": {"#o": "owner"},
+            "ExpressionAttributeValues": {":o": {"S": owner}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            args["ExclusiveStartKey"] = start_key
+        response = self._dynamodb.query(**args)
+        return [Job.from_item(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
+
+    def active_older_than(self, cutoff_ms: int) -> Iterator[ActiveJob]:
+        """Queued or running jobs whose `updated_at` is before `cutoff_ms`: one Query per shard and page."""
+        for shard in range(ACTIVE_SHARDS):
+            args: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": ACTIVE_INDEX,
+                "KeyConditionExpression": "active_shard = :shard AND updated_at < :cutoff",
+                "ExpressionAttributeValues": {":shard": {"S": str(shard)}, ":cutoff": {"N": str(cutoff_ms)}},
+            }
+            while True:
+                response = self._dynamodb.query(**args)
+                for item in response.get("Items", []):
+                    yield ActiveJob(
+                        owner=item["owner"]["S"],
+                        job_id=item["job_id"]["S"],
+                        status=item["status"]["S"],
+                        updated_at=int(item["updated_at"]["N"]),
+                    )
+                if not response.get("LastEvaluatedKey"):
+                    break
+                args["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    # ------------------------------------------------------------ writes
+
+    def create(self, job: Job) -> None:
+        """Store a new queued job (its id must be new)."""
+        self._dynamodb.put_item(
+            TableName=self._table,
+            Item={
+                **self._key(job.owner, job.job_id),
+                "kind": {"S": job.kind},
+                "params": {"S": json.dumps(job.params, separators=(",", ":"))},
+                "status": {"S": QUEUED},
+                "progress": {"N": "0"},
+                "created_at": {"N": str(job.created_at)},
+                "updated_at": {"N": str(job.updated_at)},
+                "active_shard": {"S": _shard(job.job_id)},
+                "expires_at": {"N": str(job.created_at // 1000 + RETENTION_SECONDS)},
+            },
+            ConditionExpression="attribute_not_exists(job_id)",
+        )
+
+    def claim(self, owner: str, job_id: str, *, token: str, now_ms: int) -> tuple[bool, Job | None]:
+        """queued -> running for the runner holding `token`.
+
+        Returns (True, the running job) for the one winner; (False, the job as it is)
+        for everyone else; (False, None) when there is no such job.
+        """
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(owner, job_id),
+                UpdateExpression=(
+                    "SET #s = :running, run_token = :token, started_at = :now, updated_at = :now"
+                ),
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={
+                    ":running": {"S": RUNNING},
+                    ":queued": {"S": QUEUED},
+                    ":token": {"S": token},
+                    ":now": {"N": str(now_ms)},
+                },
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            item = exc.response.get("Item")
+            return False, Job.from_item(item) if item else None
+        return True, Job.from_item(response["Attributes"])
+
+    def beat(self, owner: str, job_id: str, *, token: str, now_ms: int, progress: int | None = None) -> None:
+        """Refresh the heartbeat (and progress) of a job this runner holds; `LeaseLost` if it does not."""
+        update = "SET updated_at = :now" + (", progress = :progress" if progress is not None else "")
+        values: dict[str, Any] = {":now": {"N": str(now_ms)}}
+        if progress is not None:
+            values[":progress"] = {"N": str(progress)}
+        self._guarded_update(owner, job_id, token, update, values)
+
+    def finish(
+        self,
+        owner: str,
+        job_id: str,
+        *,
+        token: str,
+        now_ms: int,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        """running -> succeeded (with `result`) or failed (with `error`); `LeaseLost` if not this runner's."""
+        values: dict[str, Any] = {":now": {"N": str(now_ms)}}
+        if error is None:
+            update = "SET #s = :succeeded, progress = :hundred, #r = :result"
+            values.update(
+                {
+                    ":succeeded": {"S": SUCCEEDED},
+                    ":hundred": {"N": "100"},
+                    ":result": {"S": json.dumps(result or {}, separators=(",", ":"))},
+                }
+            )
+        else:
+            update = "SET #s = :failed, #e = :error"
+            values.update({":failed": {"S": FAILED}, ":error": {"S": error[:ERROR_MAX_CHARS]}})
+        update += ", updated_at = :now, finished_at = :now REMOVE active_shard"
+        self._guarded_update(owner, job_id, token, update, values)
+
+    def fail_queued(self, owner: str, job_id: str, *, error: str, now_ms: int) -> bool:
+        """queued -> failed (the publish failed); False if the job had already left `queued`."""
+        return (
+            self._fail_if(owner, job_id, error, now_ms, "#s = :queued", {":queued": {"S": QUEUED}})
+            is not None
+        )
+
+    def fail_if_stale(self, owner: str, job_id: str, *, status: str, now_ms: int) -> Job | None:
+        """Apply the stale rule: fail a job still in `status` whose heartbeat is older than that
+        status allows. The failed job, or None if it moved on meanwhile (or is not stale)."""
+        if status == RUNNING:
+            cutoff = now_ms - STALE_AFTER_SECONDS * 1000
+            error = (
+                f"the job stopped responding (no heartbeat for {STALE_AFTER_SECONDS} s) "
+                "and was marked failed; please try again"
+            )
+        elif status == QUEUED:
+            cutoff = now_ms - QUEUED_STALE_SECONDS * 1000
+            error = f"the job did not start within {QUEUED_STALE_SECONDS // 60} minutes; please try again"
+        else:
+            return None
+        return self._fail_if(
+            owner,
+            job_id,
+            error,
+            now_ms,
+            "#s = :status AND updated_at < :cutoff",
+            {":status": {"S": status}, ":cutoff": {"N": str(cutoff)}},
+        )
+
+    # ------------------------------------------------------------ internals
+
+    @staticmethod
+    def _key(owner: str, job_id: str) -> dict[str, Any]:
+        return {"owner": {"S": owner}, "job_id": {"S": job_id}}
+
+    def _guarded_update(
+        self, owner: str, job_id: str, token: str, update: str, values: dict[str, Any]
+    ) -> None:
+        names = {"#s": "status"}
+        if "#r" in update:
+            names["#r"] = "result"
+        if "#e" in update:
+            names["#e"] = "error"
+        try:
+            self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(owner, job_id),
+                UpdateExpression=update,
+                ConditionExpression="#s = :running_now AND run_token = :token",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={**values, ":running_now": {"S": RUNNING}, ":token": {"S": token}},
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                raise LeaseLost(job_id) from exc
+            raise
+
+    def _fail_if(
+        self, owner: str, job_id: str, error: str, now_ms: int, condition: str, values: dict[str, Any]
+    ) -> Job | None:
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(owner, job_id),
+                UpdateExpression="SET #s = :failed, #e = :error, updated_at = :now, finished_at = :now "
+                "REMOVE active_shard",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#s": "status", "#e": "error"},
+                ExpressionAttributeValues={
+                    **values,
+                    ":failed": {"S": FAILED},
+                    ":error": {"S": error[:ERROR_MAX_CHARS]},
+                    ":now": {"N": str(now_ms)},
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if _is_conditional_failure(exc):
+                return None
+            raise
+        return Job.from_item(response["Attributes"])

@@ -25,7 +25,8 @@ def table_resources() -> dict[str, dict[str, Any]]:
     return {
         logical_id: resource["Properties"]
         for logical_id, resource in template()["Resources"].items()
-        if resource["Type"] == "AWS::DynamoDB::Table"
+        # Entries without a Type are overrides of Chalice's own resources (functions, roles).
+        if resource.get("Type") == "AWS::DynamoDB::Table"
     }
 
 

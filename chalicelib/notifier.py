@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from chalicelib.connections import ConnectionStore
-from chalicelib.transport import ManagementTransport, Outcome
+from chalicelib.transport import ManagementTransport, Outcome, SubmittingTransport
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +55,20 @@ class Notifier:
     notifier = Notifier(store, transport)
     report = notifier.notify("uid-1", "jobs-updated")
     report.delivered, report.gone, report.failed
+
+    With several users, their connection lookups (one DynamoDB Query each) run on
+    `lookup_concurrency` threads, and with a transport that can `submit`, each user's
+    frames are on their way while later lookups are still being read.
     """
 
-    def __init__(self, store: ConnectionStore, transport: ManagementTransport) -> None:
+    def __init__(
+        self, store: ConnectionStore, transport: ManagementTransport, *, lookup_concurrency: int = 16
+    ) -> None:
         self._store = store
         self._transport = transport
+        self._lookup_concurrency = lookup_concurrency
+        self._lookups: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
 
     def notify(self, user_id: str, event_key: str) -> DeliveryReport:
         """Send `{"event": event_key}` to each of the user's connections."""
@@ -71,27 +82,31 @@ class Notifier:
         before any I/O.
         """
         data = frame(event_key)
-        connection_ids: list[str] = []
+        users = list(dict.fromkeys(user_ids))
+        sent: list[tuple[list[str], Sequence[Outcome]]] = []
         failed_lookups = 0
-        for user_id in dict.fromkeys(user_ids):
-            try:
-                connection_ids.extend(self._store.connection_ids_of(user_id))
-            except Exception:
-                # One user's lookup failing (after botocore's retries) must not cost the others their frames.
-                logger.exception("connection lookup failed", extra={"user_id": user_id})
-                failed_lookups += 1
-        outcomes = self._transport.post_to_connections(connection_ids, data)
-        gone = [cid for cid, outcome in zip(connection_ids, outcomes, strict=True) if outcome is Outcome.GONE]
+        if len(users) == 1:
+            ids = self._lookup(users[0])
+            if ids is None:
+                failed_lookups = 1
+            else:
+                sent.append((ids, self._transport.post_to_connections(ids, data)))
+        elif users:
+            failed_lookups = self._fan_out(users, data, sent)
+        gone = [
+            cid
+            for ids, outcomes in sent
+            for cid, outcome in zip(ids, outcomes, strict=True)
+            if outcome is Outcome.GONE
+        ]
         if gone:
             try:
-                self._store.remove_many(gone)
+                self._store.remove_many(gone)  # 25 rows per BatchWriteItem
             except Exception:
                 logger.exception("could not delete gone connections", extra={"count": len(gone)})
-        report = DeliveryReport(
-            delivered=sum(outcome is Outcome.DELIVERED for outcome in outcomes),
-            gone=len(gone),
-            failed=failed_lookups + sum(outcome is Outcome.FAILED for outcome in outcomes),
-        )
+        delivered = sum(outcome is Outcome.DELIVERED for _, outcomes in sent for outcome in outcomes)
+        failed = sum(outcome is Outcome.FAILED for _, outcomes in sent for outcome in outcomes)
+        report = DeliveryReport(delivered=delivered, gone=len(gone), failed=failed_lookups + failed)
         logger.info(
             "notified",
             extra={
@@ -102,3 +117,40 @@ class Notifier:
             },
         )
         return report
+
+    def _fan_out(self, users: list[str], data: bytes, sent: list[tuple[list[str], Sequence[Outcome]]]) -> int:
+        """Look users up concurrently, posting each user's frames as soon as their ids are known."""
+        transport = self._transport
+        submitter = transport if isinstance(transport, SubmittingTransport) else None
+        in_flight: list[tuple[list[str], Future[list[Outcome]]]] = []
+        waiting: list[str] = []
+        failed_lookups = 0
+        lookups = [self._lookup_pool().submit(self._lookup, user_id) for user_id in users]
+        for done in as_completed(lookups):
+            ids = done.result()
+            if ids is None:
+                failed_lookups += 1
+            elif ids and submitter is not None:
+                in_flight.append((ids, submitter.submit(ids, data)))
+            else:
+                waiting.extend(ids)
+        if waiting:
+            sent.append((waiting, transport.post_to_connections(waiting, data)))
+        for ids, future in in_flight:
+            sent.append((ids, future.result()))
+        return failed_lookups
+
+    def _lookup(self, user_id: str) -> list[str] | None:
+        try:
+            return self._store.connection_ids_of(user_id)
+        except Exception:
+            # One user's lookup failing (after botocore's retries) must not cost the others their frames.
+            logger.exception("connection lookup failed", extra={"user_id": user_id})
+            return None
+
+    def _lookup_pool(self) -> ThreadPoolExecutor:
+        if self._lookups is None:
+            with self._lock:
+                if self._lookups is None:
+                    self._lookups = ThreadPoolExecutor(self._lookup_concurrency, thread_name_prefix="lookup")
+        return self._lookups

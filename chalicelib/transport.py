@@ -7,12 +7,21 @@ the fan-out logic.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import email.utils
 import enum
 import logging
+import os
+import random
+import re
 import threading
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import quote, urlsplit
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -35,6 +44,13 @@ class ManagementTransport(Protocol):
 
     def delete_connection(self, connection_id: str) -> Outcome:
         """Close a connection (DELETE @connections/{id}). Never raises."""
+        ...
+
+
+@runtime_checkable
+class SubmittingTransport(ManagementTransport, Protocol):
+    def submit(self, connection_ids: Sequence[str], data: bytes) -> Future[list[Outcome]]:
+        """Start posting and return at once; the future's result is `post_to_connections`'s. Never fails."""
         ...
 
 
@@ -120,3 +136,327 @@ class Boto3ThreadPoolTransport:
                         max_workers=self._concurrency, thread_name_prefix="notify"
                     )
         return self._pool
+
+
+# ---------------------------------------------------------------- aiohttp + botocore SigV4
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_EXECUTE_API_HOST = re.compile(r"^[^.]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+
+
+def region_of(endpoint_url: str) -> str | None:
+    """The AWS region in an `https://{api}.execute-api.{region}.amazonaws.com/{stage}` URL, else None.
+
+    >>> region_of("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
+    'eu-west-1'
+    """
+    match = _EXECUTE_API_HOST.match(urlsplit(endpoint_url).hostname or "")
+    return match.group(1) if match else None
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent/bad.
+
+    >>> retry_after_seconds("2")
+    2.0
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retries of 429, 5xx and connection errors: exponential backoff with full jitter.
+
+    The n-th retry waits `uniform(0, min(max_delay, base_delay * 2**n))`, or what the
+    server's `Retry-After` asks (when that fits in the time left). `deadline` bounds one
+    whole `post_to_connections` call; what is not delivered by then is FAILED.
+    """
+
+    max_attempts: int = 5
+    base_delay: float = 0.05
+    max_delay: float = 2.0
+    deadline: float = 10.0
+
+    def backoff(self, retry: int) -> float:
+        # Full jitter: spreads a throttled burst instead of retrying it in lockstep.
+        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2**retry))  # noqa: S311
+
+
+@dataclass
+class _Pool:
+    """The keep-alive connections and the in-flight bound, both tied to one event loop."""
+
+    session: Any  # aiohttp.ClientSession
+    semaphore: asyncio.Semaphore
+
+
+_Work = Callable[[_Pool], Coroutine[Any, Any, list[Outcome]]]
+
+
+class AiohttpTransport:
+    """Posts frames concurrently with asyncio + aiohttp, each request signed by botocore's `SigV4Auth`.
+
+    The event loop runs on one background thread kept for the process, so a warm
+    Lambda reuses its keep-alive connections across invocations; synchronous callers
+    just block on `post_to_connections`. At most `concurrency` requests are in flight.
+    Credentials come from botocore's credential chain, the region from the endpoint
+    (`*.execute-api.{region}.amazonaws.com`) or from botocore's configuration.
+
+        transport = AiohttpTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
+        transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
+        # [Outcome.DELIVERED, Outcome.GONE]
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        concurrency: int = 64,
+        retry: RetryPolicy | None = None,
+        request_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        region: str | None = None,
+        credentials: Any = None,
+        persistent_loop: bool = True,
+    ) -> None:
+        if not endpoint_url:
+            raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
+        self._base = endpoint_url.rstrip("/")
+        self._concurrency = concurrency
+        self._retry = retry or RetryPolicy()
+        self._request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._region = region
+        self._credentials = credentials
+        self._persistent = persistent_loop
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pool: _Pool | None = None
+        self._pid = 0
+
+    # ------------------------------------------------------------ public, synchronous
+
+    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+        if not connection_ids:
+            return []
+        ids = list(connection_ids)
+        try:
+            return self._run(lambda pool: self._send_all("POST", ids, data, pool), len(ids))
+        except Exception:
+            logger.exception("posting frames failed", extra={"count": len(ids)})
+            return [Outcome.FAILED] * len(ids)
+
+    def submit(self, connection_ids: Sequence[str], data: bytes) -> Future[list[Outcome]]:
+        """Start posting on the background loop and return at once (the notifier pipelines users with it).
+
+        future = transport.submit(["id1="], frame("jobs-updated"))
+        future.result()  # [Outcome.DELIVERED]
+        """
+        ids = list(connection_ids)
+        try:
+            if not self._persistent:
+                raise RuntimeError("submit needs the background loop")
+            loop = self._background_loop()
+            inner = asyncio.run_coroutine_threadsafe(
+                self._with_shared_session(lambda pool: self._send_all("POST", ids, data, pool)), loop
+            )
+        except Exception:
+            logger.exception("posting frames failed", extra={"count": len(ids)})
+            failed: Future[list[Outcome]] = Future()
+            failed.set_result([Outcome.FAILED] * len(ids))
+            return failed
+        return _never_failing(inner, len(ids))
+
+    def delete_connection(self, connection_id: str) -> Outcome:
+        try:
+            return self._run(lambda pool: self._send_all("DELETE", [connection_id], b"", pool), 1)[0]
+        except Exception:
+            logger.exception("closing a connection failed", extra={"connection_id": connection_id})
+            return Outcome.FAILED
+
+    def close(self) -> None:
+        """Close pooled connections and stop the background loop (tests, scripts; Lambda never needs it)."""
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is None or thread is None or self._pid != os.getpid():
+            return
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            asyncio.run_coroutine_threadsafe(pool.session.close(), loop).result(timeout=5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=5)
+        loop.close()
+
+    # ------------------------------------------------------------ running coroutines from sync code
+
+    def _run(self, work: _Work, count: int) -> list[Outcome]:
+        if not self._persistent:
+            return asyncio.run(self._with_fresh_session(work))
+        loop = self._background_loop()
+        future = asyncio.run_coroutine_threadsafe(self._with_shared_session(work), loop)
+        try:
+            # The coroutine bounds itself by the deadline; this margin only guards against a stuck loop.
+            return future.result(timeout=self._retry.deadline + self._request_timeout + 5)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            logger.error("posting frames overran the deadline", extra={"count": count})
+            return [Outcome.FAILED] * count
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
+        pid = os.getpid()
+        if self._loop is None or self._pid != pid:
+            with self._lock:
+                if self._loop is None or self._pid != pid:
+                    # A forked child inherits no threads: it builds its own loop and pool.
+                    loop = asyncio.new_event_loop()
+                    thread = threading.Thread(target=loop.run_forever, name="notify-loop", daemon=True)
+                    thread.start()
+                    self._loop, self._thread, self._pid = loop, thread, pid
+                    self._pool = None
+        assert self._loop is not None
+        return self._loop
+
+    async def _with_shared_session(self, work: _Work) -> list[Outcome]:
+        if self._pool is None:
+            self._pool = _Pool(self._new_session(), asyncio.Semaphore(self._concurrency))
+        return await work(self._pool)
+
+    async def _with_fresh_session(self, work: _Work) -> list[Outcome]:
+        async with self._new_session() as session:
+            return await work(_Pool(session, asyncio.Semaphore(self._concurrency)))
+
+    def _new_session(self) -> Any:
+        import aiohttp  # imported on first post: it costs cold starts of Lambdas that never notify
+
+        connector = aiohttp.TCPConnector(limit=self._concurrency, keepalive_timeout=60, ttl_dns_cache=300)
+        return aiohttp.ClientSession(connector=connector, auto_decompress=False)
+
+    # ------------------------------------------------------------ the requests
+
+    async def _send_all(self, method: str, ids: list[str], data: bytes, pool: _Pool) -> list[Outcome]:
+        signer = self._signer()
+        if signer is None:
+            logger.error("no AWS credentials found by botocore: frames cannot be signed")
+            return [Outcome.FAILED] * len(ids)
+        deadline = time.monotonic() + self._retry.deadline
+        failures: dict[str, int] = {}
+        outcomes = await asyncio.gather(
+            *(self._send(method, cid, data, pool, signer, deadline, failures) for cid in ids)
+        )
+        if failures:
+            # One line per call, not per connection: an outage must not cost a log line per frame.
+            logger.warning(
+                "frames not delivered after retries",
+                extra={"method": method, "failed": sum(failures.values()), "reasons": failures},
+            )
+        return list(outcomes)
+
+    async def _send(
+        self,
+        method: str,
+        connection_id: str,
+        data: bytes,
+        pool: _Pool,
+        signer: Callable[[str, str, bytes], dict[str, str]],
+        deadline: float,
+        failures: dict[str, int],
+    ) -> Outcome:
+        import aiohttp
+        from yarl import URL
+
+        url = f"{self._base}/@connections/{quote(connection_id, safe='')}"
+        target = URL(url, encoded=True)  # already quoted exactly as it was signed
+        reason = ""
+        for attempt in range(self._retry.max_attempts):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                reason = reason or "deadline"
+                break
+            status: int | None = None
+            retry_after: float | None = None
+            async with pool.semaphore:
+                headers = signer(method, url, data)
+                try:
+                    async with pool.session.request(
+                        method,
+                        target,
+                        data=data or None,
+                        headers=headers,
+                        timeout=aiohttp.ClientTimeout(
+                            total=min(self._request_timeout, remaining), sock_connect=self._connect_timeout
+                        ),
+                    ) as response:
+                        status = response.status
+                        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                        await response.read()  # so the connection goes back to the pool
+                except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    reason = type(exc).__name__
+            if status is not None:
+                if 200 <= status < 300:
+                    return Outcome.DELIVERED
+                if status == 410:
+                    return Outcome.GONE
+                reason = str(status)
+                if status not in RETRYABLE_STATUSES:
+                    break
+            if attempt + 1 >= self._retry.max_attempts:
+                break
+            delay = retry_after if retry_after is not None else self._retry.backoff(attempt)
+            if time.monotonic() + delay >= deadline:
+                reason = f"{reason}, no time left to retry"
+                break
+            await asyncio.sleep(delay)
+        failures[reason] = failures.get(reason, 0) + 1
+        return Outcome.FAILED
+
+    def _signer(self) -> Callable[[str, str, bytes], dict[str, str]] | None:
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+
+        credentials = self._credentials
+        if credentials is None:
+            import botocore.session
+
+            session = botocore.session.get_session()
+            credentials = self._credentials = session.get_credentials()
+            if self._region is None:
+                self._region = region_of(self._base) or session.get_config_variable("region") or "us-east-1"
+        if credentials is None:
+            return None
+        region = self._region or region_of(self._base) or "us-east-1"
+        # Frozen once per call: refreshable credentials (Lambda role, SSO) rotate between calls, not mid-sign.
+        auth = SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region)
+
+        def sign(method: str, url: str, body: bytes) -> dict[str, str]:
+            request = AWSRequest(method=method, url=url, data=body)
+            auth.add_auth(request)
+            return dict(request.headers.items())
+
+        return sign
+
+
+def _never_failing(future: Future[list[Outcome]], count: int) -> Future[list[Outcome]]:
+    """A future that resolves to `future`'s outcomes, or to FAILED for all if it raised or was cancelled."""
+    result: Future[list[Outcome]] = Future()
+
+    def settle(done: Future[list[Outcome]]) -> None:
+        try:
+            result.set_result(done.result())
+        except BaseException:
+            logger.exception("posting frames failed", extra={"count": count})
+            result.set_result([Outcome.FAILED] * count)
+
+    future.add_done_callback(settle)
+    return result

@@ -211,3 +211,43 @@ def mark_messages_read() -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- payments
+
+
+@app.route("/webhooks/stripe", methods=["POST"], content_types=["application/json"])
+def stripe_webhook() -> dict[str, Any]:
+    """Public; authenticated by the `Stripe-Signature` header over the raw body, not by a token."""
+    from chalice import BadRequestError, ChaliceViewError
+
+    from chalicelib.payments import InvalidWebhook
+    from chalicelib.settings import ConfigurationError
+
+    request = app.current_request
+    assert request is not None
+    try:
+        result = services.current().stripe_webhooks.handle(
+            request.raw_body, request.headers.get("stripe-signature")
+        )
+    except InvalidWebhook as exc:
+        raise BadRequestError(str(exc)) from None
+    except ConfigurationError:
+        # The reason (which variable or parameter is missing) is in the log; Stripe retries the 500.
+        raise ChaliceViewError("the Stripe webhook is not configured on this stage") from None
+    return result.to_json()
+
+
+@app.route("/payments", methods=["GET"], authorizer=firebase_auth)
+def list_payments() -> dict[str, Any]:
+    from chalice import BadRequestError
+
+    from chalicelib.pagination import parse_limit
+
+    request = app.current_request
+    assert request is not None
+    params: dict[str, str] = dict(request.query_params or {})
+    try:
+        page = services.current().payments.payments_of(
+            caller(), limit=parse_limit(params.get("limit")), cursor=params.get("cursor")
+        )
+    except ValueError as exc:  # a bad limit, or a cursor not made by this query (BadCursor)
+        raise BadRequestError(str(exc)) from None
+    return {"payments": [p.to_json() for p in page.payments], "next_cursor": page.next_cursor}

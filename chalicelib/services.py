@@ -16,6 +16,8 @@ from chalicelib.connections import ConnectionStore
 from chalicelib.jobs import KINDS, Clock, JobKinds, JobQueue, JobRunner, JobStore, SystemClock
 from chalicelib.messages import Chat
 from chalicelib.notifier import Notifier
+from chalicelib.payments import PaymentStore, StripeWebhooks
+from chalicelib.secrets import SecretSetting
 from chalicelib.settings import Settings, get_settings
 from chalicelib.transport import Boto3ThreadPoolTransport, ManagementTransport
 from chalicelib.websocket import WebsocketSessions
@@ -124,6 +126,29 @@ class Services:
         return Chat(self.settings.messages_table, self.dynamodb, self.notifier)
 
     # ------------------------------------------------------------ payments
+
+    @functools.cached_property
+    def ssm(self) -> Any:
+        return aws.client("ssm")
+
+    @functools.cached_property
+    def stripe_webhook_secret(self) -> SecretSetting:
+        return SecretSetting(
+            "STRIPE_WEBHOOK_SECRET",
+            self.settings.stripe_webhook_secret,
+            "STRIPE_WEBHOOK_SECRET_PARAM",
+            self.settings.stripe_webhook_secret_param,
+            # The SSM client is built only when a parameter is named (tests may set `.ssm` to moto's).
+            ssm=None if not self.settings.stripe_webhook_secret_param else self.ssm,
+        )
+
+    @functools.cached_property
+    def payments(self) -> PaymentStore:
+        return PaymentStore(self.settings.payments_table, self.dynamodb)
+
+    @functools.cached_property
+    def stripe_webhooks(self) -> StripeWebhooks:
+        return StripeWebhooks(self.stripe_webhook_secret, self.payments, self.notifier)
 
 
 _current: Services | None = None

@@ -1,0 +1,169 @@
+"""The demo page in a real browser against the local stack: what a user sees, live, without reloading."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from playwright.sync_api import Page, expect
+
+from tests.e2e.support import PASSWORD, OpenedPage, unique_email
+
+if TYPE_CHECKING:
+    from tests.localstack import LocalStack
+
+OpenPage = Callable[..., OpenedPage]
+
+# Wraps the page's WebSocket to count connection attempts, and lets a test simulate a network
+# outage (`hold`: every attempt goes to a closed port) or a bad credential (`badToken`).
+WEBSOCKET_PROBE = """
+(() => {
+  const Native = window.WebSocket;
+  const probe = { attempts: 0, hold: false, badToken: %(bad_token)s };
+  window.__wsProbe = probe;
+  function ProbedWebSocket(url, protocols) {
+    probe.attempts += 1;
+    if (probe.badToken) protocols = ['bearer', 'not-a-valid-firebase-token'];
+    return new Native(probe.hold ? 'ws://127.0.0.1:9/' : url, protocols);
+  }
+  ProbedWebSocket.prototype = Native.prototype;
+  Object.assign(ProbedWebSocket, { CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3 });
+  window.WebSocket = ProbedWebSocket;
+})();
+"""
+
+
+def probe(bad_token: bool = False) -> str:
+    return WEBSOCKET_PROBE % {"bad_token": json.dumps(bad_token)}
+
+
+def sign_up(page: Page, label: str, *, wait_open: bool = True) -> str:
+    """Create an account through the page's form; returns the uid the page shows."""
+    page.get_by_test_id("auth-email").fill(unique_email(label))
+    page.get_by_test_id("auth-password").fill(PASSWORD)
+    page.get_by_test_id("sign-up").click()
+    expect(page.get_by_test_id("my-uid")).not_to_be_empty()
+    if wait_open:
+        expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
+    return page.get_by_test_id("my-uid").inner_text().strip()
+
+
+def open_conversation(page: Page, peer_uid: str) -> None:
+    page.get_by_test_id("chat-peer").fill(peer_uid)
+    page.get_by_test_id("chat-open").click()
+    expect(page.get_by_test_id("chat-text")).to_be_enabled()
+
+
+def send(page: Page, text: str) -> None:
+    page.get_by_test_id("chat-text").fill(text)
+    page.get_by_test_id("chat-send").click()
+    expect(page.get_by_test_id("chat-text")).to_have_value("")
+
+
+def mark_document(page: Page) -> None:
+    """A marker that a reload or navigation would erase."""
+    page.evaluate("window.__sameDocument = true")
+
+
+def assert_same_document(page: Page) -> None:
+    assert page.evaluate("window.__sameDocument === true"), "the page was reloaded"
+
+
+def test_two_users_see_each_others_messages_live(open_page: OpenPage) -> None:
+    alice, bob = open_page().page, open_page().page
+    alice_uid = sign_up(alice, "alice")
+    bob_uid = sign_up(bob, "bob")
+    mark_document(alice)
+    mark_document(bob)
+
+    open_conversation(alice, bob_uid)
+    send(alice, "hello bob")
+    # Bob has no conversation open: his badge counts the message as it arrives.
+    expect(bob.get_by_test_id("unread-badge")).to_have_text("1")
+    expect(bob.get_by_test_id("unread-from")).to_contain_text(alice_uid)
+
+    open_conversation(bob, alice_uid)
+    expect(bob.get_by_test_id("chat-message")).to_contain_text(["hello bob"])
+    expect(bob.get_by_test_id("unread-badge")).to_have_text("0")  # reading it marks it read
+
+    send(bob, "hi alice")
+    expect(alice.get_by_test_id("chat-message")).to_contain_text(["hello bob", "hi alice"])
+    expect(bob.get_by_test_id("chat-message")).to_contain_text(["hello bob", "hi alice"])
+    expect(
+        alice.locator('[data-testid=event-log-entry][data-key="chat-messages-updated"]')
+    ).not_to_have_count(0)
+    assert_same_document(alice)
+    assert_same_document(bob)
+
+
+def test_a_report_jobs_progress_bar_fills_and_a_failing_job_shows_its_error(open_page: OpenPage) -> None:
+    page = open_page().page
+    sign_up(page, "jobs")
+    page.get_by_test_id("job-seconds").fill("3")
+    page.get_by_test_id("start-report").click()
+    report = page.locator('[data-testid=job][data-kind="report"]')
+    expect(report).to_have_count(1)
+    expect(report.get_by_test_id("job-progress")).to_have_attribute("aria-valuenow", "100", timeout=30_000)
+    expect(report).to_have_attribute("data-status", "succeeded")
+    expect(report.get_by_test_id("job-detail")).to_contain_text("result")
+
+    page.get_by_test_id("start-fail").click()
+    failing = page.locator('[data-testid=job][data-kind="fail"]')
+    expect(failing).to_have_attribute("data-status", "failed", timeout=30_000)
+    expect(failing.get_by_test_id("job-detail")).to_contain_text("error")
+    # The page refetches only when told to: every update above came through the socket.
+    expect(page.locator('[data-testid=event-log-entry][data-key="jobs-updated"]')).not_to_have_count(0)
+
+
+def test_a_test_payment_appears_in_the_payments_list(open_page: OpenPage) -> None:
+    page = open_page().page
+    sign_up(page, "payer")
+    expect(page.get_by_test_id("payment")).to_have_count(0)
+    page.get_by_test_id("fire-payment").click()
+    expect(page.get_by_test_id("payment")).to_have_count(1, timeout=20_000)
+    expect(page.get_by_test_id("payment")).to_contain_text("19.99")
+    expect(page.locator('[data-testid=event-log-entry][data-key="payments-updated"]')).to_have_count(1)
+
+
+def test_after_a_gateway_restart_the_page_reconnects_and_resyncs_a_missed_message(
+    open_page: OpenPage, stack: LocalStack
+) -> None:
+    alice = open_page(init_script=probe()).page
+    bob = open_page().page
+    alice_uid = sign_up(alice, "alice")
+    bob_uid = sign_up(bob, "bob")
+    open_conversation(alice, bob_uid)
+    open_conversation(bob, alice_uid)
+    mark_document(alice)
+
+    # Alice's network goes away as the gateway restarts: every reconnect attempt fails meanwhile.
+    alice.evaluate("window.__wsProbe.hold = true")
+    stack.restart_gateway()
+    expect(alice.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+    expect(bob.get_by_test_id("connection-state")).to_have_attribute("data-state", "open", timeout=45_000)
+
+    send(bob, "sent while alice was disconnected")
+    expect(bob.get_by_test_id("chat-message")).to_contain_text(["sent while alice was disconnected"])
+    alice.wait_for_timeout(1_000)
+    expect(alice.get_by_test_id("chat-message")).to_have_count(0)  # no socket, no frame, no refetch
+
+    # The network is back: the library reconnects at once on `online` and emits `resync`.
+    alice.evaluate("window.__wsProbe.hold = false; window.dispatchEvent(new Event('online'))")
+    expect(alice.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
+    expect(alice.get_by_test_id("chat-message")).to_contain_text(["sent while alice was disconnected"])
+    expect(alice.locator('[data-testid=event-log-entry][data-key="resync"]')).to_have_count(1)
+    assert_same_document(alice)
+
+
+def test_an_invalid_token_backs_off_instead_of_spinning(open_page: OpenPage) -> None:
+    opened = open_page(init_script=probe(bad_token=True))
+    page = opened.page
+    sign_up(page, "refused", wait_open=False)
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+    start = page.evaluate("window.__wsProbe.attempts")
+    page.wait_for_timeout(5_000)
+    attempts = page.evaluate("window.__wsProbe.attempts") - start
+    # Full-jitter backoff from 0.5 s doubling: about 5 attempts in 5 s (a tight loop makes hundreds).
+    assert 1 <= attempts <= 12, f"{attempts} connection attempts in 5 s"
+    expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")

@@ -1,0 +1,182 @@
+"""Ports, timeouts and the environment the local stack gives the app.
+
+Every value has a default matching the README and can be overridden by a
+command-line option or an environment variable (`DEV_REST_PORT=9000 make dev`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# The local webhook secret: public on purpose, it signs test events on a laptop only.
+LOCAL_STRIPE_SECRET = "whsec_local_devserver_not_a_secret"  # noqa: S105
+# The Auth Emulator accepts any API key; the Firebase JS SDK insists on having one.
+LOCAL_FIREBASE_API_KEY = "demo-api-key"
+FAKE_ACCOUNT_ID = "123456789012"
+REGION = "us-east-1"
+JOBS_TOPIC_NAME = "chalice-realtime-jobs"
+# API Gateway's limits (DESIGN.md, "Facts"): a connection idle this long is closed, and any after this age.
+AWS_IDLE_TIMEOUT_SECONDS = 600.0
+AWS_MAX_CONNECTION_AGE_SECONDS = 7200.0
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Where each part of the local stack listens and how the gateway behaves.
+
+    config = StackConfig.from_args(["--rest-port", "9000"], os.environ)
+    config.rest_url  # 'http://127.0.0.1:9000'
+    """
+
+    host: str = "127.0.0.1"
+    rest_port: int = 8000
+    ws_port: int = 8001
+    web_port: int = 8080
+    auth_port: int = 9099
+    aws_port: int = 8002
+    events_port: int = 8003
+    project_id: str = "demo-realtime"
+    idle_timeout: float = AWS_IDLE_TIMEOUT_SECONDS
+    max_connection_age: float = AWS_MAX_CONNECTION_AGE_SECONDS
+    state_file: str = str(PROJECT_ROOT / ".dev" / "stack.json")
+    startup_timeout: float = 90.0
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> StackConfig:
+        """Options win over `DEV_*` environment variables, which win over the defaults."""
+        parser = argparse.ArgumentParser(
+            prog="python -m devserver",
+            description="Run the whole app locally: REST, WebSocket gateway, SNS, DynamoDB, Firebase Auth.",
+        )
+        for field in fields(cls):
+            env_name = ENV_NAMES[field.name]
+            convert: Callable[[Any], Any] = type(field.default)
+            parser.add_argument(
+                "--" + field.name.replace("_", "-"),
+                type=convert,
+                # Converted here too: a bad DEV_* value fails at start with the variable's name.
+                default=convert(environ.get(env_name, field.default)),
+                help=f"(env {env_name}, default {field.default})",
+            )
+        args = parser.parse_args(list(argv))
+        config = cls(**vars(args))
+        if not config.project_id.startswith("demo-"):
+            parser.error("--project-id must start with 'demo-': the emulator then never reaches Google")
+        return config
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self.rest_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.ws_port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://{self.host}:{self.ws_port}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://{self.host}:{self.web_port}"
+
+    @property
+    def auth_emulator_host(self) -> str:
+        return f"{self.host}:{self.auth_port}"
+
+    @property
+    def aws_url(self) -> str:
+        return f"http://{self.host}:{self.aws_port}"
+
+    @property
+    def events_url(self) -> str:
+        return f"http://{self.host}:{self.events_port}"
+
+    @property
+    def jobs_topic_arn(self) -> str:
+        return f"arn:aws:sns:{REGION}:{FAKE_ACCOUNT_ID}:{JOBS_TOPIC_NAME}"
+
+    def ports(self) -> dict[str, int]:
+        return {
+            "rest": self.rest_port,
+            "gateway": self.ws_port,
+            "web": self.web_port,
+            "auth": self.auth_port,
+            "aws": self.aws_port,
+            "events": self.events_port,
+        }
+
+    def app_environment(self) -> dict[str, str]:
+        """The variables the app reads (chalicelib/settings.py) and boto3 reads, for stage `local`."""
+        return {
+            "APP_STAGE": "local",
+            "FIREBASE_PROJECT_ID": self.project_id,
+            "FIREBASE_AUTH_EMULATOR_HOST": self.auth_emulator_host,
+            "AWS_ENDPOINT_URL": self.aws_url,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "CONNECTIONS_TABLE": "local-connections",
+            "JOBS_TABLE": "local-jobs",
+            "MESSAGES_TABLE": "local-messages",
+            "PAYMENTS_TABLE": "local-payments",
+            "JOBS_TOPIC_ARN": self.jobs_topic_arn,
+            "WEBSOCKET_ENDPOINT": self.management_url,
+            "STRIPE_WEBHOOK_SECRET": LOCAL_STRIPE_SECRET,
+        }
+
+    def web_config(self) -> dict[str, str]:
+        """What the demo page reads from `GET /config.json`."""
+        return {
+            "restUrl": self.rest_url,
+            "wsUrl": self.ws_url,
+            "authEmulatorUrl": f"http://{self.auth_emulator_host}",
+            "firebaseProjectId": self.project_id,
+            "firebaseApiKey": LOCAL_FIREBASE_API_KEY,
+        }
+
+
+ENV_NAMES = {
+    "host": "DEV_HOST",
+    "rest_port": "DEV_REST_PORT",
+    "ws_port": "DEV_WS_PORT",
+    "web_port": "DEV_WEB_PORT",
+    "auth_port": "DEV_AUTH_PORT",
+    "aws_port": "DEV_AWS_PORT",
+    "events_port": "DEV_EVENTS_PORT",
+    "project_id": "DEV_FIREBASE_PROJECT_ID",
+    "idle_timeout": "DEV_WS_IDLE_TIMEOUT",
+    "max_connection_age": "DEV_WS_MAX_CONNECTION_AGE",
+    "state_file": "DEV_STATE_FILE",
+    "startup_timeout": "DEV_STARTUP_TIMEOUT",
+}
+
+
+def app_environ(config: StackConfig) -> dict[str, str]:
+    """`os.environ` without settings that would leak into the local app, plus the local ones."""
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        # A developer's real AWS profile or endpoint must never be used by the local stack.
+        if not name.startswith(("AWS_", "FIREBASE_", "STRIPE_"))
+        and name not in {"APP_STAGE", "WEBSOCKET_ENDPOINT", "JOBS_TOPIC_ARN"}
+        and not name.endswith("_TABLE")
+    }
+    return {**inherited, **config.app_environment()}
+
+
+def configure_logging() -> None:
+    """INFO from the app and the stack, WARNING from chatty libraries (credentials found, each request)."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in ("botocore", "boto3", "urllib3", "werkzeug", "aiohttp.access"):
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -1,0 +1,144 @@
+"""The demo page's server: `web/` at `/`, the browser library at `/client/`, and two local-only routes.
+
+    python -m devserver.web --port 8080 --config '{"restUrl": ...}'
+
+- `GET /config.json`: where the page finds the REST API, the WebSocket and the Auth Emulator.
+- `POST /dev/test-payment` `{"user_id", "amount", "currency", "type"}`: sends a signed
+  Stripe test event to the REST API (`devserver.stripe_event`) and answers with the app's reply.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import posixpath
+import urllib.parse
+from http import HTTPStatus
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from devserver.config import PROJECT_ROOT, configure_logging
+from devserver.stripe_event import EVENT_TYPES, send_test_event
+
+logger = logging.getLogger("devserver.web")
+
+WEB_ROOT = PROJECT_ROOT / "web"
+CLIENT_ROOT = PROJECT_ROOT / "client"
+
+
+class DemoPageHandler(SimpleHTTPRequestHandler):
+    """Static files plus the two local routes; `config` is set on the subclass made by `serve`."""
+
+    config: dict[str, str]
+    stripe_secret: str
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(WEB_ROOT), **kwargs)
+
+    def do_GET(self) -> None:
+        if self.path.split("?", 1)[0] == "/config.json":
+            self._json(HTTPStatus.OK, self.config)
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/dev/test-payment":
+            self._json(HTTPStatus.NOT_FOUND, {"message": "not found"})
+            return
+        try:
+            request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            user_id = request["user_id"]
+            amount = int(request.get("amount", 2000))
+            currency = str(request.get("currency", "usd"))
+            kind = str(request.get("type", EVENT_TYPES[0]))
+            if not isinstance(user_id, str) or not user_id or kind not in EVENT_TYPES or amount <= 0:
+                raise ValueError
+        except (ValueError, KeyError, TypeError):
+            self._json(
+                HTTPStatus.BAD_REQUEST,
+                {"message": f"send {{user_id, amount > 0, currency, type}} with type in {list(EVENT_TYPES)}"},
+            )
+            return
+        delivery = send_test_event(
+            self.config["restUrl"], user_id, amount, currency, kind, self.stripe_secret
+        )
+        self._json(
+            HTTPStatus.OK if 200 <= delivery.status < 300 else HTTPStatus.BAD_GATEWAY,
+            {
+                "event_id": delivery.event["id"],
+                "type": kind,
+                "status": delivery.status,
+                "response": delivery.body,
+            },
+        )
+
+    def translate_path(self, path: str) -> str:
+        # `/client/...` comes from the browser library's folder, everything else from `web/`.
+        clean = posixpath.normpath(urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0]))
+        if clean == "/client" or clean.startswith("/client/"):
+            relative = clean.removeprefix("/client").lstrip("/")
+            return str(_inside(CLIENT_ROOT, relative))
+        return super().translate_path(path)
+
+    def end_headers(self) -> None:
+        # The page and the library change while you work on them: never serve a stale copy.
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def _json(self, status: HTTPStatus, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.info(format, *args)
+
+
+def _inside(root: Path, relative: str) -> Path:
+    """`root / relative`, never outside `root` (normpath already removed `..`)."""
+    target = (root / relative).resolve()
+    return target if target == root.resolve() or root.resolve() in target.parents else root
+
+
+# ES modules must be served as JavaScript or browsers refuse them.
+DemoPageHandler.extensions_map = {
+    **SimpleHTTPRequestHandler.extensions_map,
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+}
+
+
+def serve(config: dict[str, str], stripe_secret: str, host: str, port: int) -> ThreadingHTTPServer:
+    """The demo page server (not yet serving)."""
+    handler = type(
+        "LocalDemoPageHandler", (DemoPageHandler,), {"config": config, "stripe_secret": stripe_secret}
+    )
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the demo page until the process is terminated."""
+    from devserver.config import LOCAL_STRIPE_SECRET, StackConfig
+
+    parser = argparse.ArgumentParser(prog="python -m devserver.web")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--config", default="", help="the JSON of GET /config.json (default: the default stack)"
+    )
+    parser.add_argument("--stripe-secret", default=LOCAL_STRIPE_SECRET)
+    args = parser.parse_args(argv)
+    configure_logging()
+    config = json.loads(args.config) if args.config else StackConfig().web_config()
+    serve(config, args.stripe_secret, args.host, args.port).serve_forever()
+
+
+if __name__ == "__main__":
+    main()

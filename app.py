@@ -20,6 +20,7 @@ get_settings()
 
 app = Chalice(app_name="chalice-realtime")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
+app.api.cors = True  # the demo page calls from another origin; tokens go in a header, never cookies
 
 
 # ---------------------------------------------------------------- auth

@@ -1,0 +1,409 @@
+"""Both transports against a real HTTP stand-in of the Management API on 127.0.0.1.
+
+Each behaviour is parametrized over the aiohttp transport (the default) and the boto3
+thread-pool one (the baseline): 410 cleanup, 429 with and without `Retry-After`, 500,
+retries exhausted, a dropped TCP connection, the report, and a signature AWS would accept.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from chalicelib.connections import Connection
+from chalicelib.notifier import DeliveryReport, Notifier, frame
+from chalicelib.transport import (
+    AiohttpTransport,
+    Boto3ThreadPoolTransport,
+    ManagementTransport,
+    Outcome,
+    RetryPolicy,
+    region_of,
+    retry_after_seconds,
+)
+from tests.conftest import TEST_ENV
+
+
+@dataclass
+class Seen:
+    method: str
+    connection_id: str
+    raw_path: str
+    body: bytes
+    headers: dict[str, str]
+    at: float
+    client_port: int
+    status: str
+
+
+@dataclass
+class StandIn:
+    """A Management API on a real socket, answering from a script per connection id.
+
+    `script["c1"] = ["429", "200"]` answers c1's first request 429, the next 200; `"drop"`
+    closes the TCP connection without answering; `"429+2"` sends `Retry-After: 2`.
+    Unscripted requests get 200. Only answered 2xx POSTs count as delivered frames.
+    """
+
+    url: str = ""
+    script: dict[str, list[str]] = field(default_factory=dict)
+    seen: list[Seen] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def frames(self, connection_id: str) -> list[bytes]:
+        return [
+            s.body
+            for s in self.seen
+            if s.connection_id == connection_id and s.method == "POST" and s.status.startswith("2")
+        ]
+
+    def requests(self, connection_id: str) -> list[Seen]:
+        return [s for s in self.seen if s.connection_id == connection_id]
+
+    def answer(self, connection_id: str) -> str:
+        with self.lock:
+            steps = self.script.get(connection_id)
+            return steps.pop(0) if steps else "200"
+
+
+def make_handler(stand_in: StandIn) -> type[http.server.BaseHTTPRequestHandler]:
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            self.handle_call()
+
+        def do_DELETE(self) -> None:
+            self.handle_call()
+
+        def handle_call(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            raw_id = self.path.rsplit("/@connections/", 1)[-1]
+            connection_id = unquote(raw_id)
+            step = stand_in.answer(connection_id)
+            if step == "drop":
+                # The peer vanishes mid-request: no status line, the socket just closes.
+                self.close_connection = True
+                return
+            status, _, retry_after = step.partition("+")
+            with stand_in.lock:
+                stand_in.seen.append(
+                    Seen(
+                        self.command,
+                        connection_id,
+                        self.path,
+                        body,
+                        dict(self.headers),
+                        time.time(),
+                        self.client_address[1],
+                        status,
+                    )
+                )
+            errors = {"410": "GoneException", "429": "LimitExceededException", "403": "ForbiddenException"}
+            error = errors.get(status, "InternalServerError")
+            payload = b"" if status.startswith("2") else b'{"message": "stand-in"}'
+            self.send_response(int(status))
+            if not status.startswith("2"):
+                self.send_header("x-amzn-ErrorType", error)
+                self.send_header("Content-Type", "application/json")
+            if retry_after:
+                self.send_header("Retry-After", retry_after)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+    return Handler
+
+
+@pytest.fixture
+def stand_in() -> Iterator[StandIn]:
+    state = StandIn()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.1, deadline=8.0)
+
+
+def aiohttp_transport(url: str) -> AiohttpTransport:
+    return AiohttpTransport(url, concurrency=8, retry=FAST_RETRIES)
+
+
+def boto3_transport(url: str) -> Boto3ThreadPoolTransport:
+    return Boto3ThreadPoolTransport(url, concurrency=8)
+
+
+TRANSPORTS: dict[str, Callable[[str], ManagementTransport]] = {
+    "aiohttp": aiohttp_transport,
+    "boto3-threads": boto3_transport,
+}
+
+
+@pytest.fixture(params=list(TRANSPORTS))
+def make_transport(request: pytest.FixtureRequest) -> Iterator[Callable[[str], ManagementTransport]]:
+    made: list[ManagementTransport] = []
+
+    def build(url: str) -> ManagementTransport:
+        transport = TRANSPORTS[request.param](url)
+        made.append(transport)
+        return transport
+
+    build.kind = request.param  # type: ignore[attr-defined]
+    yield build
+    for transport in made:
+        if isinstance(transport, AiohttpTransport):
+            transport.close()
+
+
+FRAME = frame("jobs-updated")
+
+
+def test_every_connection_gets_the_frame_once(stand_in: StandIn, make_transport: Any) -> None:
+    transport = make_transport(stand_in.url)
+    ids = [f"c{n}" for n in range(20)]
+    assert transport.post_to_connections(ids, FRAME) == [Outcome.DELIVERED] * 20
+    for cid in ids:
+        assert stand_in.frames(cid) == [b'{"event":"jobs-updated"}']
+
+
+def test_gone_is_gone(stand_in: StandIn, make_transport: Any) -> None:
+    stand_in.script["old"] = ["410"]
+    transport = make_transport(stand_in.url)
+    assert transport.post_to_connections(["old", "new"], FRAME) == [Outcome.GONE, Outcome.DELIVERED]
+    assert len(stand_in.requests("old")) == 1  # a 410 is final, never retried
+
+
+@pytest.mark.parametrize("first", ["429", "429+1", "500", "503", "drop"])
+def test_throttling_server_errors_and_dropped_connections_are_retried(
+    stand_in: StandIn, make_transport: Any, first: str
+) -> None:
+    stand_in.script["c1"] = [first, "200"]
+    transport = make_transport(stand_in.url)
+    assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
+    assert stand_in.frames("c1") == [FRAME]  # delivered exactly once
+
+
+def test_retry_after_is_honoured(stand_in: StandIn) -> None:
+    # botocore's retry modes ignore Retry-After; the aiohttp transport waits as told.
+    stand_in.script["c1"] = ["429+1", "200"]
+    transport = aiohttp_transport(stand_in.url)
+    try:
+        assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
+    finally:
+        transport.close()
+    first, second = stand_in.requests("c1")
+    assert second.at - first.at >= 0.9
+
+
+def test_a_retry_after_beyond_the_deadline_fails_at_once(stand_in: StandIn) -> None:
+    stand_in.script["c1"] = ["429+30", "200"]
+    transport = AiohttpTransport(stand_in.url, retry=RetryPolicy(deadline=2.0))
+    try:
+        assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
+    finally:
+        transport.close()
+    assert len(stand_in.requests("c1")) == 1
+
+
+def test_retries_exhausted_is_failed_not_raised(stand_in: StandIn, make_transport: Any) -> None:
+    stand_in.script["bad"] = ["503"] * 10
+    transport = make_transport(stand_in.url)
+    assert transport.post_to_connections(["bad", "good"], FRAME) == [Outcome.FAILED, Outcome.DELIVERED]
+    assert len(stand_in.requests("bad")) == 5  # 5 attempts in all for both (botocore: 4 retries)
+    assert stand_in.frames("bad") == []
+
+
+def test_a_client_error_is_failed_without_retrying(stand_in: StandIn, make_transport: Any) -> None:
+    stand_in.script["c1"] = ["403"]
+    transport = make_transport(stand_in.url)
+    assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
+    assert len(stand_in.requests("c1")) == 1
+
+
+def test_nothing_listening_is_failed_not_raised(make_transport: Any) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"  # bound, never listening: connection refused
+        transport = make_transport(url)
+        assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
+
+
+def test_delete_closes_the_connection(stand_in: StandIn, make_transport: Any) -> None:
+    stand_in.script["gone"] = ["410"]
+    transport = make_transport(stand_in.url)
+    assert transport.delete_connection("live") == Outcome.DELIVERED
+    assert transport.delete_connection("gone") == Outcome.GONE
+    assert [s.method for s in stand_in.requests("live")] == ["DELETE"]
+
+
+def test_ids_are_url_quoted_and_the_signature_verifies(stand_in: StandIn, make_transport: Any) -> None:
+    """The request is signed for execute-api as AWS checks it: recomputing it with the secret matches."""
+    cid = "Vx/Ab+c=="  # API Gateway ids are base64-ish: '=' and '/' must be quoted in the path
+    transport = make_transport(stand_in.url)
+    assert transport.post_to_connections([cid], FRAME) == [Outcome.DELIVERED]
+    (seen,) = stand_in.requests(cid)
+    assert seen.raw_path == "/@connections/Vx%2FAb%2Bc%3D%3D"
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    authorization = headers["authorization"]
+    assert "/us-east-1/execute-api/aws4_request" in authorization
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    request = AWSRequest(
+        method="POST",
+        url=stand_in.url + seen.raw_path,
+        data=seen.body,
+        headers={name: headers[name] for name in signed if name != "host"},
+    )
+    request.context["timestamp"] = headers["x-amz-date"]
+    auth = SigV4Auth(
+        Credentials(TEST_ENV["AWS_ACCESS_KEY_ID"], TEST_ENV["AWS_SECRET_ACCESS_KEY"]),
+        "execute-api",
+        "us-east-1",
+    )
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    assert authorization.endswith(f"Signature={expected}")
+
+
+def test_the_notifier_cleans_gone_rows_and_reports_every_outcome(
+    services: Any, stand_in: StandIn, make_transport: Any
+) -> None:
+    for n, cid in enumerate(["a1", "a2", "a3", "a4", "a5", "a6"]):
+        services.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
+    services.connections.add(Connection("b1", "bob", 1_700_000_000_000))
+    stand_in.script.update(
+        {"a2": ["410"], "a3": ["500"] * 10, "a4": ["429", "200"], "a5": ["drop", "200"], "b1": ["410"]}
+    )
+    notifier = Notifier(services.connections, make_transport(stand_in.url))
+    report = notifier.notify_users(["alice", "bob"], "chat-messages-updated")
+    assert report == DeliveryReport(delivered=4, gone=2, failed=1)
+    for cid in ("a1", "a4", "a5", "a6"):
+        assert stand_in.frames(cid) == [b'{"event":"chat-messages-updated"}']
+    # Gone rows are deleted; a failed one stays for the next notify (or its TTL).
+    assert services.connections.connection_ids_of("alice") == ["a1", "a3", "a4", "a5", "a6"]
+    assert services.connections.connection_ids_of("bob") == []
+
+
+def test_the_notifier_posts_concurrently_to_many_users(services: Any, stand_in: StandIn) -> None:
+    users = [f"u{n}" for n in range(30)]
+    for user in users:
+        for k in range(3):
+            services.connections.add(Connection(f"{user}-{k}", user, 1_700_000_000_000 + k))
+    stand_in.script.update({"u3-1": ["410"], "u7-0": ["410"]})
+    transport = aiohttp_transport(stand_in.url)
+    try:
+        report = Notifier(services.connections, transport).notify_users(users, "jobs-updated")
+    finally:
+        transport.close()
+    assert report == DeliveryReport(delivered=88, gone=2, failed=0)
+    assert services.connections.connection_ids_of("u3") == ["u3-0", "u3-2"]
+    assert len([s for s in stand_in.seen if s.status == "200"]) == 88
+
+
+def test_connections_are_kept_alive_across_calls(stand_in: StandIn, make_transport: Any) -> None:
+    """A warm Lambda's second notify reuses the first one's TCP connection: no new handshake."""
+    transport = make_transport(stand_in.url)
+    for _ in range(3):
+        assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
+    assert len({s.client_port for s in stand_in.requests("c1")}) == 1
+
+
+def test_when_signing_fails_frames_fail_and_nothing_is_sent(stand_in: StandIn) -> None:
+    class NoCredentials:
+        def get_frozen_credentials(self) -> Any:
+            raise RuntimeError("credentials could not be refreshed")
+
+    transport = AiohttpTransport(stand_in.url, credentials=NoCredentials())
+    try:
+        assert transport.post_to_connections(["c1", "c2"], FRAME) == [Outcome.FAILED, Outcome.FAILED]
+    finally:
+        transport.close()
+    assert stand_in.seen == []
+
+
+def test_per_call_event_loop_mode_delivers_too(stand_in: StandIn) -> None:
+    stand_in.script["c2"] = ["410"]
+    transport = AiohttpTransport(stand_in.url, retry=FAST_RETRIES, persistent_loop=False)
+    assert transport.post_to_connections(["c1", "c2"], FRAME) == [Outcome.DELIVERED, Outcome.GONE]
+    assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
+
+
+@pytest.mark.parametrize(
+    ("url", "region"),
+    [
+        ("https://abc123.execute-api.eu-west-1.amazonaws.com/dev", "eu-west-1"),
+        ("https://abc123.execute-api.cn-north-1.amazonaws.com.cn/prod", "cn-north-1"),
+        ("http://127.0.0.1:8001", None),
+        ("https://ws.example.com/prod", None),
+    ],
+)
+def test_region_comes_from_the_endpoint(url: str, region: str | None) -> None:
+    assert region_of(url) == region
+
+
+def test_retry_after_accepts_seconds_and_http_dates() -> None:
+    assert retry_after_seconds("3") == 3.0
+    assert retry_after_seconds(None) is None
+    assert retry_after_seconds("soon") is None
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
+
+
+def test_an_empty_endpoint_is_refused() -> None:
+    with pytest.raises(RuntimeError, match="WEBSOCKET_ENDPOINT"):
+        AiohttpTransport("")
+
+
+def count_aws_calls(client: Any) -> list[str]:
+    """Every API call `client` makes from now on, by operation name (botocore's own event hook)."""
+    calls: list[str] = []
+    client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_notify_to_k_connections_is_one_query_and_k_posts(services: Any, stand_in: StandIn, k: int) -> None:
+    for n in range(k):
+        services.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
+    calls = count_aws_calls(services.dynamodb)
+    transport = aiohttp_transport(stand_in.url)
+    try:
+        report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
+    finally:
+        transport.close()
+    assert report == DeliveryReport(delivered=k)
+    assert calls == ["Query"]
+    assert [(s.method, s.status) for s in stand_in.seen] == [("POST", "200")] * k
+
+
+def test_gone_rows_cost_one_batch_write_per_25(services: Any, stand_in: StandIn) -> None:
+    for n in range(30):
+        services.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
+    stand_in.script.update({f"a{n}": ["410"] for n in range(27)})
+    calls = count_aws_calls(services.dynamodb)
+    transport = aiohttp_transport(stand_in.url)
+    try:
+        report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
+    finally:
+        transport.close()
+    assert report == DeliveryReport(delivered=3, gone=27)
+    assert calls == ["Query", "BatchWriteItem", "BatchWriteItem"]

@@ -103,10 +103,14 @@ class _RunContext:
 
     def sleep(self, seconds: float) -> None:
         self._check()
-        remaining = self._deadline - self._clock.now()
-        self._clock.sleep(max(0.0, min(seconds, remaining)))
+        end = min(self._clock.now() + seconds, self._deadline)
+        due = self._last_write + PROGRESS_INTERVAL_SECONDS
+        if self._pending != self._reported and due < end:
+            # Progress held back by the rate limit is written when due, not after a long sleep.
+            self._clock.sleep(max(0.0, due - self._clock.now()))
+            self._flush()
+        self._clock.sleep(max(0.0, end - self._clock.now()))
         self._check()
-        self._flush()
 
     def elapsed(self) -> float:
         return self._clock.now() - self._started

@@ -124,11 +124,7 @@ def submit_job() -> Response:
     except QueueUnavailable as exc:
         # Our fault and temporary: the job is marked failed, and the same request may be sent again.
         return Response(body={"Code": "ServiceUnavailable", "Message": str(exc)}, status_code=503)
-    return Response(
-        body={"job_id": job.job_id, "status": job.status},
-        status_code=202,
-        headers={"Location": f"/jobs/{job.job_id}"},
-    )
+    return Response(body={"job_id": job.job_id, "status": job.status}, status_code=202)
 
 
 @app.route("/jobs", methods=["GET"], authorizer=firebase_auth)

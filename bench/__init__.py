@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m bench.fanout`, `bench.coldstart`, `bench.calls`, `bench.e2e` (see README)."""

@@ -79,8 +79,14 @@ class LiveConnection:
     source_ip: str
     user_agent: str
     last_active_at: int = field(default_factory=_now_ms)
-    # Why the gateway closed it (idle, max age, DELETE); None when the client closed first.
-    closed_by_gateway: str | None = None
+    # (code, reason) when the gateway closed it (idle, age, DELETE, bad frame); None when the client did.
+    closed_with: tuple[int, str] | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close from the gateway's side; `$disconnect` then reports this code and reason."""
+        if self.closed_with is None:
+            self.closed_with = (code, reason)
+        await self.socket.close(code=code, message=reason.encode())
 
 
 class Gateway:
@@ -163,22 +169,18 @@ class Gateway:
                     self._dispatch(live, message.data)
                 elif message.type == WSMsgType.BINARY:
                     # API Gateway does not accept binary frames: it closes with 1003.
-                    await socket.close(
-                        code=WSCloseCode.UNSUPPORTED_DATA, message=b"Binary frames not supported"
-                    )
-                    live.closed_by_gateway = "binary frame"
+                    await live.close(WSCloseCode.UNSUPPORTED_DATA, "Binary frames are not supported")
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
             watchdog.cancel()
             self._connections.pop(connection_id, None)
-            if socket.close_code is not None:
-                status_code = socket.close_code
-                reason = live.closed_by_gateway or (
-                    "Frame size limit exceeded"
-                    if status_code == WSCloseCode.MESSAGE_TOO_BIG
-                    else "Client closed"
-                )
+            if live.closed_with is not None:
+                status_code, reason = live.closed_with
+            elif socket.close_code == WSCloseCode.MESSAGE_TOO_BIG:
+                status_code, reason = 1009, "Frame size limit exceeded"
+            elif socket.close_code is not None:
+                status_code, reason = int(socket.close_code), "Client closed"
             await self._invoke("$disconnect", self._disconnect_event(live, status_code, reason))
         return socket
 
@@ -216,8 +218,7 @@ class Gateway:
             age_deadline = live.connected_at + self._max_age * 1000
             deadline = min(idle_deadline, age_deadline)
             if now >= deadline:
-                live.closed_by_gateway = "Going away" if now >= age_deadline else "Idle timeout"
-                await live.socket.close(code=WSCloseCode.GOING_AWAY, message=b"Going away")
+                await live.close(WSCloseCode.GOING_AWAY, "Going away")
                 return
             await asyncio.sleep((deadline - now) / 1000)
 
@@ -290,8 +291,7 @@ class Gateway:
 
     async def _close_all(self, _app: web.Application) -> None:
         for live in list(self._connections.values()):
-            live.closed_by_gateway = "Going away"
-            await live.socket.close(code=WSCloseCode.GOING_AWAY, message=b"Server shutdown")
+            await live.close(WSCloseCode.GOING_AWAY, "Going away")
 
     # ------------------------------------------------------------ Management API
 
@@ -330,9 +330,8 @@ class Gateway:
         if refusal is not None:
             return refusal
         assert live is not None
-        live.closed_by_gateway = "Connection deleted"
         # Closing waits for the client's close frame; the caller need not.
-        task = asyncio.create_task(live.socket.close(code=WSCloseCode.OK, message=b"Connection deleted"))
+        task = asyncio.create_task(live.close(WSCloseCode.OK, "Connection deleted"))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return web.Response(status=204)

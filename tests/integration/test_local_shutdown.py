@@ -1,0 +1,51 @@
+"""Ctrl-C on `python -m devserver` stops every process it started and frees every port."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.localstack import LocalStack, port_is_free, process_alive, require_local_stack_tools
+
+pytestmark = pytest.mark.integration
+
+
+def process_groups_members(groups: set[int]) -> set[int]:
+    """Every live process whose process group is one of `groups` (children and their children)."""
+    members = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        state, pgrp = fields[0], int(fields[2])
+        if pgrp in groups and state != "Z":
+            members.add(int(stat.parent.name))
+    return members
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_stopping_the_stack_leaves_no_process_and_frees_the_ports(sig: signal.Signals) -> None:
+    require_local_stack_tools()
+    stack = LocalStack()
+    stack.start()
+    try:
+        assert stack.process is not None
+        children = stack.service_pids()
+        assert set(children) == {"aws", "auth", "rest", "gateway", "events", "web"}
+        # Each part leads its own process group; the Auth Emulator may have helpers in its group.
+        started = process_groups_members(set(children.values()))
+        assert set(children.values()) <= started
+    finally:
+        code = stack.stop(sig)
+    assert code == 0, stack.log_text()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(process_alive(pid) for pid in started):
+        time.sleep(0.1)
+    assert [pid for pid in started if process_alive(pid)] == []
+    assert process_groups_members(set(children.values())) == set()
+    assert {name: port for name, port in stack.ports.items() if not port_is_free(port)} == {}
+    assert not stack.state_file.exists()

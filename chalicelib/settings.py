@@ -11,7 +11,7 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
@@ -31,7 +31,7 @@ class Settings:
     messages_table: str
     payments_table: str
     jobs_topic_arn: str
-    stripe_webhook_secret: str
+    stripe_webhook_secret: str = field(repr=False)  # never printed with the settings
     stripe_webhook_secret_param: str
     max_connections_per_user: int
     check_revoked_tokens: bool

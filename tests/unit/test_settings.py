@@ -64,3 +64,9 @@ def test_app_refuses_to_start_on_a_non_local_stage_with_the_emulator_set() -> No
     )
     assert result.returncode != 0
     assert "FIREBASE_AUTH_EMULATOR_HOST is set on stage 'prod'" in result.stderr
+
+
+def test_the_stripe_secret_is_never_printed_with_the_settings() -> None:
+    settings = Settings.from_env({"STRIPE_WEBHOOK_SECRET": "whsec_do_not_print"})
+    assert settings.stripe_webhook_secret == "whsec_do_not_print"
+    assert "whsec_do_not_print" not in repr(settings)

@@ -35,10 +35,18 @@ def env_var_for(logical_id: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", logical_id).upper()
 
 
-def create_tables(dynamodb: Any, names: dict[str, str]) -> None:
-    """Create each table under `names[ENV_VAR]` (existing ones are left alone)."""
+def create_tables(
+    dynamodb: Any, names: dict[str, str], tables: dict[str, dict[str, Any]] | None = None
+) -> None:
+    """Create each table under `names[ENV_VAR]` (existing ones are left alone).
+
+    `tables` (logical id -> Properties) defaults to this directory's template; the
+    deployment tests pass a packaged template's tables instead.
+
+        create_tables(dynamodb_client, {"CONNECTIONS_TABLE": "dev-connections", ...})
+    """
     existing = set(dynamodb.list_tables().get("TableNames", []))
-    for logical_id, props in table_resources().items():
+    for logical_id, props in (table_resources() if tables is None else tables).items():
         name = names[env_var_for(logical_id)]
         if name in existing:
             continue

@@ -235,7 +235,7 @@ function renderJobs() {
         el(
           'div',
           { class: 'job-head' },
-          el('span', {}, el('strong', {}, job.kind), ' ', el('code', {}, job.job_id.slice(0, 8))),
+          el('span', {}, el('strong', {}, job.kind), ' ', el('code', { title: job.job_id }, job.job_id.slice(-8))),
           el('span', { class: 'status', 'data-testid': 'job-status' }, `${job.status} · ${progress}%`),
         ),
         el(

@@ -50,7 +50,7 @@ e2e: install
 	$(PY) -m pytest tests/e2e
 
 node-test: node_modules/.installed
-	node --test client/test/
+	node --test client/test/*.test.js
 
 package-check: $(VENV)/.installed
 	$(PY) -m pytest tests/deploy
@@ -58,12 +58,13 @@ package-check: $(VENV)/.installed
 test: install
 	scripts/install-chromium
 	$(MAKE) lint typecheck
-	node --test client/test/
+	node --test client/test/*.test.js
 	$(PY) -m pytest
 
 package: $(VENV)/.installed
 	rm -rf out/$(STAGE)
-	$(VENV)/bin/chalice package --stage $(STAGE) out/$(STAGE)
+	$(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/resources.json out/$(STAGE)
+	$(VENV)/bin/cfn-lint out/$(STAGE)/sam.json
 
 clean:
 	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache

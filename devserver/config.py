@@ -47,6 +47,7 @@ class StackConfig:
     max_connection_age: float = AWS_MAX_CONNECTION_AGE_SECONDS
     state_file: str = str(PROJECT_ROOT / ".dev" / "stack.json")
     startup_timeout: float = 90.0
+    stripe_webhook_secret: str = LOCAL_STRIPE_SECRET
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> StackConfig:
@@ -130,7 +131,7 @@ class StackConfig:
             "PAYMENTS_TABLE": "local-payments",
             "JOBS_TOPIC_ARN": self.jobs_topic_arn,
             "WEBSOCKET_ENDPOINT": self.management_url,
-            "STRIPE_WEBHOOK_SECRET": LOCAL_STRIPE_SECRET,
+            "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
         }
 
     def web_config(self) -> dict[str, str]:
@@ -157,6 +158,8 @@ ENV_NAMES = {
     "max_connection_age": "DEV_WS_MAX_CONNECTION_AGE",
     "state_file": "DEV_STATE_FILE",
     "startup_timeout": "DEV_STARTUP_TIMEOUT",
+    # The app's own name: `stripe listen` prints a secret to use instead of the local one.
+    "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
 }
 
 

@@ -150,7 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         "--rest-url",
         default=os.environ.get("DEV_REST_URL", f"http://127.0.0.1:{os.environ.get('DEV_REST_PORT', '8000')}"),
     )
-    parser.add_argument("--secret", default=LOCAL_STRIPE_SECRET, help="the webhook secret of the local stack")
+    parser.add_argument(
+        "--secret",
+        default=os.environ.get("STRIPE_WEBHOOK_SECRET", LOCAL_STRIPE_SECRET),
+        help="the webhook secret of the local stack (default: $STRIPE_WEBHOOK_SECRET, else the local one)",
+    )
     args = parser.parse_args(argv)
     delivery = send_test_event(args.rest_url, args.user, args.amount, args.currency, args.type, args.secret)
     print(f"{delivery.event['type']} {delivery.event['id']} -> {delivery.status} {delivery.body}")

@@ -233,7 +233,7 @@ class Supervisor:
         py = [sys.executable, "-m"]
         app_env = {**app_environ(c), "PYTHONUNBUFFERED": "1"}
         host = ["--host", c.host]
-        web_args = ["--config", json.dumps(c.web_config())]
+        web_args = ["--config", json.dumps(c.web_config())]  # the Stripe secret goes in its environment
         gateway_args = [
             "--idle-timeout",
             str(c.idle_timeout),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import posixpath
 import urllib.parse
 from http import HTTPStatus
@@ -133,11 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--config", default="", help="the JSON of GET /config.json (default: the default stack)"
     )
-    parser.add_argument("--stripe-secret", default=LOCAL_STRIPE_SECRET)
     args = parser.parse_args(argv)
+    # From the environment, as the app reads it, rather than an option that `ps` would show.
+    stripe_secret = os.environ.get("STRIPE_WEBHOOK_SECRET") or LOCAL_STRIPE_SECRET
     configure_logging()
     config = json.loads(args.config) if args.config else StackConfig().web_config()
-    serve(config, args.stripe_secret, args.host, args.port).serve_forever()
+    serve(config, stripe_secret, args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

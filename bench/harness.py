@@ -7,15 +7,20 @@ the benchmark that started them.
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import platform
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -128,3 +133,79 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+class CertificateServer:
+    """Serves a test key's certificate where firebase-admin downloads Google's, over real HTTP.
+
+    A real server (not `responses`) so that firebase-admin's CacheControl session caches the
+    download per `Cache-Control` exactly as it does against Google: `requests` counts downloads.
+
+        with CertificateServer(key) as certs: ...   # firebase-admin now fetches from 127.0.0.1
+    """
+
+    def __init__(self, key: Any) -> None:
+        self.body = json.dumps({key.kid: key.certificate_pem()}).encode()
+        self.requests = 0
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    def __enter__(self) -> CertificateServer:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                outer.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Cache-Control", "public, max-age=3600")
+                self.send_header("Date", formatdate(usegmt=True))
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        _point_firebase_at(f"http://127.0.0.1:{self._server.server_address[1]}/certs")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+
+def _point_firebase_at(url: str) -> None:
+    """Set firebase-admin's certificate URL once it is imported, without importing it here.
+
+    The cold-start benchmark must not pay firebase-admin's import before it starts timing, so
+    the URL is set by an import hook as the app imports `firebase_admin._token_gen` itself
+    (it is read when firebase-admin builds its verifier, on the first verification).
+    """
+    import importlib.abc
+    import importlib.machinery
+
+    name = "firebase_admin._token_gen"
+    if name in sys.modules:
+        sys.modules[name].ID_TOKEN_CERT_URI = url
+        return
+
+    class Patcher(importlib.abc.MetaPathFinder):
+        def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+            if fullname != name:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+            if spec is None or spec.loader is None:
+                return spec
+            execute = spec.loader.exec_module
+
+            def exec_module(module: Any) -> None:
+                execute(module)
+                module.ID_TOKEN_CERT_URI = url
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, Patcher())

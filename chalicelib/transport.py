@@ -7,7 +7,6 @@ the fan-out logic.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import concurrent.futures
 import email.utils
@@ -21,13 +20,16 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit
 
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib.aws import RETRIES
+
+if TYPE_CHECKING:
+    import asyncio
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +268,8 @@ class AiohttpTransport:
         future = transport.submit(["id1="], frame("jobs-updated"))
         future.result()  # [Outcome.DELIVERED]
         """
+        import asyncio  # on first use: Lambdas that never notify do not pay for it
+
         ids = list(connection_ids)
         try:
             if not self._persistent:
@@ -290,6 +294,8 @@ class AiohttpTransport:
 
     def close(self) -> None:
         """Close pooled connections and stop the background loop (tests, scripts; Lambda never needs it)."""
+        import asyncio
+
         with self._lock:
             loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
         if loop is None or thread is None or self._pid != os.getpid():
@@ -304,6 +310,8 @@ class AiohttpTransport:
     # ------------------------------------------------------------ running coroutines from sync code
 
     def _run(self, work: _Work, count: int) -> list[Outcome]:
+        import asyncio
+
         if not self._persistent:
             return asyncio.run(self._with_fresh_session(work))
         loop = self._background_loop()
@@ -317,6 +325,8 @@ class AiohttpTransport:
             return [Outcome.FAILED] * count
 
     def _background_loop(self) -> asyncio.AbstractEventLoop:
+        import asyncio
+
         pid = os.getpid()
         if self._loop is None or self._pid != pid:
             with self._lock:
@@ -332,11 +342,15 @@ class AiohttpTransport:
         return self._loop
 
     async def _with_shared_session(self, work: _Work) -> list[Outcome]:
+        import asyncio
+
         if self._pool is None:
             self._pool = _Pool(self._new_session(), asyncio.Semaphore(self._concurrency))
         return await work(self._pool)
 
     async def _with_fresh_session(self, work: _Work) -> list[Outcome]:
+        import asyncio
+
         async with self._new_session() as session:
             return await work(_Pool(session, asyncio.Semaphore(self._concurrency)))
 
@@ -355,6 +369,8 @@ class AiohttpTransport:
     # ------------------------------------------------------------ the requests
 
     async def _send_all(self, method: str, ids: list[str], data: bytes, pool: _Pool) -> list[Outcome]:
+        import asyncio
+
         signer = self._signer()
         if signer is None:
             logger.error("no AWS credentials found by botocore: frames cannot be signed")
@@ -382,6 +398,8 @@ class AiohttpTransport:
         deadline: float,
         failures: dict[str, int],
     ) -> Outcome:
+        import asyncio
+
         import aiohttp
         from yarl import URL
 

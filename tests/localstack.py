@@ -136,7 +136,12 @@ class LocalStack:
 
     def start(self) -> None:
         """Start the stack and return once every part answers (RuntimeError with its log otherwise)."""
-        env = {name: value for name, value in os.environ.items() if not name.startswith("DEV_")}
+        # The stack's own settings only: not the test process's DEV_* ports or its Stripe test secret.
+        env = {
+            name: value
+            for name, value in os.environ.items()
+            if not name.startswith("DEV_") and name != "STRIPE_WEBHOOK_SECRET"
+        }
         env.update(self._extra_env)
         with self.log_file.open("wb") as log:
             self.process = subprocess.Popen(
@@ -222,6 +227,11 @@ class LocalStack:
     def environment(self) -> dict[str, str]:
         """The environment the stack gives the app (table names, topic ARN, ...)."""
         return dict(self.state().get("environment", {}))
+
+    @property
+    def stripe_webhook_secret(self) -> str:
+        """The secret the app checks Stripe signatures with (sign test events with it)."""
+        return self.environment["STRIPE_WEBHOOK_SECRET"]
 
     def aws_client(self, service: str) -> Any:
         """A boto3 client for `service` in the stack's moto server (e.g. to read the connections table)."""

@@ -220,3 +220,29 @@ def test_a_busy_connection_outlives_the_idle_timeout_but_not_the_maximum_age(
 
     lifetime = asyncio.run(scenario())
     assert lifetime > 1.0  # twice the idle timeout: client frames kept it alive until the age limit
+
+
+def test_a_drop_fault_resets_the_management_call_before_any_answer(
+    make_gateway: Callable[..., RunningGateway],
+) -> None:
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError
+
+    from devserver.faults import FaultRule
+
+    gateway = make_gateway()
+    gateway.gateway.faults.replace([FaultRule(drop=True, times=1)])
+    client = boto3.session.Session().client(
+        "apigatewaymanagementapi",
+        endpoint_url=f"http://127.0.0.1:{gateway.port}/local",  # the stage prefix, as on AWS
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+        config=Config(retries={"total_max_attempts": 1}),
+    )
+    with pytest.raises(BotoCoreError):  # no HTTP answer at all, as when the network drops
+        client.post_to_connection(ConnectionId="Abc123456789012=", Data=b"{}")
+    with pytest.raises(client.exceptions.GoneException):  # used up: the normal answer again
+        client.post_to_connection(ConnectionId="Abc123456789012=", Data=b"{}")
+    assert gateway.gateway.faults.to_json()["rules"][0]["applied"] == 1

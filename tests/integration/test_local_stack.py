@@ -204,7 +204,8 @@ def test_a_signed_stripe_event_notifies_the_payer_and_lists_the_payment(local_st
         async with connect(local_stack, token) as ws:
             sent = subprocess.run(
                 [sys.executable, "-m", "devserver.stripe_event", "--user", uid, "--amount", "1234",
-                 "--currency", "eur", "--rest-url", local_stack.rest_url],
+                 "--currency", "eur", "--rest-url", local_stack.rest_url,
+                 "--secret", local_stack.stripe_webhook_secret],
                 cwd=PROJECT_ROOT,
                 capture_output=True,
                 text=True,

@@ -29,6 +29,9 @@ from tests.deploy.recording import Call, CallRecorder, recording
 from tests.deploy.stack import FakeStack
 from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory
 
+# The first test builds the dependency layer (pip, about a minute on a clean clone) for both stages.
+pytestmark = pytest.mark.timeout(900)
+
 # Settings that must NOT reach an AWS stage: the emulator makes firebase-admin accept unsigned tokens,
 # and the Stripe secret is read from SSM there (STRIPE_WEBHOOK_SECRET_PARAM), never put in the template.
 LOCAL_ONLY_SETTINGS = {"FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_WEBHOOK_SECRET"}

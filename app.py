@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from chalice import AuthResponse, Chalice, Rate, Response
 from chalice.app import AuthRequest, CloudWatchEvent, SNSEvent, WebsocketEvent
 
-from chalicelib import services
+from chalicelib import observability, services
 from chalicelib.auth import AuthUnavailable, InvalidToken, bearer_token
 from chalicelib.jobs import InvalidJobRequest, JobQueue, QueueUnavailable
 from chalicelib.messages import Chat, InvalidChatRequest
@@ -21,6 +21,14 @@ get_settings()
 app = Chalice(app_name="chalice-realtime")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.api.cors = True  # the demo page calls from another origin; tokens go in a header, never cookies
+# One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
+observability.configure_logging(get_settings().log_level, app.log)
+
+
+@app.middleware("all")
+def correlate(event: Any, get_response: Callable[[Any], Any]) -> Any:
+    """Tag every log line of the invocation with its correlation id; REST answers return it."""
+    return observability.correlated(event, get_response)
 
 
 # ---------------------------------------------------------------- auth

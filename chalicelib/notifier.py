@@ -6,11 +6,13 @@ import json
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 
 from chalicelib.connections import ConnectionStore
+from chalicelib.observability import NotifyObserver, log_notify
 from chalicelib.transport import ManagementTransport, Outcome, SubmittingTransport
 
 logger = logging.getLogger(__name__)
@@ -62,9 +64,15 @@ class Notifier:
     """
 
     def __init__(
-        self, store: ConnectionStore, transport: ManagementTransport, *, lookup_concurrency: int = 16
+        self,
+        store: ConnectionStore,
+        transport: ManagementTransport,
+        *,
+        lookup_concurrency: int = 16,
+        observer: NotifyObserver = log_notify,
     ) -> None:
         self._store = store
+        self._observer = observer  # told of each notify's report and duration (logs, metrics)
         self._transport = transport
         self._lookup_concurrency = lookup_concurrency
         self._lookups: ThreadPoolExecutor | None = None
@@ -82,6 +90,7 @@ class Notifier:
         before any I/O.
         """
         data = frame(event_key)
+        started = time.perf_counter()
         users = list(dict.fromkeys(user_ids))
         sent: list[tuple[list[str], Sequence[Outcome]]] = []
         failed_lookups = 0
@@ -107,15 +116,7 @@ class Notifier:
         delivered = sum(outcome is Outcome.DELIVERED for _, outcomes in sent for outcome in outcomes)
         failed = sum(outcome is Outcome.FAILED for _, outcomes in sent for outcome in outcomes)
         report = DeliveryReport(delivered=delivered, gone=len(gone), failed=failed_lookups + failed)
-        logger.info(
-            "notified",
-            extra={
-                "event_key": event_key,
-                "delivered": report.delivered,
-                "gone": report.gone,
-                "failed": report.failed,
-            },
-        )
+        self._observer(event_key, len(users), report, (time.perf_counter() - started) * 1000)
         return report
 
     def _fan_out(self, users: list[str], data: bytes, sent: list[tuple[list[str], Sequence[Outcome]]]) -> int:

@@ -16,6 +16,7 @@ from chalicelib.connections import ConnectionStore
 from chalicelib.jobs import KINDS, Clock, JobKinds, JobQueue, JobRunner, JobStore, SystemClock
 from chalicelib.messages import Chat
 from chalicelib.notifier import Notifier
+from chalicelib.observability import NotifyMetrics
 from chalicelib.payments import PaymentStore, StripeWebhooks
 from chalicelib.secrets import SecretSetting
 from chalicelib.settings import Settings, get_settings
@@ -78,7 +79,7 @@ class Services:
 
     @functools.cached_property
     def notifier(self) -> Notifier:
-        return Notifier(self.connections, self.transport)
+        return Notifier(self.connections, self.transport, observer=NotifyMetrics(self.settings.stage))
 
     @functools.cached_property
     def websocket(self) -> WebsocketSessions:

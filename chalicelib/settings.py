@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class ConfigurationError(RuntimeError):
@@ -36,6 +37,7 @@ class Settings:
     max_connections_per_user: int
     check_revoked_tokens: bool
     auth_emulator_host: str
+    log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
 
     @property
     def is_local(self) -> bool:
@@ -74,6 +76,7 @@ class Settings:
             ),
             check_revoked_tokens=_flag(environ, "FIREBASE_CHECK_REVOKED"),
             auth_emulator_host=emulator,
+            log_level=_log_level(environ),
         )
 
 
@@ -84,6 +87,13 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
         raise ConfigurationError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
+
+
+def _log_level(environ: Mapping[str, str]) -> str:
+    raw = environ.get("LOG_LEVEL", "").strip().upper() or "INFO"
+    if raw not in LOG_LEVELS:
+        raise ConfigurationError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {raw!r}")
+    return raw
 
 
 def _flag(environ: Mapping[str, str], name: str) -> bool:

@@ -110,6 +110,7 @@ class Supervisor:
         self._services: dict[str, Service] = {}
         self._stop = threading.Event()
         self._gateway_hold: bool | None = None  # set by SIGUSR1 (True) / SIGUSR2 (False)
+        self._ready = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -145,6 +146,7 @@ class Supervisor:
         topics = self._events_topics()
         subscribe_event_receiver(self.config, topics)
         self._wait_ready(list(self._services), deadline)
+        self._ready = True
         self._write_state(ready=True)
         self.log("devserver", f"ready in {time.monotonic() - started:.1f} s; SNS topics {topics}")
 
@@ -219,8 +221,8 @@ class Supervisor:
         if self._stop.is_set():
             return
         self._stop.set()
-        if not self._services or not all(s.running() for s in self._services.values()):
-            # Still starting: leave the wait loops at once.
+        if not self._ready:
+            # Still starting: leave the wait loops at once (`run` then stops what was started).
             raise KeyboardInterrupt
 
     def _set_gateway_hold(self, hold: bool) -> None:

@@ -134,8 +134,11 @@ class LocalStack:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def start(self) -> None:
-        """Start the stack and return once every part answers (RuntimeError with its log otherwise)."""
+    def start(self, wait: bool = True) -> None:
+        """Start the stack and return once every part answers (RuntimeError with its log otherwise).
+
+        `wait=False` returns as soon as the supervisor is launched (to test an early Ctrl-C).
+        """
         # The stack's own settings only: not the test process's DEV_* ports or its Stripe test secret.
         env = {
             name: value
@@ -154,6 +157,8 @@ class LocalStack:
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
+        if not wait:
+            return
         deadline = time.monotonic() + self._startup_timeout + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

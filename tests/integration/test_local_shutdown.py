@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.localstack import LocalStack, port_is_free, process_alive, require_local_stack_tools
 
@@ -49,3 +50,39 @@ def test_ctrl_c_leaves_no_process_and_frees_the_ports() -> None:
     assert process_groups_members(set(children.values())) == set()
     assert {name: port for name, port in stack.ports.items() if not port_is_free(port)} == {}
     assert not stack.state_file.exists()
+
+
+def children_of(pid: int) -> set[int]:
+    children = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            children.add(int(stat.parent.name))
+    return children
+
+
+def test_ctrl_c_while_starting_stops_what_was_started() -> None:
+    require_local_stack_tools()
+    stack = LocalStack()
+    stack.start(wait=False)
+    assert stack.process is not None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the REST server is up: the Auth Emulator is still starting
+        try:
+            if requests.get(stack.rest_url + "/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    started = children_of(stack.process.pid)
+    assert len(started) == 6, stack.log_text()
+    code = stack.stop(signal.SIGINT)
+    assert code == 130, stack.log_text()  # interrupted, as a shell reports Ctrl-C
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and process_groups_members(started):
+        time.sleep(0.1)
+    assert process_groups_members(started) == set()
+    assert {name: port for name, port in stack.ports.items() if not port_is_free(port)} == {}

@@ -68,3 +68,11 @@ package: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache
+
+# ------------------------------------------------------------------ benchmarks (not part of `make test`)
+.PHONY: bench
+bench: install
+	$(PY) -m bench.calls
+	$(PY) -m bench.coldstart
+	$(PY) -m bench.fanout
+	$(PY) -m bench.e2e

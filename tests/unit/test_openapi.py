@@ -35,7 +35,9 @@ def documented_operations(document: dict[str, Any]) -> dict[tuple[str, str], dic
 
 def app_routes() -> dict[tuple[str, str], Any]:
     """(METHOD, path) -> Chalice's RouteEntry, for every REST route the app registers."""
-    return {(method, path): entry for path, methods in app.routes.items() for method, entry in methods.items()}
+    return {
+        (method, path): entry for path, methods in app.routes.items() for method, entry in methods.items()
+    }
 
 
 def needs_token(document: dict[str, Any], operation: dict[str, Any]) -> bool:

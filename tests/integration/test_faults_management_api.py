@@ -9,7 +9,6 @@ the app ships: `Services(settings).transport` built from settings is the aiohttp
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,103 +16,35 @@ from typing import Any
 
 import pytest
 import requests
-import websockets
-from websockets.asyncio.client import ClientConnection
 
 from chalicelib.connections import Connection
 from chalicelib.notifier import DeliveryReport
 from chalicelib.services import Services
-from chalicelib.settings import Settings
-from chalicelib.transport import AiohttpTransport, RetryPolicy
+from tests.integration.faults_support import (
+    NOTIFY_BOUND_SECONDS,
+    clear_faults,
+    connection_ids,
+    faults_applied,
+    open_clients,
+    set_faults,
+    shipped_services,
+    wait_for_frames,
+)
 from tests.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 
-# What a notify may take at most, whatever the faults: the transport's own deadline, plus slack for a
-# loaded CI machine. A generous bound on "never blocks", not a speed target.
-NOTIFY_BOUND_SECONDS = RetryPolicy().deadline + 5
-FRAME_WAIT = 15.0
-
-
-class Client:
-    """A `websockets` client that records every frame it receives, as a browser tab would see them."""
-
-    def __init__(self, user_id: str, socket: ClientConnection) -> None:
-        self.user_id = user_id
-        self.socket = socket
-        self.frames: list[dict[str, Any]] = []
-        self._reader = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            async for raw in self.socket:
-                self.frames.append(json.loads(raw))
-        except websockets.exceptions.ConnectionClosed:
-            pass
-
-    async def close(self) -> None:
-        await self.socket.close()
-        await asyncio.wait_for(self._reader, FRAME_WAIT)
-
-
-async def open_clients(stack: LocalStack, user_id: str, token: str, count: int) -> list[Client]:
-    """`count` live connections of one user, opened one after the other (oldest first)."""
-    clients = []
-    for _ in range(count):
-        socket = await websockets.connect(stack.ws_url, subprotocols=["bearer", token], open_timeout=15)  # type: ignore[list-item]
-        clients.append(Client(user_id, socket))
-    return clients
-
-
-def connection_ids(stack: LocalStack, user_id: str) -> list[str]:
-    """The user's rows in the connections table, oldest first."""
-    table = stack.environment["CONNECTIONS_TABLE"]
-    items = stack.aws_client("dynamodb").scan(TableName=table, ConsistentRead=True)["Items"]
-    rows = sorted(
-        (int(item["connected_at"]["N"]), item["connection_id"]["S"])
-        for item in items
-        if item["user_id"]["S"] == user_id
-    )
-    return [connection_id for _, connection_id in rows]
-
-
-def set_faults(stack: LocalStack, rules: list[dict[str, Any]]) -> None:
-    answer = requests.put(stack.management_url + "/_faults", json={"rules": rules}, timeout=10)
-    assert answer.status_code == 200, answer.text
-
-
-def faults_applied(stack: LocalStack) -> int:
-    """How many Management API calls the plan in force has answered with a fault so far."""
-    plan = requests.get(stack.management_url + "/_faults", timeout=10).json()
-    return sum(int(rule["applied"]) for rule in plan["rules"])
-
-
-async def wait_for_frames(clients: list[Client], expected: list[int], wait: float = FRAME_WAIT) -> None:
-    """Until each client holds its expected number of frames, then a quiet moment to catch extras."""
-    deadline = time.monotonic() + wait
-    while [len(c.frames) for c in clients] != expected and time.monotonic() < deadline:
-        if any(len(c.frames) > n for c, n in zip(clients, expected, strict=True)):
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.5)  # a duplicate would arrive right behind the first copy
-
 
 @pytest.fixture(scope="module")
 def shipped(local_stack: LocalStack) -> Iterator[Services]:
-    """The app's services as every Lambda builds them from settings, against the stack's moto and gateway."""
-    built = Services(Settings.from_env(local_stack.environment))
-    # Only the table client is pointed at the stack; the transport is still chosen from settings.
-    built.dynamodb = local_stack.aws_client("dynamodb")
-    transport = built.transport
-    assert type(transport) is AiohttpTransport
-    yield built
-    transport.close()
+    with shipped_services(local_stack) as built:
+        yield built
 
 
 @pytest.fixture(autouse=True)
 def no_faults_after(local_stack: LocalStack) -> Iterator[None]:
     yield
-    requests.delete(local_stack.management_url + "/_faults", timeout=10)
+    clear_faults(local_stack)
 
 
 def test_every_live_connection_gets_each_frame_exactly_once_through_a_mix_of_faults(

@@ -53,7 +53,7 @@ async def reconnect(stack: LocalStack, client: Client, token: str) -> Client:
         except (OSError, websockets.exceptions.InvalidHandshake, TimeoutError):
             if time.monotonic() > deadline:
                 raise
-        await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))  # noqa: S311
+        await asyncio.sleep(random.uniform(0, min(2.0, 0.1 * 2**attempt)))
         attempt += 1
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.jobs import Job
 from tests.integration.faults_support import StackLog, open_clients, shipped_services
 from tests.localstack import LocalStack
 
@@ -62,14 +63,14 @@ def test_a_job_message_delivered_three_times_at_once_runs_the_job_once(local_sta
         sns = RepeatingSNS(local_stack.aws_client("sns"), DELIVERIES)
         services.sns = sns
 
-        async def scenario() -> tuple[Any, list[dict[str, Any]]]:
+        async def scenario() -> tuple[Job | None, list[dict[str, Any]]]:
             (client,) = await open_clients(local_stack, owner, token, 1)
             job = await asyncio.to_thread(
                 services.jobs.submit, owner, {"kind": "report", "params": {"seconds": 2}}
             )
             deadline = time.monotonic() + 60
-            current = job
-            while current.status not in ("succeeded", "failed") and time.monotonic() < deadline:
+            current: Job | None = job
+            while current and current.status not in ("succeeded", "failed") and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
                 current = await asyncio.to_thread(services.jobs.get, owner, job.job_id)
             await asyncio.sleep(1.0)  # a second run would still be writing and notifying now
@@ -79,7 +80,7 @@ def test_a_job_message_delivered_three_times_at_once_runs_the_job_once(local_sta
         finished, frames = asyncio.run(scenario())
 
     assert len(set(sns.message_ids)) == DELIVERIES  # three distinct SNS deliveries of one message
-    assert finished.status == "succeeded"
+    assert finished is not None and finished.status == "succeeded"
     assert finished.result == {"summary": "report of 2 steps", "steps": 2, "checksum": 1 + 4}
     text = log.text()
     assert text.count("duplicate delivery ignored") == DELIVERIES - 1

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
+import os
 import re
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -72,6 +73,10 @@ _CORE_FIELDS = frozenset({"timestamp", "level", "logger"})
 _RUNTIME_REQUEST_ID = "aws_request_id"
 
 
+def _new_id() -> str:
+    return os.urandom(16).hex()  # as unique as a uuid4, without importing uuid on cold start
+
+
 def redact(text: str) -> str:
     """`text` with anything shaped like a token, a webhook secret or a signature replaced.
 
@@ -99,6 +104,7 @@ class Invocation:
     request_id: str | None = None  # API Gateway's, REST and WebSocket
     connection_id: str | None = None  # WebSocket
 
+    @functools.cached_property
     def fields(self) -> dict[str, Any]:
         return {name: value for name, value in asdict(self).items() if value is not None}
 
@@ -149,7 +155,7 @@ def invocation_of(event: Any) -> Invocation:
     request_context = raw.get("requestContext") or {}
     lambda_request_id = getattr(context, "aws_request_id", None)
     return Invocation(
-        correlation_id=caller_id or _event_id(raw) or lambda_request_id or uuid.uuid4().hex,
+        correlation_id=caller_id or _event_id(raw) or lambda_request_id or _new_id(),
         function_name=getattr(context, "function_name", None),
         function_request_id=lambda_request_id,
         cold_start=cold,
@@ -234,7 +240,7 @@ class JsonFormatter(logging.Formatter):
         }
         current = current_invocation()
         if current is not None:
-            entry.update(current.fields())
+            entry.update(current.fields)
         elif getattr(record, _RUNTIME_REQUEST_ID, None):
             entry["function_request_id"] = getattr(record, _RUNTIME_REQUEST_ID)
         entry.setdefault("correlation_id", entry.get("function_request_id"))
@@ -308,7 +314,7 @@ def log_notify(event_key: str, users: int, report: DeliveryReport, duration_ms: 
 
     notify_id = log_notify("jobs-updated", 1, DeliveryReport(delivered=2), 12.5)
     """
-    notify_id = uuid.uuid4().hex
+    notify_id = _new_id()
     logger.info(
         "notified",
         extra={

@@ -35,6 +35,7 @@ from websockets.asyncio.client import ClientConnection
 import app as app_module
 from chalicelib import services as services_module
 from chalicelib.aws import RETRIES
+from chalicelib.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
 from chalicelib.jobs.runner import job_message
 from chalicelib.notifier import DeliveryReport
 from chalicelib.services import Services
@@ -432,3 +433,37 @@ def test_a_chat_message_is_stored_and_answered_201_when_notify_lookups_are_throt
         "yuri",
         "zoe",
     }
+
+
+# ---------------------------------------------------------------- $disconnect lost
+
+
+def test_a_row_whose_disconnect_failed_carries_the_ttl_and_goes_on_the_first_410(
+    stand: Stand, services: Services, tokens: TokenFactory, logs: pytest.LogCaptureFixture
+) -> None:
+    """`$disconnect` is best effort on AWS; here its DeleteItem keeps failing, so the row stays behind."""
+    table = stand.settings.connections_table
+    stand.faults.fail("DeleteItem", table, error=INTERNAL)
+
+    async def scenario() -> None:
+        async with open_socket(stand, tokens.mint("olga")) as ws:
+            await ws.send(json.dumps({"action": "ping"}))
+            assert await frames_within(ws, 1.0) == [{"event": "pong"}]
+        deadline = time.monotonic() + FRAME_WAIT
+        while stand.faults.answered["DeleteItem"] < ATTEMPTS and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+
+    asyncio.run(scenario())
+    assert stand.faults.answered["DeleteItem"] == ATTEMPTS  # botocore retried, then the handler raised
+    assert "$disconnect handler ws_disconnect raised" in logs.text  # on AWS: the event is lost
+    items = stand.dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+    (row,) = [item for item in items if item["user_id"]["S"] == "olga"]
+    lifetime = int(row[TTL_ATTRIBUTE]["N"]) - int(row["connected_at"]["N"]) // 1000
+    assert MAX_CONNECTION_SECONDS < lifetime <= MAX_CONNECTION_SECONDS + 15 * 60  # DynamoDB expires it
+    ttl = stand.dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": TTL_ATTRIBUTE}
+
+    # Sooner than the TTL: the first notify meets 410 from the gateway and deletes the row.
+    assert services.notifier.notify("olga", "jobs-updated") == DeliveryReport(gone=1)
+    assert rows_of(stand, "olga") == []
+    assert services.notifier.notify("olga", "jobs-updated") == DeliveryReport()

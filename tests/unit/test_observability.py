@@ -196,7 +196,7 @@ def test_a_well_formed_incoming_correlation_id_is_used_and_returned_and_a_bad_on
         return response.headers["X-Correlation-Id"], {line["correlation_id"] for line in logs.since(mark)}
 
     assert post("checkout-7f3a9c") == ("checkout-7f3a9c", {"checkout-7f3a9c"})
-    for bad in ("has space", "x" * 129, "-leading-dash", tokens.mint("alice")[:120] + ".eyJ.x"):
+    for bad in ("has space", "x" * 129, "-leading-dash", "eyJhbGci.eyJzdWIi.c2lnbmF0dXJl"):
         returned, seen = post(bad)
         assert returned != bad and seen == {returned}
 

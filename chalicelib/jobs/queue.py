@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.identifiers import validate_user_id
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
     QUEUED,
@@ -70,6 +71,11 @@ class JobQueue:
         `InvalidJobRequest` (nothing written) for bad input; `QueueUnavailable` when the publish
         fails, after marking the job failed so it never sits in `queued`.
         """
+        try:
+            # The runner drops a message whose owner is not a valid user id: refuse now, not 30 min later.
+            validate_user_id(owner, "your user id")
+        except ValueError as exc:
+            raise InvalidJobRequest(str(exc)) from exc
         unknown = sorted(set(request) - SUBMIT_FIELDS)
         if unknown:
             raise InvalidJobRequest(f"unknown field {unknown[0][:64]!r}; expected kind and params")

@@ -45,14 +45,23 @@ class TokenVerifier:
         """Return the token's uid or raise `InvalidToken` with the reason."""
         if not token:
             raise InvalidToken("no token")
-        from firebase_admin import auth
+        import google.auth.exceptions
+        from firebase_admin import auth, exceptions
 
         try:
             claims = auth.verify_id_token(token, app=self._firebase_app(), check_revoked=self._check_revoked)
+        except auth.UserNotFoundError as exc:
+            # Revocation checks look the user up: the account was deleted after the token was issued.
+            raise InvalidToken("the user no longer exists") from exc
         except (ValueError, auth.InvalidIdTokenError, auth.UserDisabledError) as exc:
             raise InvalidToken(_reason(exc, token)) from exc
         except auth.CertificateFetchError as exc:
             raise AuthUnavailable("cannot fetch the token signing certificates") from exc
+        except (exceptions.FirebaseError, google.auth.exceptions.GoogleAuthError) as exc:
+            # Only the revocation check's user lookup gets here (no Google credential, no permission,
+            # Firebase unreachable): refuse, never let an unchecked token through.
+            logger.error("cannot check the token for revocation: %s: %s", type(exc).__name__, str(exc)[:200])
+            raise AuthUnavailable("cannot check whether the token was revoked") from exc
         uid = claims.get("uid")
         if not isinstance(uid, str) or not uid:
             raise InvalidToken("token has no subject")
@@ -62,7 +71,7 @@ class TokenVerifier:
         if self._app is None:
             with self._lock:
                 if self._app is None:
-                    self._app = _initialize_app(self._project_id)
+                    self._app = _initialize_app(self._project_id, admin=self._check_revoked)
         return self._app
 
 
@@ -73,7 +82,7 @@ def bearer_token(header_value: str | None) -> str:
     return header_value[len(BEARER_PREFIX) :].strip()
 
 
-def _initialize_app(project_id: str) -> Any:
+def _initialize_app(project_id: str, *, admin: bool = False) -> Any:
     import firebase_admin
     import google.auth.credentials
     from firebase_admin import credentials
@@ -87,11 +96,18 @@ def _initialize_app(project_id: str) -> Any:
         def get_credential(self) -> google.auth.credentials.Credentials:
             return google.auth.credentials.AnonymousCredentials()
 
+    credential: credentials.Base = _AnonymousCredential()
     name = f"realtime-{project_id}"
+    if admin:
+        # Revocation checks look the user up through the Admin API, which needs a Google credential:
+        # Application Default Credentials (GOOGLE_APPLICATION_CREDENTIALS naming a workload identity
+        # federation config or a service-account key), loaded on first use. The Auth Emulator needs none.
+        credential = credentials.ApplicationDefault()
+        name += "-admin"
     try:
         return firebase_admin.get_app(name)
     except ValueError:
-        return firebase_admin.initialize_app(_AnonymousCredential(), {"projectId": project_id}, name=name)
+        return firebase_admin.initialize_app(credential, {"projectId": project_id}, name=name)
 
 
 def _reason(exc: Exception, token: str) -> str:

@@ -179,3 +179,19 @@ def test_without_the_stage_guard_the_emulator_variable_would_let_unsigned_tokens
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
     emulated = TokenFactory("emulator-guard-demo", tokens.key)
     assert TokenVerifier("emulator-guard-demo").verify(emulated.unsigned("mallory")) == "mallory"
+
+
+def test_revocation_checks_without_a_google_credential_refuse_rather_than_skip_the_check(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, tokens: TokenFactory, firebase_certs: Any
+) -> None:
+    # FIREBASE_CHECK_REVOKED=true needs Application Default Credentials for the user lookup; without
+    # them every token is refused as "cannot check" (503 at $connect), never accepted unchecked.
+    from chalicelib.auth import AuthUnavailable
+
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
+    project = TokenFactory("revocation-without-credential", tokens.key)
+    verifier = TokenVerifier(project.project_id, check_revoked=True)
+    with pytest.raises(AuthUnavailable, match="revoked"):
+        verifier.verify(project.mint("alice"))
+    # The same token verifies with the check off: only the lookup was missing.
+    assert TokenVerifier(project.project_id).verify(project.mint("alice")) == "alice"

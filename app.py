@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from chalice import AuthResponse, Chalice, Rate, Response
+from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response
 from chalice.app import AuthRequest, CloudWatchEvent, SNSEvent, WebsocketEvent
 
 from chalicelib import observability, services
@@ -20,7 +20,10 @@ get_settings()
 
 app = Chalice(app_name="chalice-realtime")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
-app.api.cors = True  # the demo page calls from another origin; tokens go in a header, never cookies
+# Browsers call from another origin (the demo page); tokens go in a header, never cookies.
+app.api.cors = CORSConfig(
+    allow_origin="*", allow_headers=["X-Correlation-Id"], expose_headers=["X-Correlation-Id"]
+)
 # One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
 observability.configure_logging(get_settings().log_level, app.log)
 

@@ -381,6 +381,12 @@ def test_rest_answers_cors_preflight_from_the_demo_page(local_stack: LocalStack)
     allowed = preflight.headers["Access-Control-Allow-Headers"].lower()
     assert "authorization" in allowed and "content-type" in allowed
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    # The page can read the correlation id of a response (to quote it in a bug report).
+    health = requests.get(
+        local_stack.rest_url + "/health", headers={"Origin": local_stack.web_url}, timeout=10
+    )
+    assert "x-correlation-id" in health.headers["Access-Control-Expose-Headers"].lower()
+    assert health.headers["X-Correlation-Id"]
 
 
 def test_the_demo_page_server_tells_the_page_where_everything_is(local_stack: LocalStack) -> None:

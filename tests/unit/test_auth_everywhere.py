@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
@@ -195,3 +197,21 @@ def test_revocation_checks_without_a_google_credential_refuse_rather_than_skip_t
         verifier.verify(project.mint("alice"))
     # The same token verifies with the check off: only the lookup was missing.
     assert TokenVerifier(project.project_id).verify(project.mint("alice")) == "alice"
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(
+    header=st.one_of(
+        st.text(max_size=300),
+        st.builds(lambda rest: "Bearer " + rest, st.text(max_size=300)),
+        st.builds(lambda parts: "Bearer " + ".".join(parts), st.lists(st.text(max_size=60), max_size=4)),
+    )
+)
+def test_any_authorization_header_is_refused_without_a_server_error(header: str) -> None:
+    # No fixtures (hypothesis would reuse them across examples): the app's own services from TEST_ENV.
+    # Generated text never decodes to a JWT header with an RS256 `kid`, so no certificate is fetched.
+    header = header.replace("\r", "").replace("\n", "")  # not sendable in HTTP anyway
+    with Client(app) as client:
+        response = client.http.get("/me", headers={"Authorization": header} if header else {})
+    assert response.status_code in (401, 403)
+    json.loads(response.body)

@@ -142,12 +142,18 @@ class DynamoDBClock:
 
 def worker(endpoint: str, ns: list[int], sequential_max: int, warm_calls: int) -> dict[str, Any]:
     import boto3
+    from botocore.config import Config
 
-    from chalicelib import aws
+    from chalicelib.aws import RETRIES
     from chalicelib.connections import ConnectionStore
     from chalicelib.notifier import Notifier
 
-    dynamodb = aws.client("dynamodb", max_pool_connections=32)
+    # moto takes 10-20 s to answer a Query of 10,000 items (DynamoDB: one 1 MB page in a few ms),
+    # beyond the app's 10 s read timeout: the same client settings otherwise.
+    dynamodb = boto3.client(
+        "dynamodb",
+        config=Config(retries=RETRIES, max_pool_connections=32, connect_timeout=3, read_timeout=120),
+    )
     raw = boto3.client("dynamodb")
     dynamodb_clock = DynamoDBClock(dynamodb)
     results: list[dict[str, Any]] = []
@@ -257,7 +263,7 @@ def targets(free: dict[str, Any], pinned: dict[str, Any], delay: float) -> list[
     for run_name, run in (("both cores", free), ("one core", pinned)):
         largest = max((r["n"] for r in run["fanout"] if r["kind"] == "boto3-threads"), default=0)
         a, t = find(run["fanout"], "aiohttp", largest), find(run["fanout"], "boto3-threads", largest)
-        if a and t:
+        if a and t and a["delivered"] and t["delivered"]:
             share = (a["cpu"] / a["delivered"]) / (t["cpu"] / t["delivered"])
             out.append(
                 [

@@ -363,6 +363,7 @@ class AiohttpTransport:
             timeout=aiohttp.ClientTimeout(total=self._request_timeout, sock_connect=self._connect_timeout),
             # Nothing here needs cookies, compression or redirects: each costs CPU on every frame.
             cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding"),
             auto_decompress=False,
         )
 
@@ -429,7 +430,8 @@ class AiohttpTransport:
                         method, target, data=data or None, headers=headers, allow_redirects=False, **timeout
                     ) as response:
                         status = response.status
-                        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                        if status >= 300:
+                            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                         await response.read()  # so the connection goes back to the pool
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                     reason = type(exc).__name__

@@ -160,8 +160,9 @@ def broadcast(stack: Any, connections: int, per_user: int) -> dict[str, Any]:
     gateway = stack.service_pids()["gateway"]
     connected_memory = memory_kib(gateway)
 
-    os.environ.update(stack.environment)
-    app_services = services.Services(Settings.from_env(stack.environment))
+    environment = {**stack.environment, "LOG_LEVEL": "WARNING"}  # the table, not per-notify log lines
+    os.environ.update(environment)
+    app_services = services.Services(Settings.from_env(environment))
     # The same lookups alone (16 threads, as the notifier runs them): moto's share of the broadcast.
     from concurrent.futures import ThreadPoolExecutor
 

@@ -51,6 +51,16 @@ class ConnectionStore:
             },
         )
 
+    def exists(self, connection_id: str) -> bool:
+        """Whether the connection's row is stored (one strongly consistent GetItem on the key)."""
+        item = self._dynamodb.get_item(
+            TableName=self._table,
+            Key={"connection_id": {"S": connection_id}},
+            ProjectionExpression="connection_id",
+            ConsistentRead=True,
+        ).get("Item")
+        return item is not None
+
     def remove(self, connection_id: str) -> None:
         """Delete a connection's row (one DeleteItem); a row already gone is fine."""
         self._dynamodb.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -11,12 +12,16 @@ from dataclasses import dataclass
 from chalicelib.auth import AuthUnavailable, InvalidToken, TokenVerifier
 from chalicelib.connections import Connection, ConnectionStore
 from chalicelib.notifier import frame
-from chalicelib.transport import ManagementTransport
+from chalicelib.transport import ManagementTransport, Outcome
 
 logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "bearer"
 PONG = frame("pong")
+# A row younger than this whose close gets 410 may belong to a connect still being admitted.
+IN_FLIGHT_MS = 10_000
+CLOSE_RETRIES = 4
+CLOSE_RETRY_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,9 @@ class WebsocketSessions:
     ) -> ConnectResult:
         """Verify the token and store the connection, closing the user's oldest beyond the cap.
 
-        A refused connection stores nothing. A store failure refuses it too
-        (the client retries), so a row is never half-written.
+        A refused connection stores nothing. A store failure refuses it too (500), and so
+        does losing to newer connections of the same user opened at the same moment (429):
+        the client retries, and a row is never half-written nor left without its socket.
         """
         token, subprotocol = token_from_handshake(headers, query)
         if not token:
@@ -100,11 +106,30 @@ class WebsocketSessions:
             logger.error("connect refused", extra={"connection_id": connection_id, "reason": str(exc)})
             return ConnectResult(503, reason=str(exc))
         try:
-            evicted = self._evict_beyond_cap(user_id)
             self._store.add(Connection(connection_id, user_id, self._clock_ms()))
         except Exception:
             logger.exception("connect failed to store", extra={"connection_id": connection_id})
             return ConnectResult(500, reason="connection store unavailable")
+        refusal: ConnectResult | None = None
+        try:
+            # Enforced after storing, so parallel connects of one user each see the others' rows (checked
+            # before storing, a flood of parallel connects all saw room and overshot the cap).
+            evicted = self._evict_beyond_cap(user_id, connection_id)
+            # Beyond the cap itself (newer ones came meanwhile), or evicted by a parallel connect while
+            # being admitted: refused (the browser retries) rather than an open socket without a row,
+            # which no notify would ever reach.
+            admitted = connection_id not in evicted and self._store.exists(connection_id)
+        except Exception:
+            logger.exception("connect failed to enforce the cap", extra={"connection_id": connection_id})
+            refusal = ConnectResult(500, reason="connection store unavailable")
+        else:
+            if not admitted:
+                refusal = ConnectResult(429, reason="too many connections at once; retry")
+        if refusal is not None:
+            with contextlib.suppress(Exception):  # if this fails too, TTL or the first 410 removes the row
+                self._store.remove(connection_id)
+            logger.info("connect refused", extra={"connection_id": connection_id, "reason": refusal.reason})
+            return refusal
         logger.info("connected", extra={"connection_id": connection_id, "user_id": user_id})
         return ConnectResult(200, user_id=user_id, subprotocol=subprotocol, evicted=evicted)
 
@@ -124,14 +149,37 @@ class WebsocketSessions:
             return
         logger.debug("ignored a frame with no known action", extra={"connection_id": connection_id})
 
-    def _evict_beyond_cap(self, user_id: str) -> tuple[str, ...]:
-        existing = self._store.connection_ids_of(user_id)
-        excess = len(existing) - self._cap + 1
+    def _evict_beyond_cap(self, user_id: str, new_id: str) -> tuple[str, ...]:
+        """Close and forget the user's oldest connections beyond the cap, strictly oldest first.
+
+        Only connections with `cap` newer ones are evicted, so however parallel connects interleave,
+        the newest `cap` stay. `new_id` itself is among the result when it is beyond the cap.
+        """
+        existing = list(self._store.connections_of(user_id))  # oldest first
+        if all(c.connection_id != new_id for c in existing):
+            # Not in the index yet (a GSI is eventually consistent): it is the newest.
+            existing.append(Connection(new_id, user_id, self._clock_ms()))
+        excess = len(existing) - self._cap
         if excess <= 0:
             return ()
         oldest = existing[:excess]
-        for connection_id in oldest:
-            self._transport.delete_connection(connection_id)
-        self._store.remove_many(oldest)
+        others = [c for c in oldest if c.connection_id != new_id]
+        self._close_all(others)
+        self._store.remove_many([c.connection_id for c in others])
         logger.info("closed oldest connections beyond the cap", extra={"user_id": user_id, "count": excess})
-        return tuple(oldest)
+        return tuple(c.connection_id for c in oldest)
+
+    def _close_all(self, connections: list[Connection]) -> None:
+        now_ms = self._clock_ms()
+        for attempt in range(CLOSE_RETRIES + 1):
+            # 410 for a connection stored moments ago: its own $connect may still be running (the gateway
+            # knows it only once that returns), so the close is tried again shortly.
+            connections = [
+                c
+                for c in connections
+                if self._transport.delete_connection(c.connection_id) is Outcome.GONE
+                and now_ms - c.connected_at < IN_FLIGHT_MS
+            ]
+            if not connections or attempt == CLOSE_RETRIES:
+                return
+            time.sleep(CLOSE_RETRY_SECONDS)

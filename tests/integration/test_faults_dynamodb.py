@@ -320,7 +320,7 @@ def test_a_connect_whose_storage_keeps_failing_is_refused_then_admitted_on_retry
     assert stand.faults.answered[operation] == ATTEMPTS  # botocore retried before giving up
     assert len(backoff.requested) == ATTEMPTS - 1  # and backed off before each retry
     assert rows_of(stand, "ursula") == []  # never half-stored
-    assert "connect failed to store" in logs.text
+    assert "connect failed to" in logs.text  # to store, or to enforce the cap (its row then removed)
 
     stand.faults.clear()
 

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 USER_INDEX = "by_user"
 MAX_CONNECTION_SECONDS = 2 * 60 * 60
 TTL_SLACK_SECONDS = 10 * 60
@@ -40,6 +42,23 @@ class ConnectionStore:
 
     def add(self, connection: Connection) -> None:
         """Store a connection (one PutItem); its row expires by TTL after the 2-hour limit."""
+        self._put(connection)
+
+    def confirm(self, connection: Connection) -> bool:
+        """Write the connection's row again only if it is still stored; False if it was deleted meanwhile.
+
+        One conditional PutItem: strongly consistent (the user index is not), and one of the
+        writes the connection handlers may already make.
+        """
+        try:
+            self._put(connection, ConditionExpression="attribute_exists(connection_id)")
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _put(self, connection: Connection, **condition: str) -> None:
         expires_at = connection.connected_at // 1000 + MAX_CONNECTION_SECONDS + TTL_SLACK_SECONDS
         self._dynamodb.put_item(
             TableName=self._table,
@@ -49,17 +68,8 @@ class ConnectionStore:
                 "connected_at": {"N": str(connection.connected_at)},
                 TTL_ATTRIBUTE: {"N": str(expires_at)},
             },
+            **condition,
         )
-
-    def exists(self, connection_id: str) -> bool:
-        """Whether the connection's row is stored (one strongly consistent GetItem on the key)."""
-        item = self._dynamodb.get_item(
-            TableName=self._table,
-            Key={"connection_id": {"S": connection_id}},
-            ProjectionExpression="connection_id",
-            ConsistentRead=True,
-        ).get("Item")
-        return item is not None
 
     def remove(self, connection_id: str) -> None:
         """Delete a connection's row (one DeleteItem); a row already gone is fine."""

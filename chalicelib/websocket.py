@@ -105,8 +105,9 @@ class WebsocketSessions:
         except AuthUnavailable as exc:
             logger.error("connect refused", extra={"connection_id": connection_id, "reason": str(exc)})
             return ConnectResult(503, reason=str(exc))
+        connection = Connection(connection_id, user_id, self._clock_ms())
         try:
-            self._store.add(Connection(connection_id, user_id, self._clock_ms()))
+            self._store.add(connection)
         except Exception:
             logger.exception("connect failed to store", extra={"connection_id": connection_id})
             return ConnectResult(500, reason="connection store unavailable")
@@ -118,7 +119,7 @@ class WebsocketSessions:
             # Beyond the cap itself (newer ones came meanwhile), or evicted by a parallel connect while
             # being admitted: refused (the browser retries) rather than an open socket without a row,
             # which no notify would ever reach.
-            admitted = connection_id not in evicted and self._store.exists(connection_id)
+            admitted = connection_id not in evicted and self._store.confirm(connection)
         except Exception:
             logger.exception("connect failed to enforce the cap", extra={"connection_id": connection_id})
             refusal = ConnectResult(500, reason="connection store unavailable")

@@ -207,12 +207,15 @@ def running(current: Invocation) -> Iterator[Invocation]:
     """
     global _process_invocation
     token = _current.set(current)
-    previous, _process_invocation = _process_invocation, current
+    _process_invocation = current
     try:
         yield current
     finally:
         _current.reset(token)
-        _process_invocation = previous
+        # Overlapping invocations (the local stack runs handlers on a thread pool) must not leave a
+        # finished one behind as the fallback: only the one that is still the fallback clears it.
+        if _process_invocation is current:
+            _process_invocation = None
 
 
 # ---------------------------------------------------------------- JSON logs

@@ -95,3 +95,22 @@ def services(settings: Settings, aws: dict[str, Any], firebase_certs: Any) -> It
     services_module.use(built)
     yield built
     services_module.use(None)
+
+
+@pytest.fixture
+def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """moto's Management API: `.connections[cid].data` is what was posted; ids in `.gone` answer 410."""
+    from tests.management_api import gone_capable_backend
+
+    return gone_capable_backend(monkeypatch)
+
+
+@pytest.fixture
+def client(services: Any) -> Iterator[Any]:
+    """chalice's test client over `app`, with the `services` fixture installed."""
+    from chalice.test import Client
+
+    from app import app
+
+    with Client(app) as test_client:
+        yield test_client

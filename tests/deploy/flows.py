@@ -21,7 +21,6 @@ from typing import Any
 
 import boto3
 from chalice.test import Client
-from moto.core.exceptions import JsonRESTError
 
 from chalicelib import aws as aws_clients
 from chalicelib import services as services_module
@@ -50,13 +49,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.t += seconds
-
-
-class GoneError(JsonRESTError):
-    code = 410
-
-    def __init__(self) -> None:
-        super().__init__("GoneException", "")
 
 
 @dataclass

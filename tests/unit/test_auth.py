@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from tests.apigw import websocket_event
 from tests.firebase_tokens import SigningKey, TokenFactory
 
@@ -28,12 +27,6 @@ BAD_TOKENS: dict[str, BadToken] = {
     "not a jwt": lambda t, k: "not-a-token",
     "garbage segments": lambda t, k: "a.b.c",
 }
-
-
-@pytest.fixture
-def client(services: Any) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
 
 
 def stored_connections(services: Any) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -83,12 +83,6 @@ def request(client: Client, route: tuple[str, str], headers: dict[str, str]) -> 
     return client.http.request(
         method, url, headers={"Content-Type": "application/json", **headers}, body=body
     )
-
-
-@pytest.fixture
-def client(services: Any) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
 
 
 def everything_stored(services: Any) -> dict[str, list[Any]]:

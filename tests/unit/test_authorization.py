@@ -14,13 +14,12 @@ fails `test_every_route_is_in_the_table`, so a new route cannot ship without an 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from app import app
 from chalicelib.connections import Connection
@@ -163,19 +162,8 @@ def app_routes() -> set[tuple[str, str]]:
 
 
 @pytest.fixture
-def client(services: Any) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def api(client: Client, tokens: TokenFactory) -> Api:
     return Api(client, tokens)
-
-
-@pytest.fixture
-def management_api(aws: Any) -> Any:
-    return apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
 
 
 @pytest.fixture

@@ -19,15 +19,12 @@ from __future__ import annotations
 import json
 import re
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
-from app import app
 from chalicelib.connections import Connection
 from chalicelib.identifiers import USER_ID_PATTERN
 from chalicelib.payments import STRIPE_ID_PATTERN
@@ -60,17 +57,6 @@ HOSTILE_STRINGS = [
 ]
 HOSTILE_VALUES: list[Any] = [*HOSTILE_STRINGS, 7, 7.5, True, None, [], {}, ["alice"], {"S": "alice"}]
 JOB_ID = "01JD5Q6V3ZK8W1X0J9N2C4B7TA"
-
-
-@pytest.fixture
-def client(services: Any) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def management_api(aws: Any) -> Any:
-    return apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
 
 
 @pytest.fixture

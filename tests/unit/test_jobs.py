@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.dynamodb.models import dynamodb_backends
 from moto.sns.models import sns_backends
 
@@ -121,11 +120,6 @@ def dynamodb(services: Any, clock: FakeClock, kinds: SteeredKinds) -> CountingDy
 def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
     with Client(app) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def management_api(aws: Any) -> Any:
-    return apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
 
 
 class Api:

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from app import app
 from chalicelib.connections import Connection
@@ -54,11 +53,6 @@ def dynamodb(services: Any) -> CountingDynamoDB:
 def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
     with Client(app) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def management_api(aws: Any) -> Any:
-    return apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
 
 
 class Api:

@@ -9,36 +9,11 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.stub import Stubber
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core.exceptions import JsonRESTError
 
 import chalicelib
 from chalicelib.connections import Connection, ConnectionStore
 from chalicelib.notifier import DeliveryReport, Notifier, frame, validate_event_key
 from chalicelib.transport import Boto3ThreadPoolTransport, Outcome
-
-
-class GoneError(JsonRESTError):
-    code = 410
-
-    def __init__(self) -> None:
-        super().__init__("GoneException", "")
-
-
-@pytest.fixture
-def management_api(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """moto's Management API, answering 410 for ids listed in `.gone` (moto never does by itself)."""
-    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-    backend.gone = set()
-    original = backend.post_to_connection
-
-    def post_to_connection(data: bytes, connection_id: str) -> None:
-        if connection_id in backend.gone:
-            raise GoneError()
-        original(data, connection_id)
-
-    monkeypatch.setattr(backend, "post_to_connection", post_to_connection)
-    return backend
 
 
 def add(services: Any, user_id: str, *connection_ids: str) -> None:

@@ -24,8 +24,6 @@ import pytest
 from chalice.app import CloudWatchEvent, Request, SNSEvent, WebsocketEvent
 from chalice.local import LambdaContext
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core.exceptions import JsonRESTError
 from moto.sns.models import sns_backends
 
 from app import app
@@ -82,29 +80,6 @@ def logs() -> Iterator[Logs]:
         root.removeHandler(handler)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
-
-
-class GoneError(JsonRESTError):
-    code = 410
-
-    def __init__(self) -> None:
-        super().__init__("GoneException", "")
-
-
-@pytest.fixture
-def management_api(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """moto's Management API, answering 410 for ids listed in `.gone`."""
-    backend: Any = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-    backend.gone = set()
-    original = backend.post_to_connection
-
-    def post_to_connection(data: bytes, connection_id: str) -> None:
-        if connection_id in backend.gone:
-            raise GoneError()
-        original(data, connection_id)
-
-    monkeypatch.setattr(backend, "post_to_connection", post_to_connection)
-    return backend
 
 
 class FakeClock:
@@ -552,3 +527,30 @@ def test_log_level_is_read_from_the_environment_and_checked() -> None:
     assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
     with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
         Settings.from_env({"LOG_LEVEL": "verbose"})
+
+
+def test_overlapping_invocations_leave_no_finished_one_behind() -> None:
+    # The local stack runs handlers on a thread pool: the first may end while the second still runs.
+    import threading
+
+    second_started, first_ended = threading.Event(), threading.Event()
+    seen: dict[str, str | None] = {}
+
+    def first() -> None:
+        with observability.running(observability.Invocation("first")):
+            second_started.wait(5)
+        first_ended.set()
+
+    def second() -> None:
+        with observability.running(observability.Invocation("second")):
+            second_started.set()
+            first_ended.wait(5)
+            seen["during"] = observability.correlation_id()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    threads[1].start()
+    for thread in threads:
+        thread.join(10)
+    assert seen["during"] == "second"
+    assert observability.current_invocation() is None

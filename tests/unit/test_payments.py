@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from app import app
 from chalicelib import services as services_module
@@ -31,18 +30,6 @@ from tests.stripe_events import build_test_event, sign, signed_delivery
 SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]
 HANDLED = ["checkout.session.completed", "payment_intent.succeeded", "payment_intent.payment_failed"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def client(services: Any) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def management_api(aws: Any) -> Any:
-    """moto's Management API backend: what was posted to each connection."""
-    return apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
 
 
 def connect(services: Any, user_id: str, *connection_ids: str) -> None:

@@ -16,19 +16,12 @@ from typing import Any
 
 import pytest
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core.exceptions import JsonRESTError
 from moto.server import ThreadedMotoServer
 
 from chalicelib.connections import Connection
 from chalicelib.notifier import DeliveryReport, Notifier
 from chalicelib.transport import AiohttpTransport, Outcome
-
-
-class GoneError(JsonRESTError):
-    code = 410
-
-    def __init__(self) -> None:
-        super().__init__("GoneException", "")
+from tests.management_api import GoneError
 
 
 @pytest.fixture

@@ -3,28 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
-from app import app
 from tests.apigw import websocket_event
 from tests.firebase_tokens import TokenFactory
-
-
-@pytest.fixture
-def client(services: Any) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def management_api(aws: Any) -> Any:
-    """moto's Management API backend: what was posted to each connection."""
-    return apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
 
 
 def connect(client: Client, connection_id: str, token: str, *, via: str = "header") -> dict[str, Any]:

@@ -1,0 +1,34 @@
+"""moto's API Gateway Management API, made to answer 410 the way AWS does for gone connections."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+from moto.core.exceptions import JsonRESTError
+
+
+class GoneError(JsonRESTError):
+    code = 410
+
+    def __init__(self) -> None:
+        super().__init__("GoneException", "")
+
+
+def gone_capable_backend(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """moto's backend, answering 410 for the ids added to its `.gone` set (moto never does by itself).
+
+    Its `.connections[cid].data` holds every frame posted to `cid`.
+    """
+    backend: Any = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
+    backend.gone = set()
+    original = backend.post_to_connection
+
+    def post_to_connection(data: bytes, connection_id: str) -> None:
+        if connection_id in backend.gone:
+            raise GoneError()
+        original(data, connection_id)
+
+    monkeypatch.setattr(backend, "post_to_connection", post_to_connection)
+    return backend

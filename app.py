@@ -6,7 +6,16 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from chalice import AuthResponse, Chalice, CORSConfig, Rate, Response
+from chalice import (
+    AuthResponse,
+    BadRequestError,
+    Chalice,
+    ChaliceViewError,
+    CORSConfig,
+    NotFoundError,
+    Rate,
+    Response,
+)
 from chalice.app import AuthRequest, CloudWatchEvent, SNSEvent, WebsocketEvent
 
 from chalicelib import observability, services
@@ -55,10 +64,15 @@ def caller() -> str:
     return str(request.context["authorizer"]["principalId"])
 
 
+def query_params() -> dict[str, str]:
+    """The request's query string parameters ({} when there are none)."""
+    request = app.current_request
+    assert request is not None
+    return dict(request.query_params or {})
+
+
 def json_object() -> dict[str, Any]:
     """The request's JSON body, which must be an object (400 otherwise)."""
-    from chalice import BadRequestError
-
     request = app.current_request
     assert request is not None
     body = request.json_body
@@ -118,8 +132,6 @@ JOBS_TOPIC = "chalice-realtime-jobs"
 @contextlib.contextmanager
 def jobs_request() -> Iterator[JobQueue]:
     """The job queue, with input it refuses turned into a 400 carrying the reason."""
-    from chalice import BadRequestError
-
     try:
         yield services.current().jobs
     except InvalidJobRequest as exc:
@@ -140,9 +152,7 @@ def submit_job() -> Response:
 
 @app.route("/jobs", methods=["GET"], authorizer=firebase_auth)
 def list_jobs() -> dict[str, Any]:
-    request = app.current_request
-    assert request is not None
-    params: dict[str, str] = dict(request.query_params or {})
+    params = query_params()
     with jobs_request() as jobs:
         page = jobs.page(caller(), limit=params.get("limit"), cursor=params.get("cursor"))
     return {"jobs": [job.to_json() for job in page.jobs], "next_cursor": page.next_cursor}
@@ -150,8 +160,6 @@ def list_jobs() -> dict[str, Any]:
 
 @app.route("/jobs/{job_id}", methods=["GET"], authorizer=firebase_auth)
 def get_job(job_id: str) -> dict[str, Any]:
-    from chalice import NotFoundError
-
     job = services.current().jobs.get(caller(), job_id)
     if job is None:
         raise NotFoundError("job not found")
@@ -174,8 +182,6 @@ def sweep_stale_jobs(event: CloudWatchEvent) -> None:
 @contextlib.contextmanager
 def chat_request() -> Iterator[Chat]:
     """The chat service, with input it refuses turned into a 400 carrying the reason."""
-    from chalice import BadRequestError
-
     try:
         yield services.current().chat
     except InvalidChatRequest as exc:
@@ -192,9 +198,7 @@ def send_message() -> Response:
 
 @app.route("/messages", methods=["GET"], authorizer=firebase_auth)
 def list_messages() -> dict[str, Any]:
-    request = app.current_request
-    assert request is not None
-    params: dict[str, str] = dict(request.query_params or {})
+    params = query_params()
     with chat_request() as chat:
         page = chat.conversation(
             caller(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
@@ -224,8 +228,6 @@ def mark_messages_read() -> dict[str, Any]:
 @app.route("/webhooks/stripe", methods=["POST"], content_types=["application/json"])
 def stripe_webhook() -> dict[str, Any]:
     """Public; authenticated by the `Stripe-Signature` header over the raw body, not by a token."""
-    from chalice import BadRequestError, ChaliceViewError
-
     from chalicelib.payments import InvalidWebhook
     from chalicelib.settings import ConfigurationError
 
@@ -245,13 +247,9 @@ def stripe_webhook() -> dict[str, Any]:
 
 @app.route("/payments", methods=["GET"], authorizer=firebase_auth)
 def list_payments() -> dict[str, Any]:
-    from chalice import BadRequestError
-
     from chalicelib.pagination import parse_limit
 
-    request = app.current_request
-    assert request is not None
-    params: dict[str, str] = dict(request.query_params or {})
+    params = query_params()
     try:
         page = services.current().payments.payments_of(
             caller(), limit=parse_limit(params.get("limit")), cursor=params.get("cursor")

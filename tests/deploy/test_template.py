@@ -24,10 +24,11 @@ import pytest
 
 from infra.cfn import references
 from tests.deploy.conftest import ROOT, STAGES
-from tests.deploy.flows import FLOWS, Deployment, GoneError
+from tests.deploy.flows import FLOWS, Deployment
 from tests.deploy.recording import Call, CallRecorder, recording
 from tests.deploy.stack import FakeStack
 from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory
+from tests.management_api import GoneError
 
 # The first test builds the dependency layer (pip, about a minute on a clean clone) for both stages.
 pytestmark = pytest.mark.timeout(900)

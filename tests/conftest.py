@@ -114,3 +114,16 @@ def client(services: Any) -> Iterator[Any]:
 
     with Client(app) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> Iterator[Any]:
+    """`python -m devserver` on free ports, once per test session (integration and browser tests share it).
+
+    Skipped without Node/firebase-tools outside CI; a failure under `CI=true`.
+    """
+    from tests.localstack import LocalStack, require_local_stack_tools
+
+    require_local_stack_tools()
+    with LocalStack() as stack:
+        yield stack

@@ -49,17 +49,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """The whole local stack (REST, WebSocket gateway, auth emulator, demo page) for this session."""
-    try:
-        from tests.localstack import LocalStack
-    except ImportError as exc:
-        missing(f"the local stack is unavailable ({exc})")
-    with LocalStack() as running:
-        yield running
+def stack(local_stack: LocalStack) -> LocalStack:
+    """The whole local stack (REST, gateway, auth emulator, demo page), shared with the integration tests."""
+    return local_stack
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running on this thread until it stops,
+# which would break `asyncio.run` in every test after the browser tests.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         missing(

@@ -43,6 +43,7 @@ APP_LOGGERS = ("app", "chalicelib")
 CORRELATION_HEADER = "X-Correlation-Id"
 # A caller's id is echoed into every log line: short, and nothing that could smuggle a token or a newline.
 VALID_CORRELATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")
+SNS_CORRELATION_ATTRIBUTE = "correlation_id"
 REDACTED = "[REDACTED]"
 
 # Values that must never reach a log, whatever a future log call passes: a safety net, not the guarantee
@@ -164,6 +165,18 @@ def invocation_of(event: Any) -> Invocation:
     )
 
 
+def sns_attributes() -> dict[str, Any]:
+    """`MessageAttributes` for `sns.publish` carrying the current correlation id, so the Lambda that
+    handles the message logs under the id of the request that published it ({} outside a handler).
+
+        sns.publish(TopicArn=arn, Message=body, **sns_attributes())
+    """
+    current = correlation_id()
+    if not current:
+        return {}
+    return {"MessageAttributes": {SNS_CORRELATION_ATTRIBUTE: {"DataType": "String", "StringValue": current}}}
+
+
 def _event_id(raw: dict[str, Any]) -> str | None:
     request_context = raw.get("requestContext")
     if isinstance(request_context, dict) and request_context.get("requestId"):
@@ -171,8 +184,15 @@ def _event_id(raw: dict[str, Any]) -> str | None:
     records = raw.get("Records")
     if isinstance(records, list) and records and isinstance(records[0], dict):
         record = records[0]
-        if isinstance(record.get("Sns"), dict) and record["Sns"].get("MessageId"):
-            return str(record["Sns"]["MessageId"])
+        sns = record.get("Sns")
+        if isinstance(sns, dict):
+            # The request that published the message (see `sns_attributes`), else the message itself.
+            attribute = (sns.get("MessageAttributes") or {}).get(SNS_CORRELATION_ATTRIBUTE) or {}
+            value = attribute.get("Value") if isinstance(attribute, dict) else None
+            if isinstance(value, str) and VALID_CORRELATION_ID.fullmatch(value):
+                return value
+            if sns.get("MessageId"):
+                return str(sns["MessageId"])
         if record.get("messageId"):  # SQS
             return str(record["messageId"])
     if "detail-type" in raw and raw.get("id"):  # EventBridge, schedules included

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib import observability
 from chalicelib.identifiers import validate_user_id
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
@@ -98,7 +99,9 @@ class JobQueue:
         )
         self._store.create(job)
         try:
-            self._sns.publish(TopicArn=self._topic_arn, Message=job_message(job))
+            self._sns.publish(
+                TopicArn=self._topic_arn, Message=job_message(job), **observability.sns_attributes()
+            )
         except Exception as exc:
             logger.exception("could not publish job", extra={"job_id": job.job_id, "topic": self._topic_arn})
             if self._store.fail_queued(

@@ -402,3 +402,42 @@ def test_the_demo_page_server_tells_the_page_where_everything_is(local_stack: Lo
     if (PROJECT_ROOT / "client" / "realtime.js").exists():
         assert library.status_code == 200
         assert library.headers["Content-Type"].startswith("text/javascript")
+
+
+def test_conditional_writes_on_the_stacks_dynamodb_are_atomic_as_on_aws(local_stack: LocalStack) -> None:
+    # The job runner's claim (queued -> running) relies on it; moto alone lets racing writers both win.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError
+
+    dynamodb = local_stack.aws_client("dynamodb")
+    table = next(name for name in dynamodb.list_tables()["TableNames"] if "messages" in name)
+    key_schema = dynamodb.describe_table(TableName=table)["Table"]["KeySchema"]
+    key = {part["AttributeName"]: {"S": f"race-{part['KeyType']}"} for part in key_schema}
+    winners: list[int] = []
+    for _ in range(5):
+        dynamodb.put_item(TableName=table, Item={**key, "state": {"S": "queued"}})
+
+        def claim(n: int) -> bool:
+            try:
+                dynamodb.update_item(
+                    TableName=table,
+                    Key=key,
+                    UpdateExpression="SET #s = :running, claimed_by = :n",
+                    ConditionExpression="#s = :queued",
+                    ExpressionAttributeNames={"#s": "state"},
+                    ExpressionAttributeValues={
+                        ":running": {"S": "running"},
+                        ":queued": {"S": "queued"},
+                        ":n": {"N": str(n)},
+                    },
+                )
+            except ClientError as exc:
+                assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+                return False
+            return True
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            winners.append(sum(pool.map(claim, range(8))))
+    dynamodb.delete_item(TableName=table, Key=key)
+    assert winners == [1] * 5

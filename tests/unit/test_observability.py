@@ -237,6 +237,33 @@ def test_the_job_runner_logs_under_the_sns_message_id_and_each_notify_has_its_ow
     ]
 
 
+def test_the_job_runner_logs_under_the_correlation_id_of_the_request_that_submitted_the_job(
+    client: Client, services: Any, tokens: TokenFactory, clock: FakeClock, logs: Logs
+) -> None:
+    response = client.http.post(
+        "/jobs",
+        headers={
+            **bearer(tokens, "alice"),
+            "Content-Type": "application/json",
+            "X-Correlation-Id": "checkout-42",
+        },
+        body=json.dumps({"kind": "report", "params": {"seconds": 1}}),
+    )
+    assert response.status_code == 202
+    topic = sns_backends["123456789012"]["us-east-1"].topics[services.settings.jobs_topic_arn]
+    [(_, message, _, published_attributes, *_)] = topic.sent_notifications
+    assert published_attributes["correlation_id"]["Value"] == "checkout-42"
+    mark = len(logs.lines())
+    # As Lambda hands SNS message attributes to the subscribed function.
+    attributes = {"correlation_id": {"Type": "String", "Value": "checkout-42"}}
+    client.lambda_.invoke(
+        "run_job", client.events.generate_sns_event(message=message, message_attributes=attributes)
+    )
+    lines = logs.since(mark)
+    assert lines
+    assert {line["correlation_id"] for line in lines} == {"checkout-42"}
+
+
 def test_the_stale_job_sweep_logs_under_the_schedule_events_id(
     client: Client, services: Any, tokens: TokenFactory, clock: FakeClock, logs: Logs
 ) -> None:

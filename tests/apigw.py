@@ -45,3 +45,12 @@ def websocket_event(
     if route_key not in ("$connect", "$disconnect"):
         event["body"] = body
     return event
+
+
+def connect(client: Any, tokens: Any, uid: str, *connection_ids: str) -> None:
+    """Admit each connection id for `uid` through the app's `$connect` (chalice.test's Client)."""
+    for cid in connection_ids:
+        event = websocket_event(
+            "$connect", cid, headers={"Sec-WebSocket-Protocol": f"bearer, {tokens.mint(uid)}"}
+        )
+        assert client.lambda_.invoke("ws_connect", event).payload["statusCode"] == 200

@@ -127,3 +127,25 @@ def local_stack() -> Iterator[Any]:
     require_local_stack_tools()
     with LocalStack() as stack:
         yield stack
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's server on a free loopback port; boto3 finds it through `AWS_ENDPOINT_URL`."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    from chalicelib import aws as aws_clients
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    aws_clients.client.cache_clear()  # clients built before the variable was set point elsewhere
+    yield url
+    server.stop()
+    aws_clients.client.cache_clear()

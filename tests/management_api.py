@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -32,3 +33,10 @@ def gone_capable_backend(monkeypatch: pytest.MonkeyPatch) -> Any:
 
     monkeypatch.setattr(backend, "post_to_connection", post_to_connection)
     return backend
+
+
+def received(backend: Any, connection_id: str) -> list[dict[str, str]]:
+    """The frames posted to `connection_id`, oldest first (moto concatenates them)."""
+    connection = backend.connections.get(connection_id)
+    data = connection.data if connection is not None else b""
+    return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]

@@ -31,6 +31,7 @@ from tests.apigw import websocket_event
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
 from tests.firebase_tokens import TokenFactory
+from tests.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
 
@@ -128,9 +129,7 @@ class Deployment:
                 self.management_api.gone.add(cid)
 
     def received(self, connection_id: str) -> list[dict[str, str]]:
-        connection = self.management_api.connections.get(connection_id)
-        data = connection.data if connection is not None else b""
-        return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]
+        return frames_posted(self.management_api, connection_id)
 
     def connection_rows(self) -> set[str]:
         table = self.settings_of("APIHandler").connections_table

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
-from moto.server import ThreadedMotoServer
 
 from app import app
 from chalicelib import aws
@@ -20,25 +17,6 @@ from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    aws.client.cache_clear()
-    yield url
-    server.stop()
-    aws.client.cache_clear()
 
 
 def test_connect_notify_disconnect_over_http(

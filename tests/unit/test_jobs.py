@@ -33,8 +33,9 @@ from chalicelib.jobs.builtin import fail, report, report_params
 from chalicelib.jobs.kinds import int_param, no_params
 from chalicelib.jobs.store import LeaseLost
 from chalicelib.pagination import encode_cursor
-from tests.apigw import websocket_event
+from tests.apigw import connect
 from tests.firebase_tokens import TokenFactory
+from tests.management_api import received
 
 EVENT = {"event": "jobs-updated"}
 START = 1_700_000_000.0
@@ -160,20 +161,6 @@ class Api:
 @pytest.fixture
 def api(client: Client, tokens: TokenFactory) -> Api:
     return Api(client, tokens)
-
-
-def connect(client: Client, tokens: TokenFactory, uid: str, *connection_ids: str) -> None:
-    for cid in connection_ids:
-        event = websocket_event(
-            "$connect", cid, headers={"Sec-WebSocket-Protocol": f"bearer, {tokens.mint(uid)}"}
-        )
-        assert client.lambda_.invoke("ws_connect", event).payload["statusCode"] == 200
-
-
-def received(management_api: Any, connection_id: str) -> list[dict[str, str]]:
-    connection = management_api.connections.get(connection_id)
-    data = connection.data if connection else b""
-    return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]
 
 
 def published(services: Any) -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.server import ThreadedMotoServer
 from moto.sns.models import sns_backends
 
 from app import app
@@ -32,18 +30,13 @@ from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
+from tests.management_api import received as frames_posted
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENT = {"event": "jobs-updated"}
 RUNNER = "import json, sys, app; app.run_job(json.loads(sys.argv[1]), None)"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class LaterClock:
@@ -60,19 +53,6 @@ class LaterClock:
 
 
 @pytest.fixture
-def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    aws.client.cache_clear()
-    yield url
-    server.stop()
-    aws.client.cache_clear()
-
-
-@pytest.fixture
 def stack(moto_server: str, firebase_certs: Any) -> Iterator[dict[str, Any]]:
     env = {**TEST_ENV, "WEBSOCKET_ENDPOINT": moto_server}
     create_tables(aws.client("dynamodb"), {k: v for k, v in env.items() if k.endswith("_TABLE")})
@@ -85,9 +65,7 @@ def stack(moto_server: str, firebase_certs: Any) -> Iterator[dict[str, Any]]:
 
 
 def received(connection_id: str) -> list[dict[str, str]]:
-    connection = apigatewaymanagementapi_backends["123456789012"]["us-east-1"].connections.get(connection_id)
-    data = connection.data if connection else b""
-    return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]
+    return frames_posted(apigatewaymanagementapi_backends["123456789012"]["us-east-1"], connection_id)
 
 
 def test_a_killed_runner_leaves_the_job_failed_and_the_owner_notified(
@@ -118,7 +96,8 @@ def test_a_killed_runner_leaves_the_job_failed_and_the_owner_notified(
             deadline = time.monotonic() + 60
             while time.monotonic() < deadline and runner.poll() is None:
                 job = json.loads(client.http.get(f"/jobs/{job_id}", headers=alice).body)
-                if job["status"] == "running" and job["progress"] > 0:
+                # Killed only once the progress is both recorded and notified (the runner writes, then posts).
+                if job["status"] == "running" and job["progress"] > 0 and len(received("a1")) >= 2:
                     break
                 time.sleep(0.05)
             else:

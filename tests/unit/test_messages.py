@@ -18,8 +18,9 @@ from app import app
 from chalicelib.connections import Connection
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
-from tests.apigw import websocket_event
+from tests.apigw import connect
 from tests.firebase_tokens import TokenFactory
+from tests.management_api import received
 
 EVENT = {"event": "chat-messages-updated"}
 START_MS = 1_700_000_000_000
@@ -94,20 +95,6 @@ class Api:
 @pytest.fixture
 def api(client: Client, tokens: TokenFactory) -> Api:
     return Api(client, tokens)
-
-
-def connect(client: Client, tokens: TokenFactory, uid: str, *connection_ids: str) -> None:
-    for cid in connection_ids:
-        event = websocket_event(
-            "$connect", cid, headers={"Sec-WebSocket-Protocol": f"bearer, {tokens.mint(uid)}"}
-        )
-        assert client.lambda_.invoke("ws_connect", event).payload["statusCode"] == 200
-
-
-def received(management_api: Any, connection_id: str) -> list[dict[str, str]]:
-    connection = management_api.connections.get(connection_id)
-    data = connection.data if connection else b""
-    return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]
 
 
 def table_items(aws: dict[str, Any], services: Any) -> list[dict[str, Any]]:

@@ -14,18 +14,12 @@ import chalicelib
 from chalicelib.connections import Connection, ConnectionStore
 from chalicelib.notifier import DeliveryReport, Notifier, frame, validate_event_key
 from chalicelib.transport import Boto3ThreadPoolTransport, Outcome
+from tests.management_api import received
 
 
 def add(services: Any, user_id: str, *connection_ids: str) -> None:
     for n, cid in enumerate(connection_ids):
         services.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
-
-
-def received(management_api: Any, connection_id: str) -> list[dict[str, str]]:
-    data = (
-        management_api.connections[connection_id].data if connection_id in management_api.connections else b""
-    )
-    return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]
 
 
 def test_every_connection_of_the_user_gets_the_frame_and_nobody_else(

@@ -25,6 +25,7 @@ from chalicelib.secrets import SecretSetting
 from chalicelib.settings import ConfigurationError, Settings
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
+from tests.management_api import received
 from tests.stripe_events import build_test_event, sign, signed_delivery
 
 SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]
@@ -35,12 +36,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def connect(services: Any, user_id: str, *connection_ids: str) -> None:
     for n, cid in enumerate(connection_ids):
         services.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
-
-
-def received(management_api: Any, connection_id: str) -> list[dict[str, str]]:
-    connection = management_api.connections.get(connection_id)
-    data = connection.data if connection is not None else b""
-    return [json.loads(part) for part in data.decode().replace("}{", "}\n{").splitlines() if part]
 
 
 def deliver(

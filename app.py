@@ -20,8 +20,8 @@ from chalice.app import AuthRequest, CloudWatchEvent, SNSEvent, WebsocketEvent
 
 from chalicelib import observability, services
 from chalicelib.auth import AuthUnavailable, InvalidToken, bearer_token
-from chalicelib.jobs import InvalidJobRequest, JobQueue, QueueUnavailable
-from chalicelib.messages import Chat, InvalidChatRequest
+from chalicelib.jobs import InvalidJobRequest, QueueUnavailable
+from chalicelib.messages import InvalidChatRequest
 from chalicelib.settings import get_settings
 
 # Fail at cold start, with the reason, on a misconfigured stage (e.g. the auth emulator outside `local`).
@@ -81,6 +81,15 @@ def json_object() -> dict[str, Any]:
     return body
 
 
+@contextlib.contextmanager
+def refused_as_400(*refusals: type[Exception]) -> Iterator[None]:
+    """Input a service refuses (`refusals`) becomes a 400 carrying the service's reason."""
+    try:
+        yield
+    except refusals as exc:
+        raise BadRequestError(str(exc)) from exc
+
+
 # ---------------------------------------------------------------- core routes
 
 
@@ -129,21 +138,12 @@ def ws_message(event: WebsocketEvent) -> None:
 JOBS_TOPIC = "chalice-realtime-jobs"
 
 
-@contextlib.contextmanager
-def jobs_request() -> Iterator[JobQueue]:
-    """The job queue, with input it refuses turned into a 400 carrying the reason."""
-    try:
-        yield services.current().jobs
-    except InvalidJobRequest as exc:
-        raise BadRequestError(str(exc)) from exc
-
-
 @app.route("/jobs", methods=["POST"], authorizer=firebase_auth)
 def submit_job() -> Response:
     body = json_object()
     try:
-        with jobs_request() as jobs:
-            job = jobs.submit(caller(), body)
+        with refused_as_400(InvalidJobRequest):
+            job = services.current().jobs.submit(caller(), body)
     except QueueUnavailable as exc:
         # Our fault and temporary: the job is marked failed, and the same request may be sent again.
         return Response(body={"Code": "ServiceUnavailable", "Message": str(exc)}, status_code=503)
@@ -153,8 +153,8 @@ def submit_job() -> Response:
 @app.route("/jobs", methods=["GET"], authorizer=firebase_auth)
 def list_jobs() -> dict[str, Any]:
     params = query_params()
-    with jobs_request() as jobs:
-        page = jobs.page(caller(), limit=params.get("limit"), cursor=params.get("cursor"))
+    with refused_as_400(InvalidJobRequest):
+        page = services.current().jobs.page(caller(), limit=params.get("limit"), cursor=params.get("cursor"))
     return {"jobs": [job.to_json() for job in page.jobs], "next_cursor": page.next_cursor}
 
 
@@ -179,19 +179,11 @@ def sweep_stale_jobs(event: CloudWatchEvent) -> None:
 # ---------------------------------------------------------------- chat
 
 
-@contextlib.contextmanager
-def chat_request() -> Iterator[Chat]:
-    """The chat service, with input it refuses turned into a 400 carrying the reason."""
-    try:
-        yield services.current().chat
-    except InvalidChatRequest as exc:
-        raise BadRequestError(str(exc)) from exc
-
-
 @app.route("/messages", methods=["POST"], authorizer=firebase_auth)
 def send_message() -> Response:
     body = json_object()
-    with chat_request() as chat:
+    chat = services.current().chat
+    with refused_as_400(InvalidChatRequest):
         message = chat.send(caller(), body.get("to"), body.get("text"))
     return Response(body=message.to_json(), status_code=201)
 
@@ -199,7 +191,8 @@ def send_message() -> Response:
 @app.route("/messages", methods=["GET"], authorizer=firebase_auth)
 def list_messages() -> dict[str, Any]:
     params = query_params()
-    with chat_request() as chat:
+    chat = services.current().chat
+    with refused_as_400(InvalidChatRequest):
         page = chat.conversation(
             caller(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
         )
@@ -208,7 +201,8 @@ def list_messages() -> dict[str, Any]:
 
 @app.route("/messages/unread-count", methods=["GET"], authorizer=firebase_auth)
 def unread_count() -> dict[str, Any]:
-    with chat_request() as chat:
+    chat = services.current().chat
+    with refused_as_400(InvalidChatRequest):
         unread = chat.unread(caller())
     return {"unread": unread.total, "by_user": unread.by_user}
 
@@ -216,7 +210,8 @@ def unread_count() -> dict[str, Any]:
 @app.route("/messages/read", methods=["POST"], authorizer=firebase_auth)
 def mark_messages_read() -> dict[str, Any]:
     body = json_object()
-    with chat_request() as chat:
+    chat = services.current().chat
+    with refused_as_400(InvalidChatRequest):
         peer = body.get("with")
         marked = chat.mark_read(caller(), peer)
     return {"with": peer, "marked_read": marked}
@@ -250,10 +245,8 @@ def list_payments() -> dict[str, Any]:
     from chalicelib.pagination import parse_limit
 
     params = query_params()
-    try:
+    with refused_as_400(ValueError):  # a bad limit, or a cursor not made by this query (BadCursor)
         page = services.current().payments.payments_of(
             caller(), limit=parse_limit(params.get("limit")), cursor=params.get("cursor")
         )
-    except ValueError as exc:  # a bad limit, or a cursor not made by this query (BadCursor)
-        raise BadRequestError(str(exc)) from None
     return {"payments": [p.to_json() for p in page.payments], "next_cursor": page.next_cursor}

@@ -40,7 +40,7 @@ CALLER = "fuzz-caller-Q7"  # not a value the generator is likely to pick as `to`
 # A kept-alive connection to Chalice's local server answers ~40 ms late (Nagle vs delayed ACK).
 NO_KEEP_ALIVE = {"Connection": "close"}
 
-# Fuzz budget and outcome, read by the README's Security section (`pytest -s` prints them).
+# Fuzz budget and outcome, described in docs/security.md (`pytest -s` prints them).
 STATS: collections.Counter[str] = collections.Counter()
 
 

@@ -8,7 +8,14 @@ export const STATES = Object.freeze(['connecting', 'open', 'reconnecting', 'clos
 /** The synthetic key emitted after every reconnect: refetch whatever is on screen. */
 export const RESYNC = 'resync';
 
+/**
+ * Who holds the socket for this client: `own` (its own socket: sharing off or unavailable),
+ * `leader` (holds the one socket of its group of tabs) or `follower` (another tab of the group does).
+ */
+export const ROLES = Object.freeze(['own', 'leader', 'follower']);
+
 const PONG = 'pong';
+const GROUP_PREFIX = 'chalice-realtime/v1'; // lock and BroadcastChannel names: bump if the messages change
 
 const DEFAULTS = Object.freeze({
   autoConnect: true,
@@ -17,9 +24,16 @@ const DEFAULTS = Object.freeze({
   maxDelayMs: 30_000,
   stableAfterMs: 10_000,
   connectTimeoutMs: 15_000,
-  pingIntervalMs: 5 * 60_000, // API Gateway closes connections idle for 10 minutes.
+  // API Gateway closes a connection idle for 10 minutes. The tab holding the socket is often hidden,
+  // and browsers throttle hidden tabs' timers: to once a second, and (Chrome, after 5 minutes hidden)
+  // to one wake-up a minute. A 5-minute timer then fires within 6 minutes, so a ping still goes out
+  // at least every 6 minutes, with 4 minutes to spare for slower wake-ups (CPU budget throttling).
+  pingIntervalMs: 5 * 60_000,
   pongTimeoutMs: 10_000,
-  maxConnectionAgeMs: 110 * 60_000, // API Gateway closes every connection at 2 hours.
+  // API Gateway closes every connection at 2 hours. 10 minutes early, so a throttled timer (at most a
+  // minute late) still rotates before it; every ping also checks the age on the wall clock.
+  maxConnectionAgeMs: 110 * 60_000,
+  shareConnection: true, // one socket per group of tabs (same origin, url and user) when the browser can
 });
 
 /**
@@ -35,6 +49,12 @@ const DEFAULTS = Object.freeze({
  * window merged (always 1 without coalescing). After every reconnect the client emits
  * `{ key: 'resync' }` to `resync` and `'*'` subscribers, because frames sent while the
  * socket was down are lost and refetching is the exact recovery.
+ *
+ * The tabs of one user share one socket: the clients of the same origin, `url` and user (the
+ * `sub` of the token, read only to choose the group) elect a leader with the Web Locks API; the
+ * leader holds the socket and relays every key and state over a BroadcastChannel. Each client
+ * behaves the same whichever tab holds the socket. `shareConnection: false`, or a browser
+ * without Web Locks or BroadcastChannel, gives each client its own socket; `role` says which.
  */
 export function createRealtime(options) {
   const config = { ...DEFAULTS, ...options };
@@ -51,9 +71,16 @@ export function createRealtime(options) {
   const win = 'window' in config ? config.window : globalThis.window;
   const doc = 'document' in config ? config.document : win?.document;
   const onError = config.onError ?? ((error, context) => console.error('realtime:', context, error));
+  const now = timers.now ?? (() => Date.now());
+  const locks = 'locks' in config ? config.locks : globalThis.navigator?.locks;
+  const Channel = 'BroadcastChannel' in config ? config.BroadcastChannel : globalThis.BroadcastChannel;
+  // Cleared if the browser refuses the APIs it has (an opaque origin, a storage policy): own socket then.
+  let canShare =
+    config.shareConnection !== false && typeof locks?.request === 'function' && typeof Channel === 'function';
 
   const handlers = new Map(); // key -> Set of subscriptions
   const stateListeners = new Set();
+  const roleListeners = new Set();
   const pending = new Map(); // key -> { count, timer } while a coalescing window is open
 
   let state = 'closed';
@@ -65,6 +92,10 @@ export function createRealtime(options) {
   let forceRefresh = false; // the last attempt was refused before opening: maybe a stale token
   let retryTimer = null;
   let socketTimers = []; // per-socket timers, cleared when the socket goes
+  let openedAt = 0; // when the current socket opened (wall clock), for the age check
+  let role = null; // own | leader | follower while connected, null when closed
+  let group = null; // { user, channel, release, abort } while in a group of tabs
+  let joining = 0; // bumps whenever a group join in progress is abandoned
 
   // ------------------------------------------------------------ subscribers
 
@@ -90,12 +121,30 @@ export function createRealtime(options) {
     return () => stateListeners.delete(entry);
   }
 
+  function onRole(listener) {
+    if (typeof listener !== 'function') throw new TypeError('onRole: `listener` must be a function');
+    const entry = { listener };
+    roleListeners.add(entry);
+    return () => roleListeners.delete(entry);
+  }
+
   function setState(next) {
     if (next === state) return;
     state = next;
-    for (const entry of [...stateListeners]) {
-      if (!stateListeners.has(entry)) continue;
-      guard(() => entry.listener(next), { stateListener: next });
+    if (role === 'leader') relay({ type: 'state', state: next });
+    notifyListeners(stateListeners, next, { stateListener: next });
+  }
+
+  function setRole(next) {
+    if (next === role) return;
+    role = next;
+    notifyListeners(roleListeners, next, { roleListener: next });
+  }
+
+  function notifyListeners(listeners, value, context) {
+    for (const entry of [...listeners]) {
+      if (!listeners.has(entry)) continue;
+      guard(() => entry.listener(value), context);
     }
   }
 
@@ -149,35 +198,43 @@ export function createRealtime(options) {
     addPageListeners();
     // A client that was open before, then closed, may have missed frames: resync on its next open.
     setState(everOpened ? 'reconnecting' : 'connecting');
+    if (canShare) return join();
+    setRole('own');
     openSocket();
   }
 
   function close() {
     wanted = false;
     removePageListeners();
+    leaveGroup(); // a leader's lock passes to another tab of the group, which opens the socket
     abandonSocket(1000, 'client closed');
     cancelRetry();
     for (const entry of pending.values()) timers.clearTimeout(entry.timer);
     pending.clear();
+    setRole(null);
     setState('closed');
   }
 
-  async function openSocket() {
+  async function openSocket(prefetched) {
     const mine = ++generation;
     const refresh = forceRefresh;
-    let token;
-    try {
-      token = await getToken({ forceRefresh: refresh });
-    } catch (error) {
-      if (mine !== generation) return;
-      onError(error, { getToken: true });
-      return scheduleRetry();
+    let token = prefetched;
+    if (token === undefined || refresh) {
+      try {
+        token = await getToken({ forceRefresh: refresh });
+      } catch (error) {
+        if (mine !== generation) return;
+        onError(error, { getToken: true });
+        return scheduleRetry();
+      }
     }
     if (mine !== generation || !wanted) return;
     if (typeof token !== 'string' || !token) {
       onError(new TypeError('getToken did not return a token'), { getToken: true });
       return scheduleRetry();
     }
+    // Another user signed in: this socket would carry their frames to this group's tabs.
+    if (canShare && userOf(token) !== (group?.user ?? null)) return changeUser(token);
 
     let ws;
     try {
@@ -202,6 +259,7 @@ export function createRealtime(options) {
     ws.onopen = () => {
       if (socket !== ws) return;
       opened = true;
+      openedAt = now();
       timers.clearTimeout(handshakeTimer);
       forceRefresh = false;
       const isReconnect = state === 'reconnecting';
@@ -219,6 +277,8 @@ export function createRealtime(options) {
       const key = eventKeyOf(message.data);
       if (key === null) return;
       if (key === PONG) return pongReceived();
+      // Raw keys, before coalescing: each follower coalesces with its own settings.
+      relay({ type: 'event', key });
       deliver(key);
     };
     ws.onerror = () => {
@@ -245,6 +305,8 @@ export function createRealtime(options) {
 
   function ping(ws) {
     if (socket !== ws || awaitingPong) return;
+    // The age timer may have been held back (a throttled or suspended page): the clock decides.
+    if (now() - openedAt >= config.maxConnectionAgeMs) return replace(ws);
     if (pingTimer !== null) timers.clearTimeout(pingTimer);
     pingTimer = null;
     try {
@@ -283,16 +345,19 @@ export function createRealtime(options) {
     scheduleRetry();
   }
 
-  function scheduleRetry() {
+  let retryAction = null; // what the retry timer runs: open a socket, or join a group
+
+  function scheduleRetry(action = openSocket) {
     if (!wanted) return;
     setState('reconnecting');
     cancelRetry();
     // Full jitter: uniform in [0, min(cap, base * 2^attempt)], so many clients spread out.
     const ceiling = Math.min(config.maxDelayMs, config.baseDelayMs * 2 ** attempt);
     attempt += 1;
+    retryAction = action;
     retryTimer = timers.setTimeout(() => {
       retryTimer = null;
-      openSocket();
+      action();
     }, random() * ceiling);
   }
 
@@ -325,23 +390,197 @@ export function createRealtime(options) {
     }
   }
 
+  // ------------------------------------------------------------ sharing one socket between tabs
+
+  /** Find this tab's group from the token's user, then lead it or follow its leader. */
+  async function join(prefetched) {
+    const mine = ++joining;
+    let token = prefetched;
+    if (token === undefined) {
+      try {
+        token = await getToken({ forceRefresh: false });
+      } catch (error) {
+        if (mine !== joining || !wanted) return;
+        onError(error, { getToken: true });
+        return scheduleRetry(join);
+      }
+    }
+    if (mine !== joining || !wanted) return;
+    const user = userOf(token);
+    // No user to scope by (not a JWT with a `sub`): sharing could mix users, so this tab keeps its own socket.
+    if (user === null) {
+      setRole('own');
+      return openSocket(token);
+    }
+    enterGroup(user, token);
+  }
+
+  function enterGroup(user, token) {
+    const name = `${GROUP_PREFIX} ${url} ${user}`;
+    let channel;
+    try {
+      channel = new Channel(name);
+    } catch (error) {
+      return shareFailed(error, token);
+    }
+    let release;
+    const held = new Promise((resolve) => (release = resolve));
+    const abort = typeof AbortController === 'function' ? new AbortController() : null;
+    const member = { user, channel, release, abort };
+    group = member;
+    channel.onmessage = (message) => {
+      if (group === member) onGroupMessage(message.data);
+    };
+    // Held until the client closes or the tab goes (closed, crashed, reloaded): the browser releases it then.
+    const lead = (first) => {
+      if (group !== member || !wanted) return undefined;
+      becomeLeader(first);
+      return held;
+    };
+    const failed = (error) => {
+      if (group === member) shareFailed(error);
+    };
+    try {
+      locks
+        .request(name, { ifAvailable: true }, (lock) => {
+          if (lock) return lead(token);
+          if (group !== member) return undefined;
+          becomeFollower();
+          // Queued behind the leader: granted when its tab closes, crashes or reloads.
+          const options = abort ? { signal: abort.signal } : {};
+          locks.request(name, options, () => lead(undefined)).catch(failed);
+          return undefined;
+        })
+        .catch(failed);
+    } catch (error) {
+      failed(error);
+    }
+  }
+
+  function becomeLeader(token) {
+    setRole('leader');
+    // The previous leader's socket is gone and frames may have been lost since: this is a reconnect.
+    if (state === 'open') setState('reconnecting');
+    relay({ type: 'state', state });
+    attempt = 0;
+    openSocket(token);
+  }
+
+  function becomeFollower() {
+    setRole('follower');
+    post({ type: 'hello' }); // the leader answers with its state
+  }
+
+  function onGroupMessage(message) {
+    if (message === null || typeof message !== 'object') return;
+    if (role === 'leader') {
+      if (message.type === 'hello') post({ type: 'state', state });
+      else if (message.type === 'check') checkConnection();
+      return;
+    }
+    if (role !== 'follower') return;
+    if (message.type === 'state' && STATES.includes(message.state) && message.state !== 'closed') {
+      followState(message.state);
+    } else if (message.type === 'event' && typeof message.key === 'string' && message.key) {
+      deliver(message.key);
+    }
+  }
+
+  function followState(next) {
+    // The same rule as with an own socket: reconnecting -> open means frames may have been lost.
+    const isReconnect = state === 'reconnecting' && next === 'open';
+    setState(next);
+    if (next !== 'open') return;
+    everOpened = true;
+    if (isReconnect) dispatch(RESYNC, 1);
+  }
+
+  /** The leader tells the group; a follower's messages go to the leader through `post`. */
+  function relay(message) {
+    if (role === 'leader' && group) post(message);
+  }
+
+  function post(message) {
+    try {
+      group?.channel.postMessage(message);
+    } catch (error) {
+      onError(error, { share: true });
+    }
+  }
+
+  function leaveGroup() {
+    joining += 1; // a join waiting for its token is abandoned
+    const member = group;
+    if (!member) return;
+    group = null;
+    member.abort?.abort(); // a queued lock request is withdrawn
+    member.release(); // a held lock passes to the next tab of the group
+    try {
+      member.channel.close();
+    } catch {
+      // Already closed: nothing more to release.
+    }
+  }
+
+  function changeUser(token) {
+    // Signed in as someone else: leave this user's group (and socket) for the new user's.
+    leaveGroup();
+    abandonSocket(1000, 'user changed');
+    cancelRetry();
+    if (state === 'open') setState('reconnecting');
+    join(token);
+  }
+
+  async function verifyUser() {
+    const member = group;
+    let token;
+    try {
+      token = await getToken({ forceRefresh: false });
+    } catch (error) {
+      onError(error, { getToken: true });
+      return;
+    }
+    if (group !== member || !wanted || role !== 'follower') return;
+    if (typeof token === 'string' && userOf(token) !== member.user) changeUser(token);
+  }
+
+  function shareFailed(error, token) {
+    // The browser has the APIs but refused them (an opaque origin, a storage policy): own socket.
+    onError(error, { share: true });
+    canShare = false;
+    if (!wanted) return;
+    const wasLeader = role === 'leader';
+    leaveGroup();
+    setRole('own');
+    if (!wasLeader || socket === null) openSocket(token);
+  }
+
   // ------------------------------------------------------------ page events
+
+  function checkConnection() {
+    if (socket !== null && state === 'open') return ping(socket); // it may have died while the laptop slept
+    reconnectNow();
+  }
 
   function reconnectNow() {
     // Only while waiting out a backoff: an attempt in flight or an open socket is left alone.
     if (!wanted || socket !== null || retryTimer === null) return;
     cancelRetry();
-    openSocket();
+    retryAction();
   }
 
   function onOnline() {
+    if (role === 'follower') return post({ type: 'check' });
     reconnectNow();
   }
 
   function onVisibility() {
     if (doc && doc.visibilityState !== 'visible') return;
-    if (socket !== null && state === 'open') return ping(socket); // it may have died while the laptop slept
-    reconnectNow();
+    if (role === 'follower') {
+      post({ type: 'check' }); // the leader may be a hidden tab whose socket died unnoticed
+      return verifyUser(); // the user may have signed in as someone else meanwhile
+    }
+    checkConnection();
   }
 
   function addPageListeners() {
@@ -357,14 +596,33 @@ export function createRealtime(options) {
   const client = {
     on,
     onState,
+    onRole,
     connect,
     close,
     get state() {
       return state;
     },
+    get role() {
+      return role;
+    },
   };
   if (config.autoConnect) connect();
   return client;
+}
+
+/** The `sub` of a JWT's payload, or null. Read only to choose the group of tabs: never trusted. */
+function userOf(token) {
+  if (typeof token !== 'string') return null;
+  const payload = token.split('.')[1];
+  if (!payload || typeof atob !== 'function') return null;
+  try {
+    const base64 = payload.replace(/-/g, '+').replace(/_/g, '/');
+    const json = atob(base64 + '='.repeat((4 - (base64.length % 4)) % 4));
+    const claims = JSON.parse(json);
+    return typeof claims?.sub === 'string' && claims.sub ? claims.sub : null;
+  } catch {
+    return null;
+  }
 }
 
 const decoder = typeof TextDecoder === 'function' ? new TextDecoder() : null;

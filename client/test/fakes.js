@@ -176,11 +176,196 @@ export function harness(options = {}) {
         window: page,
         onError: (error, context) => errors.push({ error, context }),
         autoConnect: false,
+        // A browser without Web Locks or BroadcastChannel: each client has its own socket.
+        locks: null,
+        BroadcastChannel: null,
         ...extra,
       });
       client.onState((state) => states.push(state));
       this.client = client;
       return client;
+    },
+  };
+}
+
+/**
+ * One browser's Web Locks and BroadcastChannel, shared by the tabs the test opens, as a real
+ * browser shares them between the tabs of one origin. `crash(tab)` ends a tab the way closing,
+ * crashing or reloading does: its locks are released and its channels closed, with no goodbye.
+ */
+export class FakeBrowser {
+  constructor() {
+    this.holders = new Map(); // lock name -> the granted request
+    this.queues = new Map(); // lock name -> requests waiting, in order
+    this.channels = new Set();
+    this.posted = []; // every message posted on any channel: { tab, name, data }
+  }
+
+  /** A LockManager (`navigator.locks`) for `tab`. */
+  locksFor(tab) {
+    return { request: (name, options, callback) => this.#request(tab, name, options, callback) };
+  }
+
+  /** A BroadcastChannel class for `tab`. */
+  channelClassFor(tab) {
+    const browser = this;
+    return class FakeBroadcastChannel {
+      constructor(name) {
+        this.name = name;
+        this.tab = tab;
+        this.onmessage = null;
+        browser.channels.add(this);
+      }
+
+      postMessage(data) {
+        if (!browser.channels.has(this)) throw new Error('InvalidStateError: channel closed');
+        const copy = structuredClone(data);
+        browser.posted.push({ tab, name: this.name, data: copy });
+        for (const other of browser.channels) {
+          if (other === this || other.name !== this.name) continue;
+          // Delivered later and in order, as a task per message; never to a closed channel.
+          queueMicrotask(() => {
+            if (browser.channels.has(other)) other.onmessage?.({ data: structuredClone(copy) });
+          });
+        }
+      }
+
+      close() {
+        browser.channels.delete(this);
+      }
+    };
+  }
+
+  /** The tab holding lock `name`, or null. */
+  holderOf(name) {
+    return this.holders.get(name)?.tab ?? null;
+  }
+
+  /** Names of the locks held, with their holders. */
+  heldLocks() {
+    return [...this.holders.entries()].map(([name, request]) => ({ name, tab: request.tab }));
+  }
+
+  crash(tab) {
+    for (const channel of [...this.channels]) if (channel.tab === tab) this.channels.delete(channel);
+    for (const [name, queue] of this.queues) this.queues.set(name, queue.filter((request) => request.tab !== tab));
+    for (const [name, request] of [...this.holders]) {
+      if (request.tab !== tab) continue;
+      this.holders.delete(name);
+      this.#grant(name);
+    }
+  }
+
+  #request(tab, name, options, callback) {
+    if (typeof options === 'function') [callback, options] = [options, {}];
+    return new Promise((resolve, reject) => {
+      const request = { tab, name, callback, resolve, reject };
+      const { signal } = options;
+      if (signal?.aborted) return reject(new DOMException('aborted', 'AbortError'));
+      const queue = this.queues.get(name) ?? [];
+      this.queues.set(name, queue);
+      if (options.ifAvailable && (this.holders.has(name) || queue.length > 0)) {
+        queueMicrotask(() => Promise.resolve().then(() => callback(null)).then(resolve, reject));
+        return;
+      }
+      signal?.addEventListener('abort', () => {
+        const waiting = this.queues.get(name) ?? [];
+        if (!waiting.includes(request)) return; // already granted: aborting changes nothing
+        this.queues.set(name, waiting.filter((other) => other !== request));
+        reject(new DOMException('aborted', 'AbortError'));
+      });
+      queue.push(request);
+      this.#grant(name);
+    });
+  }
+
+  #grant(name) {
+    if (this.holders.has(name)) return;
+    const queue = this.queues.get(name) ?? [];
+    const next = queue.shift();
+    if (!next) return;
+    this.holders.set(name, next);
+    queueMicrotask(async () => {
+      let result;
+      let failure = null;
+      try {
+        result = await next.callback({ name, mode: 'exclusive' });
+      } catch (error) {
+        failure = error;
+      }
+      if (this.holders.get(name) !== next) return; // the tab crashed meanwhile: released already
+      this.holders.delete(name);
+      if (failure) next.reject(failure);
+      else next.resolve(result);
+      this.#grant(name);
+    });
+  }
+}
+
+/** A token shaped like a Firebase ID token (header.payload.signature) for user `sub`. */
+export function tokenFor(sub, serial = 1) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'RS256', typ: 'JWT' })}.${part({ sub, user_id: sub, serial })}.c2lnbmF0dXJl`;
+}
+
+/**
+ * Tabs of one browser (clients made by `createRealtime`) sharing a virtual clock, one WebSocket server (`sockets`: every socket any
+ * tab opened) and the browser's locks and channels. `openTab({ user })` returns a tab whose
+ * `client` is created (not connected) with the browser's APIs; `tab.user` may be changed later
+ * to make its getToken return another user's token.
+ */
+export function fakeBrowserTabs(createRealtime) {
+  const clock = new FakeClock();
+  const browser = new FakeBrowser();
+  const { FakeWebSocket, sockets } = fakeWebSocketClass();
+  let tabNumber = 0;
+  return {
+    clock,
+    browser,
+    sockets,
+    /** Sockets not closed by their client nor dropped: what the gateway holds. */
+    live() {
+      return sockets.filter((socket) => socket.readyState !== FakeWebSocket.CLOSED);
+    },
+    openTab({ user = 'alice', url = 'wss://example.test/ws', shared = true, ...extra } = {}) {
+      tabNumber += 1;
+      const name = `tab-${tabNumber}`;
+      const document = new FakeEventTarget({ visibilityState: 'visible' });
+      const page = new FakeEventTarget({ document });
+      const tab = {
+        name,
+        user,
+        page,
+        document,
+        errors: [],
+        states: [],
+        roles: [],
+        tokenCalls: [],
+        events: [], // every { key, count } its '*' subscribers saw
+        crash: () => browser.crash(name),
+      };
+      let serial = 0;
+      tab.client = createRealtime({
+        url,
+        getToken: async (hint) => {
+          tab.tokenCalls.push(hint);
+          serial += 1;
+          return tokenFor(tab.user, serial);
+        },
+        WebSocket: FakeWebSocket,
+        timers: { setTimeout: clock.setTimeout, clearTimeout: clock.clearTimeout, now: () => clock.now },
+        random: () => 0.5,
+        window: page,
+        onError: (error, context) => tab.errors.push({ error, context }),
+        autoConnect: false,
+        locks: shared ? browser.locksFor(name) : null,
+        BroadcastChannel: shared ? browser.channelClassFor(name) : null,
+        ...extra,
+      });
+      tab.client.onState((state) => tab.states.push(state));
+      tab.client.onRole((role) => tab.roles.push(role));
+      tab.client.on('*', (event) => tab.events.push(event));
+      return tab;
     },
   };
 }

@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAGE ?= dev
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install dev test lint typecheck unit integration e2e node-test package-check package clean
+.PHONY: help install dev test lint typecheck client-types unit integration e2e node-test package-check package clean
 
 help:
 	@echo "make dev        run the whole stack locally (REST, WebSocket, SNS, DynamoDB, Firebase Auth)"
@@ -49,6 +49,10 @@ e2e: install
 	scripts/install-chromium
 	$(PY) -m pytest tests/e2e
 
+# The browser library's declarations against its typed usage example (wrong calls must fail).
+client-types: node_modules/.installed
+	node_modules/.bin/tsc -p client/types-test --noEmit --strict
+
 node-test: node_modules/.installed
 	node --test client/test/*.test.js
 
@@ -57,8 +61,7 @@ package-check: $(VENV)/.installed
 
 test: install
 	scripts/install-chromium
-	$(MAKE) lint typecheck
-	node --test client/test/*.test.js
+	$(MAKE) lint typecheck client-types node-test
 	$(PY) -m pytest
 
 package: $(VENV)/.installed

@@ -1,0 +1,49 @@
+// Types for react.js: a provider and hooks over createRealtime. React (>= 18) is the app's own.
+
+import type { ReactElement, ReactNode } from 'react';
+
+import type { ConnectionState, GetToken, RealtimeClient, RealtimeHandler, RealtimeOptions } from './realtime.js';
+
+export type { ConnectionState, GetToken, RealtimeClient, RealtimeEvent, RealtimeHandler, RealtimeOptions } from './realtime.js';
+
+/** Options passed on to `createRealtime` by a provider that creates its client. */
+export type ProviderOptions = Omit<RealtimeOptions, 'url' | 'getToken' | 'autoConnect'>;
+
+/** A provider that creates, connects and (on unmount) closes its own client. */
+export interface OwnClientProps {
+  url: string;
+  getToken: GetToken;
+  options?: ProviderOptions;
+  client?: undefined;
+  children?: ReactNode;
+}
+
+/** A provider that shares a client you manage: it neither connects nor closes it. */
+export interface SharedClientProps {
+  client: RealtimeClient;
+  url?: undefined;
+  getToken?: undefined;
+  options?: undefined;
+  children?: ReactNode;
+}
+
+export type RealtimeProviderProps = OwnClientProps | SharedClientProps;
+
+/** Makes a realtime client available to the components below it. */
+export declare function RealtimeProvider(props: RealtimeProviderProps): ReactElement;
+
+/** The client of the nearest RealtimeProvider (throws outside one). */
+export declare function useRealtimeClient(): RealtimeClient;
+
+/**
+ * Calls `handler` when `key` arrives and, unless `{ resync: false }`, after every reconnect too.
+ * The latest `handler` is used without resubscribing.
+ */
+export declare function useRealtimeEvent(
+  key: string,
+  handler: RealtimeHandler,
+  options?: { readonly resync?: boolean },
+): void;
+
+/** The connection state, re-rendering on change. */
+export declare function useRealtimeState(): ConnectionState;

@@ -1,0 +1,130 @@
+// Types for realtime.js: the browser side of the push-to-refetch contract. The server sends only
+// `{"event": "<key>"}` frames; handlers learn which data changed and refetch it over REST.
+
+/** The connection state, in the order a page usually sees them. */
+export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
+
+/** Every connection state, in that order. */
+export declare const STATES: readonly ConnectionState[];
+
+/** The synthetic key emitted after every reconnect: refetch whatever is on screen. */
+export declare const RESYNC: 'resync';
+
+/** What a handler receives: the key, and how many frames of it a coalescing window merged (1 without). */
+export interface RealtimeEvent {
+  readonly key: string;
+  readonly count: number;
+}
+
+/** Called once per frame of its key (or per coalescing window). A rejected promise goes to `onError`. */
+export type RealtimeHandler = (event: RealtimeEvent) => void | Promise<void>;
+
+/** Called on every change of the connection state. */
+export type StateListener = (state: ConnectionState) => void;
+
+/** Removes the subscription it was returned for; calling it again does nothing. */
+export type Unsubscribe = () => void;
+
+/**
+ * Returns a Firebase ID token, e.g. `({ forceRefresh }) => user.getIdToken(forceRefresh)`.
+ * Called before every connection attempt; `forceRefresh` is true after a refused attempt.
+ */
+export type GetToken = (request: { readonly forceRefresh: boolean }) => string | Promise<string>;
+
+/** Where a reported error came from: a handler's key, a state listener, getToken, connect or ping. */
+export type ErrorContext =
+  | { readonly key: string }
+  | { readonly stateListener: ConnectionState }
+  | { readonly getToken: true }
+  | { readonly connect: true }
+  | { readonly ping: true };
+
+/** The part of a WebSocket the client uses (the browser's `WebSocket` fits). */
+export interface WebSocketLike {
+  binaryType: string;
+  // Handler parameters are `any` so that the browser's WebSocket (MessageEvent, CloseEvent) fits.
+  onopen: ((event: any) => void) | null;
+  onmessage: ((event: any) => void) | null;
+  onerror: ((event: any) => void) | null;
+  onclose: ((event: any) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor: the browser's, or one injected for tests. */
+export type WebSocketConstructor = new (url: string, protocols: string[]) => WebSocketLike;
+
+/** The timer functions the client schedules with (injectable for tests). */
+export interface Timers {
+  setTimeout(callback: () => void, ms: number): unknown;
+  clearTimeout(id: any): void;
+}
+
+/** The part of `window` / `document` the client listens to (`online`, `visibilitychange`). */
+export interface PageEvents {
+  addEventListener?(type: string, listener: () => void): void;
+  removeEventListener?(type: string, listener: () => void): void;
+}
+
+export interface RealtimeOptions {
+  /** `wss://{api-id}.execute-api.{region}.amazonaws.com/{stage}`, locally `ws://127.0.0.1:8001`. */
+  url: string;
+  /** Called before every connection attempt; the token travels as the subprotocol pair `bearer, <token>`. */
+  getToken: GetToken;
+  /** Connect on creation (default `true`); `false` waits for `connect()`. */
+  autoConnect?: boolean;
+  /** Merge frames of a key arriving within this many ms into one call: one number, or per key. Default 0 (off). */
+  coalesceMs?: number | { readonly [key: string]: number };
+  /** Backoff base (default 500 ms). */
+  baseDelayMs?: number;
+  /** Backoff cap (default 30,000 ms). */
+  maxDelayMs?: number;
+  /** A connection open this long resets the backoff (default 10,000 ms). */
+  stableAfterMs?: number;
+  /** A handshake still pending after this counts as failed (default 15,000 ms). */
+  connectTimeoutMs?: number;
+  /** Keep-alive ping period (default 300,000 ms: API Gateway closes idle connections at 10 minutes). */
+  pingIntervalMs?: number;
+  /** How long to wait for the ping's `pong` (default 10,000 ms). */
+  pongTimeoutMs?: number;
+  /** Reconnect before API Gateway's 2-hour limit (default 6,600,000 ms). */
+  maxConnectionAgeMs?: number;
+  /** Handler, state-listener and getToken failures (default `console.error`). */
+  onError?: (error: unknown, context: ErrorContext) => void;
+  /** The WebSocket constructor (default the browser's). */
+  WebSocket?: WebSocketConstructor;
+  /** Timer functions (default the global ones). */
+  timers?: Timers;
+  /** A number in [0, 1) for the backoff jitter (default `Math.random`). */
+  random?: () => number;
+  /** Listened to for `online` (default the global `window`; `null` for none). */
+  window?: (PageEvents & { readonly document?: PageDocument | null }) | null;
+  /** Listened to for `visibilitychange` (default `window.document`; `null` for none). */
+  document?: PageDocument | null;
+}
+
+/** The part of `document` the client reads. */
+export interface PageDocument extends PageEvents {
+  readonly visibilityState?: string;
+}
+
+export interface RealtimeClient {
+  /** Subscribe to an event key (`'*'` for every key, `resync` included). */
+  on(key: string, handler: RealtimeHandler): Unsubscribe;
+  /** Listen to connection state changes. */
+  onState(listener: StateListener): Unsubscribe;
+  /** Start (or, after `close()`, restart) connecting; a no-op while already wanted. */
+  connect(): void;
+  /** Close the socket (code 1000), cancel every timer and stop reconnecting. */
+  close(): void;
+  /** The current connection state. */
+  readonly state: ConnectionState;
+}
+
+/**
+ * Open a self-healing WebSocket that delivers event keys to subscribers.
+ *
+ * const realtime = createRealtime({ url, getToken: ({ forceRefresh }) => user.getIdToken(forceRefresh) });
+ * realtime.on('jobs-updated', () => refetchJobs());
+ */
+export declare function createRealtime(options: RealtimeOptions): RealtimeClient;

@@ -1,0 +1,104 @@
+// What an app writes with the package, checked by `tsc --noEmit --strict` (make test).
+// It imports the package by name, as an app does: the types come from package.json's "exports".
+import { initializeApp } from 'firebase/app';
+import { browserSessionPersistence, getAuth, onIdTokenChanged, setPersistence, type User } from 'firebase/auth';
+import { useEffect, useState } from 'react';
+
+import {
+  createRealtime,
+  RESYNC,
+  STATES,
+  type ConnectionState,
+  type RealtimeClient,
+  type RealtimeEvent,
+} from 'chalice-realtime-client';
+import { RealtimeProvider, useRealtimeClient, useRealtimeEvent, useRealtimeState } from 'chalice-realtime-client/react';
+
+const API_URL = 'https://xyz789.execute-api.eu-west-1.amazonaws.com/api';
+const WS_URL = 'wss://abc123.execute-api.eu-west-1.amazonaws.com/api/';
+
+const auth = getAuth(initializeApp({ apiKey: 'key', authDomain: 'demo.firebaseapp.com', projectId: 'demo' }));
+void setPersistence(auth, browserSessionPersistence);
+
+// ------------------------------------------------------------------ without React
+
+export function plainPage(user: User): RealtimeClient {
+  const realtime = createRealtime({
+    url: WS_URL,
+    getToken: ({ forceRefresh }) => user.getIdToken(forceRefresh),
+    coalesceMs: { 'jobs-updated': 200 },
+    onError: (error, context) => console.warn('realtime', context, error),
+    window,
+    document,
+  });
+  const off = realtime.on('jobs-updated', (event: RealtimeEvent) => {
+    const merged: number = event.count;
+    console.log(event.key, merged);
+  });
+  realtime.on(RESYNC, async () => {
+    await fetch(`${API_URL}/jobs`);
+  });
+  realtime.onState((state: ConnectionState) => {
+    document.title = state;
+  });
+  const known: readonly ConnectionState[] = STATES;
+  console.log(known.includes(realtime.state));
+  off();
+  return realtime;
+}
+
+// A client for tests: every collaborator injected.
+export const testClient = createRealtime({
+  url: 'ws://127.0.0.1:8001',
+  getToken: () => 'token',
+  autoConnect: false,
+  WebSocket,
+  timers: { setTimeout: (callback, ms) => setTimeout(callback, ms), clearTimeout: (id) => clearTimeout(id) },
+  random: () => 0.5,
+  window: null,
+  document: null,
+});
+
+// ------------------------------------------------------------------ React
+
+export function App() {
+  const [user, setUser] = useState<User | null>(auth.currentUser);
+  useEffect(() => onIdTokenChanged(auth, setUser), []);
+  if (!user) return null;
+  return (
+    <RealtimeProvider
+      key={user.uid}
+      url={WS_URL}
+      getToken={({ forceRefresh }) => user.getIdToken(forceRefresh)}
+      options={{ coalesceMs: 100 }}
+    >
+      <UnreadBadge user={user} />
+    </RealtimeProvider>
+  );
+}
+
+export function Shared({ client }: { client: RealtimeClient }) {
+  return (
+    <RealtimeProvider client={client}>
+      <ConnectionDot />
+    </RealtimeProvider>
+  );
+}
+
+function UnreadBadge({ user }: { user: User }) {
+  const [unread, setUnread] = useState<number | null>(null);
+  const refetch = async () => {
+    const token = await user.getIdToken();
+    const response = await fetch(`${API_URL}/messages/unread-count`, { headers: { Authorization: `Bearer ${token}` } });
+    if (response.ok) setUnread(((await response.json()) as { unread: number }).unread);
+  };
+  useRealtimeEvent('chat-messages-updated', refetch);
+  useRealtimeEvent('jobs-updated', (event) => console.log(event.count), { resync: false });
+  return <span>{unread ?? '…'}</span>;
+}
+
+function ConnectionDot() {
+  const state: ConnectionState = useRealtimeState();
+  const client: RealtimeClient = useRealtimeClient();
+  return <span title={client.state} className={`dot dot-${state}`} />;
+}

@@ -10,6 +10,15 @@ export declare const STATES: readonly ConnectionState[];
 /** The synthetic key emitted after every reconnect: refetch whatever is on screen. */
 export declare const RESYNC: 'resync';
 
+/**
+ * Who holds the socket for this client: `own` (its own socket: sharing off or unavailable),
+ * `leader` (holds the one socket of its group of tabs) or `follower` (another tab of the group does).
+ */
+export type Role = 'own' | 'leader' | 'follower';
+
+/** Every role. */
+export declare const ROLES: readonly Role[];
+
 /** What a handler receives: the key, and how many frames of it a coalescing window merged (1 without). */
 export interface RealtimeEvent {
   readonly key: string;
@@ -21,6 +30,9 @@ export type RealtimeHandler = (event: RealtimeEvent) => void | Promise<void>;
 
 /** Called on every change of the connection state. */
 export type StateListener = (state: ConnectionState) => void;
+
+/** Called on every change of the role; `null` once the client is closed. */
+export type RoleListener = (role: Role | null) => void;
 
 /** Removes the subscription it was returned for; calling it again does nothing. */
 export type Unsubscribe = () => void;
@@ -35,6 +47,8 @@ export type GetToken = (request: { readonly forceRefresh: boolean }) => string |
 export type ErrorContext =
   | { readonly key: string }
   | { readonly stateListener: ConnectionState }
+  | { readonly roleListener: Role | null }
+  | { readonly share: true }
   | { readonly getToken: true }
   | { readonly connect: true }
   | { readonly ping: true };
@@ -58,7 +72,24 @@ export type WebSocketConstructor = new (url: string, protocols: string[]) => Web
 export interface Timers {
   setTimeout(callback: () => void, ms: number): unknown;
   clearTimeout(id: any): void;
+  /** The wall clock in ms (default `Date.now`): the connection's age is checked against it. */
+  now?(): number;
 }
+
+/** The part of the Web Locks API (`navigator.locks`) the client uses to elect a leader tab. */
+export interface LockManagerLike {
+  request(name: string, options: any, callback: (lock: unknown) => unknown): Promise<unknown>;
+}
+
+/** The part of a BroadcastChannel the client uses to relay frames and state between tabs. */
+export interface BroadcastChannelLike {
+  onmessage: ((event: any) => void) | null;
+  postMessage(message: unknown): void;
+  close(): void;
+}
+
+/** A BroadcastChannel constructor: the browser's, or one injected for tests. */
+export type BroadcastChannelConstructor = new (name: string) => BroadcastChannelLike;
 
 /** The part of `window` / `document` the client listens to (`online`, `visibilitychange`). */
 export interface PageEvents {
@@ -89,10 +120,20 @@ export interface RealtimeOptions {
   pongTimeoutMs?: number;
   /** Reconnect before API Gateway's 2-hour limit (default 6,600,000 ms). */
   maxConnectionAgeMs?: number;
+  /**
+   * Share one socket among the tabs of the same origin, url and user (default `true`): a leader tab
+   * holds it and the others follow over BroadcastChannel. Without Web Locks or BroadcastChannel,
+   * or with `false`, each client has its own socket.
+   */
+  shareConnection?: boolean;
   /** Handler, state-listener and getToken failures (default `console.error`). */
   onError?: (error: unknown, context: ErrorContext) => void;
   /** The WebSocket constructor (default the browser's). */
   WebSocket?: WebSocketConstructor;
+  /** The Web Locks API (default `navigator.locks`; `null` for none). */
+  locks?: LockManagerLike | null;
+  /** The BroadcastChannel constructor (default the browser's; `null` for none). */
+  BroadcastChannel?: BroadcastChannelConstructor | null;
   /** Timer functions (default the global ones). */
   timers?: Timers;
   /** A number in [0, 1) for the backoff jitter (default `Math.random`). */
@@ -113,12 +154,16 @@ export interface RealtimeClient {
   on(key: string, handler: RealtimeHandler): Unsubscribe;
   /** Listen to connection state changes. */
   onState(listener: StateListener): Unsubscribe;
+  /** Listen to role changes (`own`, `leader`, `follower`; `null` when closed). */
+  onRole(listener: RoleListener): Unsubscribe;
   /** Start (or, after `close()`, restart) connecting; a no-op while already wanted. */
   connect(): void;
   /** Close the socket (code 1000), cancel every timer and stop reconnecting. */
   close(): void;
   /** The current connection state. */
   readonly state: ConnectionState;
+  /** Who holds the socket for this client; `null` while closed. */
+  readonly role: Role | null;
 }
 
 /**

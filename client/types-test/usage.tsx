@@ -7,8 +7,10 @@ import { useEffect, useState } from 'react';
 import {
   createRealtime,
   RESYNC,
+  ROLES,
   STATES,
   type ConnectionState,
+  type Role,
   type RealtimeClient,
   type RealtimeEvent,
 } from 'chalice-realtime-client';
@@ -43,6 +45,11 @@ export function plainPage(user: User): RealtimeClient {
   });
   const known: readonly ConnectionState[] = STATES;
   console.log(known.includes(realtime.state));
+  realtime.onRole((role: Role | null) => {
+    document.body.dataset.role = role ?? 'closed';
+  });
+  const roles: readonly Role[] = ROLES;
+  console.log(realtime.role !== null && roles.includes(realtime.role));
   off();
   return realtime;
 }
@@ -53,7 +60,14 @@ export const testClient = createRealtime({
   getToken: () => 'token',
   autoConnect: false,
   WebSocket,
-  timers: { setTimeout: (callback, ms) => setTimeout(callback, ms), clearTimeout: (id) => clearTimeout(id) },
+  timers: {
+    setTimeout: (callback, ms) => setTimeout(callback, ms),
+    clearTimeout: (id) => clearTimeout(id),
+    now: () => Date.now(),
+  },
+  shareConnection: true,
+  locks: navigator.locks,
+  BroadcastChannel,
   random: () => 0.5,
   window: null,
   document: null,

@@ -1,18 +1,24 @@
-"""Fan-out: `notify_users` to N connections, our aiohttp transport against two boto3 baselines.
+"""Fan-out: `notify_users` to N connections, the app's transport against the plain client.
 
-    python -m bench.fanout                 # N = 10, 100, 1,000, 10,000; writes docs/fanout.png
-    python -m bench.fanout --quick         # N up to 1,000, sequential up to 100 (a minute)
+    python -m bench.fanout                 # N = 10, 100, 1,000, 10,000; writes docs/fanout.md and .png
+    python -m bench.fanout --quick         # N up to 1,000, sequential up to 100 (a few minutes)
+
+The baseline is the plain client (`bench/plain_client.py`): aiohttp posting each frame signed
+by botocore's `SigV4Auth`, 64 in flight. Compared with it in the same run: the app's transport
+(libcurl's multi interface through pycurl, signing key cached per day), the previous aiohttp
+transport, and a sequential boto3 loop.
 
 Setup, all on loopback: the Management API stand-in (bench/standin.py) in its own process
 answers each POST after `--delay` (20 ms), 410 for 1 connection in 20; the rows live in
 moto's DynamoDB server in another process (one table per N: moto's Query reads its whole
 table, real DynamoDB's does not). Each N is one user holding N connections, so a run is
-1 Query page (2 at 10,000) + N posts + the gone rows' batch deletes through the Notifier.
+1 Query page (2 at 10,000) + N posts + the gone rows' batch deletes through the Notifier,
+whatever the transport.
 
 Each transport is measured in a worker process, warm (a first small notify opened its
 connections, as in a warm Lambda): once free to use both cores, once pinned to one core
 with `taskset -c 0` (what a 1,769 MB Lambda gets). The stand-ins sit on core 1. CPU is the
-worker's process time (all its threads) per delivered frame.
+worker's process time (all its threads, the DynamoDB client included) per delivered frame.
 """
 
 from __future__ import annotations
@@ -38,10 +44,13 @@ from bench.harness import (
     verdict,
 )
 
-KINDS = ("aiohttp", "boto3-threads", "boto3-sequential")
+KINDS = ("curl", "plain", "aiohttp", "boto3-sequential")
+BASELINE = "plain"
+OURS = "curl"
 LABELS = {
-    "aiohttp": "aiohttp + SigV4 (ours)",
-    "boto3-threads": "boto3, 64 threads",
+    "curl": "pycurl multi + cached-key SigV4 (ours)",
+    "plain": "plain client: aiohttp + SigV4Auth (baseline)",
+    "aiohttp": "aiohttp + SigV4Auth, retries (previous)",
     "boto3-sequential": "boto3, sequential loop",
 }
 CONCURRENCY = 64
@@ -101,14 +110,16 @@ def load_tables(ns: list[int]) -> None:
 
 
 def make_transport(kind: str, endpoint: str) -> Any:
+    from bench.plain_client import PlainClient
+    from chalicelib.curl_transport import CurlTransport
     from chalicelib.transport import AiohttpTransport, Boto3ThreadPoolTransport
 
+    if kind == "curl":
+        return CurlTransport(endpoint, concurrency=CONCURRENCY)
+    if kind == "plain":
+        return PlainClient(endpoint, concurrency=CONCURRENCY)
     if kind == "aiohttp":
         return AiohttpTransport(endpoint, concurrency=CONCURRENCY)
-    if kind == "aiohttp-run-per-call":
-        return AiohttpTransport(endpoint, concurrency=CONCURRENCY, persistent_loop=False)
-    if kind == "boto3-threads":
-        return Boto3ThreadPoolTransport(endpoint, concurrency=CONCURRENCY)
     if kind == "boto3-sequential":
         return Boto3ThreadPoolTransport(endpoint, concurrency=1)  # one worker thread: a plain loop
     raise ValueError(kind)
@@ -180,9 +191,9 @@ def worker(endpoint: str, ns: list[int], sequential_max: int, warm_calls: int) -
                     "failed": report.failed,
                 }
             )
-    # Many small notifies (a warm Lambda's usual day): background loop vs asyncio.run per call.
+    # Many small notifies (a warm Lambda's usual day): 1 Query + 3 posts each.
     small: list[dict[str, Any]] = []
-    for kind in ("aiohttp", "aiohttp-run-per-call", "boto3-threads"):
+    for kind in ("curl", "plain", "aiohttp"):
         notifier = Notifier(ConnectionStore(table_name(3), dynamodb), make_transport(kind, endpoint))
         notifier.notify(USER, "bench-warm-up")
         _, wall, cpu = measure(lambda: [notifier.notify(USER, "bench-small") for _ in range(warm_calls)])  # noqa: B023
@@ -214,10 +225,15 @@ def run_worker(pinned: bool, endpoint: str, dynamodb_url: str, args: argparse.Na
 # ---------------------------------------------------------------- report
 
 
+def cpu_per_frame(r: dict[str, Any]) -> float:
+    return float(r["cpu"]) / max(int(r["delivered"]), 1)
+
+
 def fanout_table(results: list[dict[str, Any]], delay: float) -> str:
     rows_out = []
     for r in results:
         ideal = r["n"] * delay / CONCURRENCY if r["kind"] != "boto3-sequential" else r["n"] * delay
+        base = find(results, BASELINE, r["n"])
         rows_out.append(
             [
                 LABELS[r["kind"]],
@@ -225,7 +241,8 @@ def fanout_table(results: list[dict[str, Any]], delay: float) -> str:
                 f"{r['fanout'] * 1000:,.0f}",
                 f"{r['fanout'] / max(ideal, 1e-9):.2f}x",
                 f"{r['dynamodb'] * 1000:,.0f}",
-                f"{r['cpu'] * 1000 / max(r['delivered'], 1):.3f}",
+                f"{cpu_per_frame(r) * 1000:.3f}",
+                f"{cpu_per_frame(r) / cpu_per_frame(base):.2f}x" if base else "",
                 f"{r['delivered'] / max(r['fanout'], 1e-9):,.0f}",
                 f"{r['delivered']}/{r['gone']}/{r['failed']}",
             ]
@@ -238,6 +255,7 @@ def fanout_table(results: list[dict[str, Any]], delay: float) -> str:
             "vs ideal",
             "+ moto DynamoDB ms",
             "CPU ms/frame",
+            "CPU vs plain",
             "frames/s",
             "delivered/gone/failed",
         ],
@@ -249,35 +267,68 @@ def find(results: list[dict[str, Any]], kind: str, n: int) -> dict[str, Any] | N
     return next((r for r in results if r["kind"] == kind and r["n"] == n), None)
 
 
+COMMAND = "python -m bench.fanout"
+
+
 def targets(free: dict[str, Any], pinned: dict[str, Any], delay: float) -> list[list[str]]:
+    """One row per figure: what, ours, the plain client in the same run, the ratio, the target, met."""
     out: list[list[str]] = []
-    ours, seq = find(free["fanout"], "aiohttp", 1000), find(free["fanout"], "boto3-sequential", 1000)
-    if ours and seq:
-        speedup = seq["fanout"] / ours["fanout"]
-        out.append(["1,000 at 20 ms: >= 20x the sequential loop", f"{speedup:.0f}x", verdict(speedup >= 20)])
-    if ours:
-        ratio = ours["fanout"] / (1000 * delay / CONCURRENCY)
-        out.append(
-            [f"1,000: within 1.5x of ideal N x delay / {CONCURRENCY}", f"{ratio:.2f}x", verdict(ratio <= 1.5)]
-        )
-    for run_name, run in (("both cores", free), ("one core", pinned)):
-        largest = max((r["n"] for r in run["fanout"] if r["kind"] == "boto3-threads"), default=0)
-        a, t = find(run["fanout"], "aiohttp", largest), find(run["fanout"], "boto3-threads", largest)
-        if a and t and a["delivered"] and t["delivered"]:
-            share = (a["cpu"] / a["delivered"]) / (t["cpu"] / t["delivered"])
+    for n in (1000, 10000):
+        ours, base = find(pinned["fanout"], OURS, n), find(pinned["fanout"], BASELINE, n)
+        if ours and base:
+            ratio = cpu_per_frame(ours) / cpu_per_frame(base)
             out.append(
                 [
-                    f"CPU/frame <= 1/3 of 64 threads ({run_name}, N={largest:,})",
-                    f"{share:.2f} ({1 / share:.1f}x less)",
-                    verdict(share <= 1 / 3),
+                    f"CPU per delivered frame, N = {n:,}, one core",
+                    f"{cpu_per_frame(ours) * 1000:.3f} ms",
+                    f"{cpu_per_frame(base) * 1000:.3f} ms",
+                    f"{ratio:.2f}x",
+                    "<= 0.25x the plain client",
+                    verdict(ratio <= 0.25),
                 ]
             )
-    big = find(pinned["fanout"], "aiohttp", 10000)
-    if big:
+    ours, base = find(pinned["fanout"], OURS, 10000), find(pinned["fanout"], BASELINE, 10000)
+    if ours:
         out.append(
-            ["10,000 from one pinned core < 5 s", f"{big['fanout']:.2f} s", verdict(big["fanout"] < 5)]
+            [
+                "10,000 connections from one core, fan-out time",
+                f"{ours['fanout']:.2f} s",
+                f"{base['fanout']:.2f} s" if base else "",
+                f"{ours['fanout'] / base['fanout']:.2f}x" if base else "",
+                "< 5 s",
+                verdict(ours["fanout"] < 5),
+            ]
         )
-    return out
+    ours, base = find(pinned["fanout"], OURS, 1000), find(pinned["fanout"], BASELINE, 1000)
+    if ours:
+        ideal = 1000 * delay / CONCURRENCY
+        out.append(
+            [
+                f"1,000 connections from one core, vs ideal N x {delay * 1000:.0f} ms / {CONCURRENCY}",
+                f"{ours['fanout'] / ideal:.2f}x ideal",
+                f"{base['fanout'] / ideal:.2f}x ideal" if base else "",
+                f"{ours['fanout'] / base['fanout']:.2f}x" if base else "",
+                "<= 1.5x ideal",
+                verdict(ours["fanout"] / ideal <= 1.5),
+            ]
+        )
+    ours, seq = find(free["fanout"], OURS, 1000), find(free["fanout"], "boto3-sequential", 1000)
+    if ours and seq:
+        speedup = seq["fanout"] / ours["fanout"]
+        out.append(
+            [
+                "1,000 connections, both cores, vs a sequential boto3 loop",
+                f"{ours['fanout']:.2f} s",
+                f"{seq['fanout']:.2f} s (sequential)",
+                f"{speedup:.0f}x faster",
+                ">= 20x faster",
+                verdict(speedup >= 20),
+            ]
+        )
+    return [[*row[:5], COMMAND, row[5]] for row in out]
+
+
+TARGET_HEADERS = ["figure", "ours", "baseline, same run", "ratio", "target", "command", ""]
 
 
 def plot(free: dict[str, Any], pinned: dict[str, Any], delay: float, path: str) -> None:
@@ -287,7 +338,12 @@ def plot(free: dict[str, Any], pinned: dict[str, Any], delay: float, path: str) 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 5))
-    colors = {"aiohttp": "tab:green", "boto3-threads": "tab:orange", "boto3-sequential": "tab:red"}
+    colors = {
+        "curl": "tab:green",
+        "plain": "tab:blue",
+        "aiohttp": "tab:orange",
+        "boto3-sequential": "tab:red",
+    }
     for run, style, suffix in ((free, "-", "both cores"), (pinned, "--", "one core")):
         for kind in KINDS:
             points = sorted((r["n"], r["fanout"]) for r in run["fanout"] if r["kind"] == kind)
@@ -304,9 +360,44 @@ def plot(free: dict[str, Any], pinned: dict[str, Any], delay: float, path: str) 
     ax.set_ylabel("fan-out wall time (s), DynamoDB lookup excluded")
     ax.set_title(f"Fan-out, {delay * 1000:.0f} ms per post, 1 in {GONE_EVERY} gone (410)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def report(free: dict[str, Any], pinned: dict[str, Any], args: argparse.Namespace, loads: str) -> str:
+    """The Markdown the command prints and writes to `--out`."""
+    small_rows = [
+        [LABELS[s["kind"]], run_name, f"{s['wall'] * 1000:.1f}", f"{s['cpu'] * 1000:.2f}"]
+        for run_name, run in (("both cores", free), ("one core", pinned))
+        for s in run["small"]
+    ]
+    note = f"sequential loop only up to N = {args.sequential_max:,}: it takes N x {args.delay * 1000:.0f} ms"
+    return "\n".join(
+        [
+            f"<!-- written by `{COMMAND}{' --quick' if args.quick else ''}`; do not edit by hand -->",
+            "",
+            f"Measured on {machine()}; {loads}. Stand-in delay {args.delay * 1000:.0f} ms, "
+            f"1 connection in {GONE_EVERY} answers 410, {CONCURRENCY} requests in flight.",
+            "",
+            "### Targets, against the plain client in the same run",
+            "",
+            table(TARGET_HEADERS, targets(free, pinned, args.delay)),
+            "",
+            "### Fan-out, pinned to one core (`taskset -c 0`, as a 1,769 MB Lambda; sequential only to 100)",
+            "",
+            fanout_table(pinned["fanout"], args.delay),
+            "",
+            f"### Fan-out, free to use both cores ({note})",
+            "",
+            fanout_table(free["fanout"], args.delay),
+            "",
+            f"### Warm Lambda: {args.warm_calls} small notifies (1 Query + 3 posts each), per call",
+            "",
+            table(["transport", "run", "wall ms/call", "CPU ms/call"], small_rows),
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -321,6 +412,9 @@ def main() -> None:
     parser.add_argument(
         "--plot", default=str(ROOT / "docs" / "fanout.png"), help="PNG to write ('' for none)"
     )
+    parser.add_argument(
+        "--out", default=str(ROOT / "docs" / "fanout.md"), help="Markdown tables to write ('' for none)"
+    )
     parser.add_argument("--worker", metavar="ENDPOINT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.ns = [int(n) for n in str(args.ns).split(",")]
@@ -331,10 +425,8 @@ def main() -> None:
         return
 
     os.environ.update(AWS_ENV)
-    print(f"machine: {machine()}; load average {os.getloadavg()[0]:.1f} at the start (shared machine)")
-    print(
-        f"stand-in delay {args.delay * 1000:.0f} ms, 1 connection in {GONE_EVERY} answers 410\n", flush=True
-    )
+    start_load = os.getloadavg()[0]
+    print(f"machine: {machine()}; load average {start_load:.1f} at the start (shared machine)", flush=True)
     with management_api_standin(args.delay) as endpoint, moto_server() as dynamodb_url:
         os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
         started = time.monotonic()
@@ -342,34 +434,16 @@ def main() -> None:
         print(f"loaded {sum(args.ns):,} rows into moto in {time.monotonic() - started:.0f} s", flush=True)
         free = run_worker(False, endpoint, dynamodb_url, args)
         pinned = run_worker(True, endpoint, dynamodb_url, args)
-
-    print(f"load average {os.getloadavg()[0]:.1f} at the end")
-    note = (
-        f"(sequential loop only up to N = {args.sequential_max:,}: it takes N x {args.delay * 1000:.0f} ms)"
-    )
-    print(f"\n### Fan-out, free to use both cores {note}\n")
-    print(fanout_table(free["fanout"], args.delay))
-    print("\n### Fan-out, pinned to one core (taskset -c 0, as a 1,769 MB Lambda; sequential only to 100)\n")
-    print(fanout_table(pinned["fanout"], args.delay))
-    print(f"\n### Warm Lambda: {args.warm_calls} small notifies (1 Query + 3 posts each), per call\n")
-    small_rows = [
-        [label, run_name, f"{s['wall'] * 1000:.1f}", f"{s['cpu'] * 1000:.2f}"]
-        for run_name, run in (("both cores", free), ("one core", pinned))
-        for s in run["small"]
-        for label in [
-            {
-                "aiohttp": "aiohttp, loop thread kept for the process (ours)",
-                "aiohttp-run-per-call": "aiohttp, asyncio.run + new session per call",
-                "boto3-threads": "boto3, 64 threads",
-            }[s["kind"]]
-        ]
-    ]
-    print(table(["transport", "run", "wall ms/call", "CPU ms/call"], small_rows))
-    print("\n### Targets\n")
-    print(table(["target", "measured", ""], targets(free, pinned, args.delay)))
+    loads = f"load average {start_load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
+    markdown = report(free, pinned, args, loads)
+    print("\n" + markdown)
+    if args.out:
+        with open(args.out, "w") as out:
+            out.write(markdown)
+        print(f"tables: {os.path.relpath(args.out, ROOT)}")
     if args.plot:
         plot(free, pinned, args.delay, args.plot)
-        print(f"\nplot: {os.path.relpath(args.plot, ROOT)}")
+        print(f"plot: {os.path.relpath(args.plot, ROOT)}")
     sys.stdout.flush()
 
 

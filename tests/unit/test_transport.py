@@ -1,8 +1,10 @@
-"""Both transports against a real HTTP stand-in of the Management API on 127.0.0.1.
+"""The transports against a real HTTP stand-in of the Management API on 127.0.0.1.
 
-Each behaviour is parametrized over the aiohttp transport (the default) and the boto3
-thread-pool one (the baseline): 410 cleanup, 429 with and without `Retry-After`, 500,
-retries exhausted, a dropped TCP connection, the report, and a signature AWS would accept.
+Each behaviour is parametrized over the pycurl transport, the aiohttp one and the boto3
+thread-pool one: 410 cleanup, 429 with and without `Retry-After`, 500, retries exhausted,
+a dropped TCP connection, the report, and a signature AWS would accept. The rules that only
+the two transports of our own keep (`Retry-After`, the deadline, refreshed credentials) are
+checked on both of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from chalicelib.connections import Connection
+from chalicelib.curl_transport import CurlTransport
 from chalicelib.notifier import DeliveryReport, Notifier, frame
 from chalicelib.transport import (
     AiohttpTransport,
@@ -149,13 +152,23 @@ def aiohttp_transport(url: str) -> AiohttpTransport:
     return AiohttpTransport(url, concurrency=8, retry=FAST_RETRIES)
 
 
+def curl_transport(url: str) -> CurlTransport:
+    return CurlTransport(url, concurrency=8, retry=FAST_RETRIES)
+
+
 def boto3_transport(url: str) -> Boto3ThreadPoolTransport:
     return Boto3ThreadPoolTransport(url, concurrency=8)
 
 
 TRANSPORTS: dict[str, Callable[[str], ManagementTransport]] = {
+    "curl": curl_transport,
     "aiohttp": aiohttp_transport,
     "boto3-threads": boto3_transport,
+}
+# Ours: they wait as `Retry-After` says, bound a call by a deadline and sign outside botocore's client.
+OWN_TRANSPORTS = {
+    "curl": lambda url, **options: CurlTransport(url, **options),
+    "aiohttp": lambda url, **options: AiohttpTransport(url, **options),
 }
 
 
@@ -171,8 +184,22 @@ def make_transport(request: pytest.FixtureRequest) -> Iterator[Callable[[str], M
     build.kind = request.param  # type: ignore[attr-defined]
     yield build
     for transport in made:
-        if isinstance(transport, AiohttpTransport):
+        if isinstance(transport, AiohttpTransport | CurlTransport):
             transport.close()
+
+
+@pytest.fixture(params=list(OWN_TRANSPORTS))
+def make_own_transport(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    made: list[Any] = []
+
+    def build(url: str, **options: Any) -> Any:
+        transport = OWN_TRANSPORTS[request.param](url, **options)
+        made.append(transport)
+        return transport
+
+    yield build
+    for transport in made:
+        transport.close()
 
 
 FRAME = frame("jobs-updated")
@@ -203,26 +230,71 @@ def test_throttling_server_errors_and_dropped_connections_are_retried(
     assert stand_in.frames("c1") == [FRAME]  # delivered exactly once
 
 
-def test_retry_after_is_honoured(stand_in: StandIn) -> None:
-    # botocore's retry modes ignore Retry-After; the aiohttp transport waits as told.
+def test_retry_after_is_honoured(stand_in: StandIn, make_own_transport: Any) -> None:
+    # botocore's retry modes ignore Retry-After; our transports wait as told.
     stand_in.script["c1"] = ["429+1", "200"]
-    transport = aiohttp_transport(stand_in.url)
-    try:
-        assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
-    finally:
-        transport.close()
+    transport = make_own_transport(stand_in.url, retry=FAST_RETRIES)
+    assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
     first, second = stand_in.requests("c1")
     assert second.at - first.at >= 0.9
 
 
-def test_a_retry_after_beyond_the_deadline_fails_at_once(stand_in: StandIn) -> None:
+def test_a_retry_after_beyond_the_deadline_fails_at_once(stand_in: StandIn, make_own_transport: Any) -> None:
     stand_in.script["c1"] = ["429+30", "200"]
-    transport = AiohttpTransport(stand_in.url, retry=RetryPolicy(deadline=2.0))
-    try:
-        assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
-    finally:
-        transport.close()
+    transport = make_own_transport(stand_in.url, retry=RetryPolicy(deadline=2.0))
+    started = time.monotonic()
+    assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
+    assert time.monotonic() - started < 1.5
     assert len(stand_in.requests("c1")) == 1
+
+
+def test_the_deadline_bounds_a_call_to_a_server_that_never_answers(make_own_transport: Any) -> None:
+    """A stand-in that accepts and never answers: the call ends at its deadline with every frame FAILED."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        transport = make_own_transport(url, retry=RetryPolicy(deadline=1.0), request_timeout=5.0)
+        started = time.monotonic()
+        assert transport.post_to_connections(["c1", "c2", "c3"], FRAME) == [Outcome.FAILED] * 3
+        assert 0.9 <= time.monotonic() - started < 3.0
+
+
+def test_refreshed_credentials_sign_the_next_call(stand_in: StandIn, make_own_transport: Any) -> None:
+    """The Lambda role's credentials rotate: each call signs with the keys botocore hands out then."""
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.credentials import RefreshableCredentials
+
+    issued = iter(range(1, 100))
+
+    def refresh() -> dict[str, str]:
+        n = next(issued)
+        # Within botocore's mandatory refresh window: every get_frozen_credentials() fetches new keys.
+        expiry = datetime.now(UTC) + timedelta(minutes=5)
+        return {
+            "access_key": f"ASIAROLE{n}",
+            "secret_key": f"secret-{n}",
+            "token": f"token-{n}",
+            "expiry_time": expiry.isoformat(),
+        }
+
+    credentials = RefreshableCredentials.create_from_metadata(refresh(), refresh, "assume-role")
+    transport = make_own_transport(stand_in.url, retry=FAST_RETRIES, credentials=credentials)
+    for cid in ("first", "second"):
+        assert transport.post_to_connections([cid], FRAME) == [Outcome.DELIVERED]
+    keys = []
+    for cid in ("first", "second"):
+        (seen,) = stand_in.requests(cid)
+        headers = {k.lower(): v for k, v in seen.headers.items()}
+        access_key = headers["authorization"].split("Credential=")[1].split("/")[0]
+        n = access_key.removeprefix("ASIAROLE")
+        assert headers["x-amz-security-token"] == f"token-{n}"
+        assert verifies(stand_in.url, seen, Credentials(access_key, f"secret-{n}", f"token-{n}"))
+        keys.append(access_key)
+    assert keys[0] != keys[1]
 
 
 def test_retries_exhausted_is_failed_not_raised(stand_in: StandIn, make_transport: Any) -> None:
@@ -258,31 +330,37 @@ def test_delete_closes_the_connection(stand_in: StandIn, make_transport: Any) ->
     assert [s.method for s in stand_in.requests("live")] == ["DELETE"]
 
 
+def verifies(url: str, seen: Seen, credentials: Credentials) -> bool:
+    """Whether the request's signature is the one AWS would compute for it with `credentials`."""
+    headers = {k.lower(): v for k, v in seen.headers.items()}
+    authorization = headers["authorization"]
+    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    request = AWSRequest(
+        method=seen.method,
+        url=url + seen.raw_path,
+        data=seen.body,
+        headers={name: headers[name] for name in signed if name != "host"},
+    )
+    request.context["timestamp"] = headers["x-amz-date"]
+    auth = SigV4Auth(credentials.get_frozen_credentials(), "execute-api", "us-east-1")
+    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
+    return "/us-east-1/execute-api/aws4_request" in authorization and authorization.endswith(
+        f"Signature={expected}"
+    )
+
+
 def test_ids_are_url_quoted_and_the_signature_verifies(stand_in: StandIn, make_transport: Any) -> None:
     """The request is signed for execute-api as AWS checks it: recomputing it with the secret matches."""
     cid = "Vx/Ab+c=="  # API Gateway ids are base64-ish: '=' and '/' must be quoted in the path
     transport = make_transport(stand_in.url)
     assert transport.post_to_connections([cid], FRAME) == [Outcome.DELIVERED]
-    (seen,) = stand_in.requests(cid)
-    assert seen.raw_path == "/@connections/Vx%2FAb%2Bc%3D%3D"
-    headers = {k.lower(): v for k, v in seen.headers.items()}
-    authorization = headers["authorization"]
-    assert "/us-east-1/execute-api/aws4_request" in authorization
-    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
-    request = AWSRequest(
-        method="POST",
-        url=stand_in.url + seen.raw_path,
-        data=seen.body,
-        headers={name: headers[name] for name in signed if name != "host"},
-    )
-    request.context["timestamp"] = headers["x-amz-date"]
-    auth = SigV4Auth(
-        Credentials(TEST_ENV["AWS_ACCESS_KEY_ID"], TEST_ENV["AWS_SECRET_ACCESS_KEY"]),
-        "execute-api",
-        "us-east-1",
-    )
-    expected = auth.signature(auth.string_to_sign(request, auth.canonical_request(request)), request)
-    assert authorization.endswith(f"Signature={expected}")
+    assert transport.delete_connection(cid) == Outcome.DELIVERED
+    post, delete = stand_in.requests(cid)
+    credentials = Credentials(TEST_ENV["AWS_ACCESS_KEY_ID"], TEST_ENV["AWS_SECRET_ACCESS_KEY"])
+    for seen in (post, delete):
+        assert seen.raw_path == "/@connections/Vx%2FAb%2Bc%3D%3D"
+        assert verifies(stand_in.url, seen, credentials)
+    assert (post.method, post.body, delete.method, delete.body) == ("POST", FRAME, "DELETE", b"")
 
 
 def test_the_notifier_cleans_gone_rows_and_reports_every_outcome(
@@ -328,16 +406,15 @@ def test_connections_are_kept_alive_across_calls(stand_in: StandIn, make_transpo
     assert len({s.client_port for s in stand_in.requests("c1")}) == 1
 
 
-def test_when_signing_fails_frames_fail_and_nothing_is_sent(stand_in: StandIn) -> None:
+def test_when_signing_fails_frames_fail_and_nothing_is_sent(
+    stand_in: StandIn, make_own_transport: Any
+) -> None:
     class NoCredentials:
         def get_frozen_credentials(self) -> Any:
             raise RuntimeError("credentials could not be refreshed")
 
-    transport = AiohttpTransport(stand_in.url, credentials=NoCredentials())
-    try:
-        assert transport.post_to_connections(["c1", "c2"], FRAME) == [Outcome.FAILED, Outcome.FAILED]
-    finally:
-        transport.close()
+    transport = make_own_transport(stand_in.url, credentials=NoCredentials())
+    assert transport.post_to_connections(["c1", "c2"], FRAME) == [Outcome.FAILED, Outcome.FAILED]
     assert stand_in.seen == []
 
 
@@ -368,9 +445,10 @@ def test_retry_after_accepts_seconds_and_http_dates() -> None:
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
 
 
-def test_an_empty_endpoint_is_refused() -> None:
+@pytest.mark.parametrize("transport", [AiohttpTransport, CurlTransport])
+def test_an_empty_endpoint_is_refused(transport: Callable[[str], Any]) -> None:
     with pytest.raises(RuntimeError, match="WEBSOCKET_ENDPOINT"):
-        AiohttpTransport("")
+        transport("")
 
 
 def count_aws_calls(client: Any) -> list[str]:

@@ -1,0 +1,330 @@
+"""Posting frames through libcurl's multi interface (pycurl), the cheapest per frame we measured.
+
+`python -m bench.fanout` compares it with the plain client (aiohttp + botocore `SigV4Auth`
+per request): the HTTP work happens in libcurl's C code, up to `concurrency` easy handles
+are reused with their keep-alive connections, and requests are signed with a key derived
+once a day (`chalicelib.signing`). The retry, `Retry-After`, deadline and 410 rules are
+those of `RetryPolicy`, as for the aiohttp transport.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from chalicelib.signing import RequestSigner
+from chalicelib.transport import RETRYABLE_STATUSES, Outcome, RetryPolicy, region_of
+
+logger = logging.getLogger(__name__)
+
+# libcurl's defaults that cost bytes on every request and that the Management API does not read.
+_DROPPED_HEADERS = ("Accept:", "Content-Type:", "Expect:")
+# What API Gateway's connection ids are made of (base64): quoted by four replacements.
+_BASE64ISH = re.compile(r"[A-Za-z0-9_.~=+/%-]*")
+
+
+def quote_segment(value: str) -> str:
+    """`urllib.parse.quote(value, safe="")`, faster for the ids API Gateway hands out.
+
+    >>> quote_segment("L0SM9cOF/+v=")
+    'L0SM9cOF%2F%2Bv%3D'
+    """
+    if _BASE64ISH.fullmatch(value):
+        return value.replace("%", "%25").replace("/", "%2F").replace("+", "%2B").replace("=", "%3D")
+    return quote(value, safe="")
+
+
+@dataclass
+class _Request:
+    method: str
+    connection_id: str
+    attempt: int = 0
+    outcome: Outcome | None = None
+    reason: str = ""
+
+
+@dataclass
+class _Batch:
+    """One call's requests and what they share: body, credentials, deadline, failure reasons."""
+
+    method: str
+    data: bytes
+    credentials: Any
+    deadline: float
+    requests: list[_Request]
+    failures: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, request: _Request, reason: str) -> None:
+        request.outcome = Outcome.FAILED
+        request.reason = reason
+        self.failures[reason] = self.failures.get(reason, 0) + 1
+
+
+class _Session:
+    """One thread's CurlMulti and its easy handles, kept for the process (a warm Lambda's connections)."""
+
+    def __init__(self, transport: CurlTransport) -> None:
+        import pycurl  # on first post: Lambdas that never notify do not pay for it
+
+        self.pycurl = pycurl
+        self.transport = transport
+        self.multi = pycurl.CurlMulti()
+        self.multi.setopt(pycurl.M_MAXCONNECTS, transport.concurrency)
+        self.idle: list[Any] = []
+        self.handles: list[Any] = []
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.close()
+        self.multi.close()
+        self.handles, self.idle = [], []
+
+    def _new_handle(self) -> Any:
+        pycurl, transport = self.pycurl, self.transport
+        handle = pycurl.Curl()
+        handle.setopt(pycurl.NOSIGNAL, 1)
+        handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(transport.connect_timeout * 1000))
+        handle.setopt(pycurl.WRITEFUNCTION, _discard)  # bodies are not read: the status says it all
+        if transport.ca_bundle:
+            handle.setopt(pycurl.CAINFO, transport.ca_bundle)
+        handle.method, handle.body, handle.timeout_ms, handle.request = "POST", None, 0, None
+        self.handles.append(handle)
+        return handle
+
+    def run(self, batch: _Batch) -> None:
+        """Send every request of `batch`, `concurrency` at a time, retrying as `RetryPolicy` says."""
+        pycurl, multi, transport = self.pycurl, self.multi, self.transport
+        ready: deque[_Request] = deque(batch.requests)
+        later: list[tuple[float, int, _Request]] = []  # retries, by when they are due
+        active = 0
+        while ready or later or active:
+            now = time.monotonic()
+            while later and later[0][0] <= now:
+                ready.append(heapq.heappop(later)[2])
+            while ready and active < transport.concurrency:
+                request = ready.popleft()
+                remaining = batch.deadline - now
+                if remaining <= 0:
+                    batch.fail(request, request.reason or "deadline")
+                    continue
+                self._start(batch, request, remaining)
+                active += 1
+            if active:
+                while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                    pass
+                finished = 0
+                while True:
+                    queued, succeeded, errored = multi.info_read()
+                    for handle in succeeded:
+                        self._finish(batch, handle, None, later)
+                    for handle, code, _message in errored:
+                        self._finish(batch, handle, code, later)
+                    finished += len(succeeded) + len(errored)
+                    if not queued:
+                        break
+                active -= finished
+                if finished and ready:
+                    continue  # free slots: start the next requests before waiting
+                if active:
+                    # Wait for a socket, for libcurl's own timers, or for the next retry to fall due.
+                    wait = multi.timeout() / 1000
+                    if wait < 0:
+                        wait = 1.0
+                    if later:
+                        wait = min(wait, later[0][0] - time.monotonic())
+                    multi.select(min(1.0, max(wait, 0.0)))
+            elif later:
+                time.sleep(max(0.0, later[0][0] - time.monotonic()))
+
+    def _start(self, batch: _Batch, request: _Request, remaining: float) -> None:
+        pycurl, transport = self.pycurl, self.transport
+        handle = self.idle.pop() if self.idle else self._new_handle()
+        quoted = quote_segment(request.connection_id)
+        headers = transport.signer.sign(
+            batch.credentials, request.method, transport.path + quoted, batch.data
+        )
+        handle.setopt(pycurl.URL, transport.url + quoted)
+        handle.setopt(pycurl.HTTPHEADER, [*(f"{k}: {v}" for k, v in headers.items()), *_DROPPED_HEADERS])
+        # The call's deadline, when nearer than the per-request timeout, bounds this attempt.
+        timeout_ms = max(1, int(min(transport.request_timeout, remaining) * 1000))
+        if timeout_ms != handle.timeout_ms:
+            handle.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+            handle.timeout_ms = timeout_ms
+        if request.method != handle.method:
+            if request.method == "POST":
+                handle.unsetopt(pycurl.CUSTOMREQUEST)
+            else:
+                handle.setopt(pycurl.HTTPGET, 1)
+                handle.setopt(pycurl.CUSTOMREQUEST, request.method)
+            handle.method, handle.body = request.method, None
+        if request.method == "POST" and handle.body is not batch.data:
+            handle.setopt(pycurl.POSTFIELDS, batch.data)  # kept by the handle: one frame, many requests
+            handle.body = batch.data
+        handle.request = request
+        self.multi.add_handle(handle)
+
+    def _finish(
+        self, batch: _Batch, handle: Any, error: int | None, later: list[tuple[float, int, _Request]]
+    ) -> None:
+        pycurl, policy = self.pycurl, self.transport.retry
+        request: _Request = handle.request
+        handle.request = None
+        status = handle.getinfo(pycurl.RESPONSE_CODE) if error is None else None
+        retry_after = handle.getinfo(pycurl.RETRY_AFTER) if status is not None and status >= 300 else 0
+        self.multi.remove_handle(handle)
+        self.idle.append(handle)
+        if status is not None:
+            if 200 <= status < 300:
+                request.outcome = Outcome.DELIVERED
+                return
+            if status == 410:
+                request.outcome = Outcome.GONE
+                return
+            request.reason = str(status)
+            if status not in RETRYABLE_STATUSES:
+                batch.fail(request, request.reason)
+                return
+        else:
+            request.reason = f"curl error {error}"
+        request.attempt += 1
+        if request.attempt >= policy.max_attempts:
+            batch.fail(request, request.reason)
+            return
+        # libcurl parses Retry-After (seconds or an HTTP date); 0 when absent.
+        delay = float(retry_after) if retry_after else policy.backoff(request.attempt - 1)
+        due = time.monotonic() + delay
+        if due >= batch.deadline:
+            batch.fail(request, f"{request.reason}, no time left to retry")
+            return
+        heapq.heappush(later, (due, id(request), request))
+
+
+def _discard(_chunk: bytes) -> None:
+    return None
+
+
+class CurlTransport:
+    """Posts frames with libcurl's multi interface; at most `concurrency` requests in flight.
+
+        transport = CurlTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
+        transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
+        # [Outcome.DELIVERED, Outcome.GONE]
+
+    Each calling thread drives its own multi handle (a Lambda invocation runs on one thread,
+    so a warm Lambda reuses its connections). Credentials come from botocore's credential
+    chain, frozen once per call so that refreshable ones (the Lambda role) rotate between
+    calls; the region from the endpoint (`*.execute-api.{region}.amazonaws.com`) or botocore.
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        concurrency: int = 64,
+        retry: RetryPolicy | None = None,
+        request_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        region: str | None = None,
+        credentials: Any = None,
+    ) -> None:
+        if not endpoint_url:
+            raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
+        base = endpoint_url.rstrip("/")
+        self.url = f"{base}/@connections/"
+        self.path = f"{urlsplit(base).path}/@connections/"
+        self.concurrency = concurrency
+        self.retry = retry or RetryPolicy()
+        self.request_timeout = request_timeout
+        self.connect_timeout = connect_timeout
+        self.ca_bundle = ""
+        self._base = base
+        self._region = region
+        self._credentials = credentials
+        self._signer: RequestSigner | None = None
+        self._local = threading.local()
+        self._sessions: list[_Session] = []
+        self._lock = threading.Lock()
+
+    @property
+    def signer(self) -> RequestSigner:
+        assert self._signer is not None
+        return self._signer
+
+    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+        if not connection_ids:
+            return []
+        return self._send("POST", list(connection_ids), data)
+
+    def delete_connection(self, connection_id: str) -> Outcome:
+        return self._send("DELETE", [connection_id], b"")[0]
+
+    def close(self) -> None:
+        """Close every thread's handles and connections (tests, scripts; Lambda never needs it)."""
+        with self._lock:
+            sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        self._local = threading.local()
+
+    def _send(self, method: str, ids: list[str], data: bytes) -> list[Outcome]:
+        try:
+            credentials = self._frozen_credentials()
+            if credentials is None:
+                logger.error("no AWS credentials found by botocore: frames cannot be signed")
+                return [Outcome.FAILED] * len(ids)
+            batch = _Batch(
+                method,
+                data,
+                credentials,
+                time.monotonic() + self.retry.deadline,
+                [_Request(method, cid) for cid in ids],
+            )
+            self._session().run(batch)
+        except Exception:
+            logger.exception("posting frames failed", extra={"count": len(ids)})
+            return [Outcome.FAILED] * len(ids)
+        if batch.failures:
+            # One line per call, not per connection: an outage must not cost a log line per frame.
+            logger.warning(
+                "frames not delivered after retries",
+                extra={"method": method, "failed": sum(batch.failures.values()), "reasons": batch.failures},
+            )
+        return [request.outcome or Outcome.FAILED for request in batch.requests]
+
+    def _session(self) -> _Session:
+        session: _Session | None = getattr(self._local, "session", None)
+        if session is None or getattr(self._local, "pid", 0) != os.getpid():
+            # A forked child builds its own handles: libcurl's are not to be shared across a fork.
+            session = _Session(self)
+            self._local.session, self._local.pid = session, os.getpid()
+            with self._lock:
+                self._sessions.append(session)
+        return session
+
+    def _frozen_credentials(self) -> Any:
+        credentials = self._credentials
+        if credentials is None or self._signer is None:
+            import botocore.session
+
+            session = botocore.session.get_session()
+            if credentials is None:
+                credentials = self._credentials = session.get_credentials()
+            region = self._region or region_of(self._base) or session.get_config_variable("region")
+            self._signer = RequestSigner(self._base, "execute-api", region or "us-east-1")
+            if self._base.startswith("https:"):
+                from botocore.httpsession import DEFAULT_CA_BUNDLE
+
+                self.ca_bundle = DEFAULT_CA_BUNDLE  # the bundle boto3 trusts, wherever libcurl was built
+        if credentials is None:
+            return None
+        return credentials.get_frozen_credentials()

@@ -76,6 +76,7 @@ clean:
 .PHONY: bench
 bench: install
 	$(PY) -m bench.calls
+	$(PY) -m bench.cost
 	$(PY) -m bench.coldstart
 	$(PY) -m bench.fanout
 	$(PY) -m bench.e2e

@@ -13,12 +13,13 @@ stand-in in other processes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from bench.harness import AWS_ENV, CertificateServer, machine, management_api_standin, moto_server, table
@@ -74,19 +75,26 @@ def describe(counts: Counter[str]) -> str:
     return ", ".join(f"{n} x {name}" for name, n in sorted(counts.items())) or "none"
 
 
-def run() -> list[list[str]]:
+@contextlib.contextmanager
+def local_aws(env: dict[str, str]) -> Iterator[tuple[CertificateServer, Any]]:
+    """The app's AWS in this process's environment: moto's server (tables, topic), the Management API
+    stand-in, and Firebase certificates from a local server. Yields (certificate server, token factory).
+
+        with local_aws(ENV) as (certs, tokens): ...   # import app, call its handlers
+    """
     import boto3
 
     from infra.tables import create_tables
     from tests.firebase_tokens import SigningKey, TokenFactory
 
-    create_tables(boto3.client("dynamodb"), {k: v for k, v in ENV.items() if k.endswith("_TABLE")})
-    boto3.client("sns").create_topic(Name="bench-calls-jobs")
-
-    key = SigningKey.generate("bench-kid")
-    tokens = TokenFactory(ENV["FIREBASE_PROJECT_ID"], key)
-    with CertificateServer(key) as certs:
-        return operations(certs, tokens)
+    with management_api_standin(0.0) as standin, moto_server() as moto:
+        os.environ.update({**env, "AWS_ENDPOINT_URL": moto, "WEBSOCKET_ENDPOINT": standin})
+        os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
+        create_tables(boto3.client("dynamodb"), {k: v for k, v in env.items() if k.endswith("_TABLE")})
+        boto3.client("sns").create_topic(Name=env["JOBS_TOPIC_ARN"].rsplit(":", 1)[1])
+        key = SigningKey.generate("bench-kid")
+        with CertificateServer(key) as certs:
+            yield certs, TokenFactory(env["FIREBASE_PROJECT_ID"], key)
 
 
 def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
@@ -169,10 +177,8 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     ).parse_args()
     print(f"machine: {machine()}\n")
-    with management_api_standin(0.0) as standin, moto_server() as moto:
-        os.environ.update({**ENV, "AWS_ENDPOINT_URL": moto, "WEBSOCKET_ENDPOINT": standin})
-        os.environ.pop("FIREBASE_AUTH_EMULATOR_HOST", None)
-        rows = run()
+    with local_aws(ENV) as (certs, tokens):
+        rows = operations(certs, tokens)
     print("### AWS calls per operation\n")
     print(table(["operation", "calls", "note"], rows))
     sys.stdout.flush()

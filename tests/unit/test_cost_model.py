@@ -355,3 +355,15 @@ def test_the_capacity_meter_prices_the_connection_stores_calls(aws: dict[str, An
     assert spent() == (5, 1.0, 0)
     assert not store.confirm(connection)  # a failed conditional write still bills a unit
     assert spent() == (6, 1.0, 0)
+
+
+def test_the_generated_section_replaces_only_itself_in_the_docs_page() -> None:
+    from bench.cost import SECTION_END, SECTION_HEADING, SECTION_START, with_section
+
+    first = with_section("# Performance\n\nprose\n", "$1 a month")
+    assert first.startswith("# Performance\n\nprose\n\n" + SECTION_HEADING)
+    assert f"{SECTION_START}\n\n$1 a month\n\n{SECTION_END}" in first
+    page = first + "\n## Later section\n"
+    second = with_section(page, "$2 a month")
+    assert "$1 a month" not in second and "$2 a month" in second
+    assert second.count(SECTION_HEADING) == 1 and second.endswith("## Later section\n")

@@ -7,6 +7,9 @@ const SESSION_KEY = 'chalice-realtime-demo/session'; // per tab: two windows can
 const PEER_KEY = 'chalice-realtime-demo/peer';
 const REFRESH_MARGIN_MS = 5 * 60_000; // refresh the ID token this long before it expires
 const LOG_LIMIT = 200;
+// `?share=off`: a socket per tab, as before the tabs of a user shared one (the tabs benchmark compares both).
+const SHARE_CONNECTION = new URLSearchParams(location.search).get('share') !== 'off';
+const ROLE_LABELS = { leader: 'leader', follower: 'follower', own: 'own socket' };
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
@@ -355,6 +358,14 @@ function showState(state) {
   badge.dataset.state = state;
 }
 
+/** Whether this tab holds the group's socket (leader), follows the tab that does, or has its own. */
+function showRole(role) {
+  const badge = $('connection-role');
+  badge.textContent = ROLE_LABELS[role] ?? '';
+  badge.dataset.role = role ?? '';
+  badge.hidden = !role;
+}
+
 function refreshEverything() {
   refreshUnread();
   refreshConversation();
@@ -363,9 +374,11 @@ function refreshEverything() {
 }
 
 function startRealtime() {
-  realtime = createRealtime({ url: config.wsUrl, getToken });
+  realtime = createRealtime({ url: config.wsUrl, getToken, shareConnection: SHARE_CONNECTION });
   realtime.onState(showState);
   showState(realtime.state);
+  realtime.onRole(showRole);
+  showRole(realtime.role);
   realtime.on('*', logEvent);
   realtime.on('chat-messages-updated', () => {
     refreshUnread();
@@ -399,6 +412,7 @@ function signOut() {
   jobs.clear();
   sessionStorage.removeItem(SESSION_KEY);
   showState('closed');
+  showRole(null);
   $('app').hidden = true;
   $('signed-in').hidden = true;
   $('auth-panel').hidden = false;

@@ -27,6 +27,7 @@ import functools
 import io
 import json
 import os
+import re
 import statistics
 import sys
 import threading
@@ -364,12 +365,12 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
     from chalicelib import services
     from chalicelib.connections import Connection
     from chalicelib.settings import get_settings
-    from chalicelib.transport import AiohttpTransport
     from tests.apigw import websocket_event
     from tests.stripe_events import build_test_event, signed_delivery
 
     settings = get_settings()
-    transport = MeteredTransport(AiohttpTransport(settings.websocket_endpoint))
+    # The transport the app builds from its settings, wrapped to see each frame delivered.
+    transport = MeteredTransport(services.Services(settings).transport)
     current = services.Services(settings, transport=transport)
     clock = InstantClock()
     current.job_clock = clock
@@ -788,6 +789,14 @@ def with_section(page: str, section: str) -> str:
     return f"{page.rstrip()}\n\n{SECTION_HEADING}\n\n{block}\n".lstrip()
 
 
+def client_minutes(option: str, source: Path = ROOT / "client" / "realtime.js") -> float:
+    """A duration option of the browser client's defaults (`name: 5 * 60_000,`), in minutes."""
+    match = re.search(rf"\b{option}:\s*([\d_]+)\s*\*\s*60_000\s*,", source.read_text())
+    if match is None:
+        raise RuntimeError(f"{option} is not `<minutes> * 60_000` in {source}; pass the value as an option")
+    return float(match.group(1).replace("_", ""))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     d = Traffic()
     parser = argparse.ArgumentParser(
@@ -805,7 +814,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--chat-messages", type=float, default=d.chat_messages_per_user, help="per user per day"
     )
     parser.add_argument("--payments", type=float, default=d.payments, help="payments a day")
-    parser.add_argument("--ping-minutes", type=float, default=d.ping_minutes)
+    parser.add_argument(
+        "--ping-minutes",
+        type=float,
+        default=client_minutes("pingIntervalMs"),
+        help="the client's ping interval (client/realtime.js)",
+    )
+    parser.add_argument(
+        "--session-minutes",
+        type=float,
+        default=client_minutes("maxConnectionAgeMs"),
+        help="how long the client keeps one connection before reconnecting (client/realtime.js)",
+    )
     parser.add_argument("--repeat", type=int, default=5, help="measured runs per operation (5)")
     parser.add_argument(
         "--output", default=str(DOCS), help=f"Markdown file to write ({DOCS.relative_to(ROOT)}; - for none)"
@@ -821,6 +841,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         chat_messages_per_user=args.chat_messages,
         payments=args.payments,
         ping_minutes=args.ping_minutes,
+        session_minutes=args.session_minutes,
     )
     from chalicelib.jobs.model import HEARTBEAT_SECONDS
 

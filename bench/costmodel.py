@@ -106,9 +106,10 @@ def connection_minutes(connections: float, hours: float) -> float:
     return connections * hours * 60
 
 
-def sessions_per_day(hours: float) -> int:
-    """WebSocket connections one browser opens to stay connected `hours` (API Gateway closes at 2 h)."""
-    return math.ceil(hours * 60 / API_GATEWAY_MAX_CONNECTION_MINUTES)
+def sessions_per_day(hours: float, session_minutes: float = API_GATEWAY_MAX_CONNECTION_MINUTES) -> int:
+    """WebSocket connections one browser opens to stay connected `hours`, each lasting at most
+    `session_minutes` (API Gateway closes a connection at 2 h; the client reconnects a little earlier)."""
+    return math.ceil(hours * 60 / min(session_minutes, API_GATEWAY_MAX_CONNECTION_MINUTES))
 
 
 def gb_seconds(duration_ms: float, memory_mb: int) -> float:
@@ -391,6 +392,7 @@ class Traffic:
     chat_messages_per_user: float = 20
     payments: float = 100
     ping_minutes: float = 5  # client/realtime.js pingIntervalMs
+    session_minutes: float = 110  # client/realtime.js maxConnectionAgeMs: it reconnects before the 2 h limit
     authorizer_ttl_seconds: int = 300  # Chalice's default for @app.authorizer()
     heartbeat_seconds: int = 15  # chalicelib.jobs.model.HEARTBEAT_SECONDS
     sweeps: float = 24 * 60  # sweep_stale_jobs runs every minute
@@ -432,9 +434,9 @@ def operations(
         raise ValueError(f"no measurement for {', '.join(missing)}")
     t = traffic
     month = DAYS_PER_MONTH
-    sessions = t.browsers * sessions_per_day(t.hours_per_day)
+    sessions = t.browsers * sessions_per_day(t.hours_per_day, t.session_minutes)
     daily: list[tuple[str, str, float]] = [
-        ("$connect (a browser every 2 h)", "connect", sessions),
+        (f"$connect (each browser every {t.session_minutes:g} min)", "connect", sessions),
         ("$disconnect", "disconnect", sessions),
         ("keep-alive ping and pong", "ping", t.browsers * t.hours_per_day * 60 / t.ping_minutes),
         ("notify (the stated notifications)", "notify", t.users * t.notifications_per_user),

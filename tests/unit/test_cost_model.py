@@ -38,8 +38,13 @@ def test_connection_minutes_of_browsers_held_open() -> None:
 
 
 @pytest.mark.parametrize(("hours", "sessions"), [(0.5, 1), (2, 1), (2.01, 2), (8, 4), (24, 12)])
-def test_a_browser_reconnects_every_two_hours(hours: float, sessions: int) -> None:
+def test_api_gateway_closes_a_connection_after_two_hours(hours: float, sessions: int) -> None:
     assert costmodel.sessions_per_day(hours) == sessions
+    assert costmodel.sessions_per_day(hours, session_minutes=600) == sessions  # never longer than 2 h
+
+
+def test_a_client_that_reconnects_earlier_opens_more_connections() -> None:
+    assert costmodel.sessions_per_day(8, session_minutes=110) == 5  # 480 / 110 = 4.4
 
 
 def test_one_million_messages_and_connection_minutes_cost_the_listed_prices() -> None:
@@ -274,7 +279,7 @@ def test_operations_count_the_stated_traffic_over_30_days() -> None:
     traffic = Traffic()
     ops = {op.name: op for op in costmodel.operations(traffic, measurements(), {"api_handler": 512}, 8)}
     browsers = 20_000
-    assert ops["$connect (a browser every 2 h)"].per_month == browsers * 4 * 30
+    assert ops["$connect (each browser every 110 min)"].per_month == browsers * 5 * 30
     assert ops["keep-alive ping and pong"].per_month == browsers * 8 * 60 / 5 * 30
     assert ops["notify (the stated notifications)"].per_month == 10_000 * 50 * 30
     # one refetch per frame a browser receives: 2 frames (browsers) per notify
@@ -367,3 +372,14 @@ def test_the_generated_section_replaces_only_itself_in_the_docs_page() -> None:
     second = with_section(page, "$2 a month")
     assert "$1 a month" not in second and "$2 a month" in second
     assert second.count(SECTION_HEADING) == 1 and second.endswith("## Later section\n")
+
+
+def test_the_clients_ping_interval_and_connection_age_are_read_from_its_source(tmp_path: Any) -> None:
+    from bench.cost import client_minutes
+
+    assert client_minutes("pingIntervalMs") > 0 and client_minutes("maxConnectionAgeMs") <= 120
+    source = tmp_path / "realtime.js"
+    source.write_text("const DEFAULTS = {\n  pingIntervalMs: 4 * 60_000, // idle limit\n  other: 1,\n};\n")
+    assert client_minutes("pingIntervalMs", source) == 4
+    with pytest.raises(RuntimeError, match="maxConnectionAgeMs"):
+        client_minutes("maxConnectionAgeMs", source)

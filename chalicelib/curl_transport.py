@@ -209,6 +209,9 @@ class _Session:
         heapq.heappush(later, (due, id(request), request))
 
 
+_INHERITED: list[_Session] = []
+
+
 def _discard(_chunk: bytes) -> None:
     return None
 
@@ -220,10 +223,11 @@ class CurlTransport:
         transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
         # [Outcome.DELIVERED, Outcome.GONE]
 
-    Each calling thread drives its own multi handle (a Lambda invocation runs on one thread,
-    so a warm Lambda reuses its connections). Credentials come from botocore's credential
-    chain, frozen once per call so that refreshable ones (the Lambda role) rotate between
-    calls; the region from the endpoint (`*.execute-api.{region}.amazonaws.com`) or botocore.
+    A call drives one multi handle and its easy handles, kept for the process and reused by the
+    next call (a warm Lambda reuses its connections); calls made at once use one each.
+    Credentials come from botocore's credential chain, frozen once per call so that refreshable
+    ones (the Lambda role) rotate between calls; the region from the endpoint
+    (`*.execute-api.{region}.amazonaws.com`) or botocore's configuration.
     """
 
     def __init__(
@@ -251,8 +255,8 @@ class CurlTransport:
         self._region = region
         self._credentials = credentials
         self._signer: RequestSigner | None = None
-        self._local = threading.local()
-        self._sessions: list[_Session] = []
+        self._idle: list[_Session] = []  # sessions no call is using, most recently used last
+        self._pid = os.getpid()
         self._lock = threading.Lock()
 
     @property
@@ -271,10 +275,9 @@ class CurlTransport:
     def close(self) -> None:
         """Close every thread's handles and connections (tests, scripts; Lambda never needs it)."""
         with self._lock:
-            sessions, self._sessions = self._sessions, []
+            sessions, self._idle = self._idle, []
         for session in sessions:
             session.close()
-        self._local = threading.local()
 
     def _send(self, method: str, ids: list[str], data: bytes) -> list[Outcome]:
         try:
@@ -289,7 +292,13 @@ class CurlTransport:
                 time.monotonic() + self.retry.deadline,
                 [_Request(method, cid) for cid in ids],
             )
-            self._session().run(batch)
+            # A warm Lambda runs one call at a time and so reuses one session and its connections; calls
+            # made at once from several threads (a local server) each take their own.
+            session = self._take_session()
+            try:
+                session.run(batch)
+            finally:
+                self._give_back(session)
         except Exception:
             logger.exception("posting frames failed", extra={"count": len(ids)})
             return [Outcome.FAILED] * len(ids)
@@ -301,15 +310,21 @@ class CurlTransport:
             )
         return [request.outcome or Outcome.FAILED for request in batch.requests]
 
-    def _session(self) -> _Session:
-        session: _Session | None = getattr(self._local, "session", None)
-        if session is None or getattr(self._local, "pid", 0) != os.getpid():
-            # A forked child builds its own handles: libcurl's are not to be shared across a fork.
-            session = _Session(self)
-            self._local.session, self._local.pid = session, os.getpid()
-            with self._lock:
-                self._sessions.append(session)
-        return session
+    def _take_session(self) -> _Session:
+        with self._lock:
+            if self._pid != os.getpid():
+                # A forked child must not touch its parent's connections (closing one would send a TLS
+                # close_notify on a socket the parent still uses): it leaves them be and opens its own.
+                _INHERITED.extend(self._idle)
+                self._idle, self._pid = [], os.getpid()
+            if self._idle:
+                return self._idle.pop()
+        return _Session(self)
+
+    def _give_back(self, session: _Session) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                self._idle.append(session)
 
     def _frozen_credentials(self) -> Any:
         credentials = self._credentials

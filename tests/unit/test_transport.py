@@ -406,6 +406,24 @@ def test_connections_are_kept_alive_across_calls(stand_in: StandIn, make_transpo
     assert len({s.client_port for s in stand_in.requests("c1")}) == 1
 
 
+def test_calls_made_at_once_from_several_threads_each_deliver(
+    stand_in: StandIn, make_own_transport: Any
+) -> None:
+    """A local server notifies from several request threads at once: no call waits for or breaks another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    transport = make_own_transport(stand_in.url, retry=FAST_RETRIES)
+    stand_in.script.update({f"t{n}-1": ["429", "200"] for n in range(8)})
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(
+                lambda n: transport.post_to_connections([f"t{n}-{k}" for k in range(10)], FRAME), range(8)
+            )
+        )
+    assert results == [[Outcome.DELIVERED] * 10] * 8
+    assert all(stand_in.frames(f"t{n}-{k}") == [FRAME] for n in range(8) for k in range(10))
+
+
 def test_when_signing_fails_frames_fail_and_nothing_is_sent(
     stand_in: StandIn, make_own_transport: Any
 ) -> None:

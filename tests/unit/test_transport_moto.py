@@ -1,4 +1,4 @@
-"""The aiohttp transport against moto's Management API server, through the Notifier.
+"""The pycurl and aiohttp transports against moto's Management API server, through the Notifier.
 
 moto's server routes a request signed for `execute-api` at `/@connections/{id}` to its
 Management API, so this checks the signed request shape end to end: frames land in
@@ -19,6 +19,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.server import ThreadedMotoServer
 
 from chalicelib.connections import Connection
+from chalicelib.curl_transport import CurlTransport
 from chalicelib.notifier import DeliveryReport, Notifier
 from chalicelib.transport import AiohttpTransport, Outcome
 from tests.management_api import GoneError
@@ -45,12 +46,15 @@ def moto_management_api(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     server.stop()
 
 
-def test_frames_reach_moto_and_gone_rows_are_deleted(services: Any, moto_management_api: Any) -> None:
+@pytest.mark.parametrize("make_transport", [CurlTransport, AiohttpTransport], ids=["curl", "aiohttp"])
+def test_frames_reach_moto_and_gone_rows_are_deleted(
+    services: Any, moto_management_api: Any, make_transport: Any
+) -> None:
     url, backend = moto_management_api
     for n, cid in enumerate(["a1", "a2", "a3"]):
         services.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
     backend.gone.add("a2")
-    transport = AiohttpTransport(url)
+    transport = make_transport(url)
     try:
         report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
         assert report == DeliveryReport(delivered=2, gone=1, failed=0)

@@ -330,6 +330,37 @@ class Meters:
 # ---------------------------------------------------------------- the operations
 
 
+class ApiHandler:
+    """The app's REST routes called as API Gateway invokes the `api_handler` Lambda: the proxy event
+    chalice's local gateway builds, carrying the principal the authorizer (measured on its own, and
+    cached by API Gateway) gives. Only the handler's own run is inside the measured time.
+
+        api("GET", "/jobs", "alice")   # {"statusCode": 200, "body": "...", ...}
+    """
+
+    def __init__(self, app: Any) -> None:
+        from chalice.local import LambdaEventConverter, RouteMatcher
+
+        self._app = app
+        self._events = LambdaEventConverter(RouteMatcher(list(app.routes)), app.api.binary_types)
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        user: str | None,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        raw = body if isinstance(body, str) else ("" if body is None else json.dumps(body))
+        event = self._events.create_lambda_event(
+            method, path, {"content-type": "application/json", **(headers or {})}, raw.encode()
+        )
+        if user is not None:
+            event["requestContext"]["authorizer"] = {"principalId": user}
+        return dict(self._app(event, None))
+
+
 class InstantClock:
     """The jobs' clock, advanced by sleeps instead of waiting: a 60 s job runs in its work time."""
 
@@ -359,7 +390,6 @@ class Sample:
 def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple[dict[str, Measured], int]:
     """Run every operation `repeat` times (after one warm-up run) and return what each used."""
     import boto3
-    from chalice.test import Client
 
     import app as app_module
     from chalicelib import services
@@ -389,8 +419,7 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
         for n in range(browsers):
             store.add(Connection(f"{user}-browser-{n}", user, now_ms + n))
 
-    def bearer(uid: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {tokens.mint(uid)}", "Content-Type": "application/json"}
+    api = ApiHandler(app_module.app)
 
     samples: dict[str, Sample] = {}
     shapes: dict[str, Callable[[Reading], Measured]] = {}
@@ -466,118 +495,116 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
         ),
         lambda run: current.notifier.notify("alice", "jobs-updated"),
     )
-    with Client(app_module.app) as client:
-        submitted = client.http.post(
-            "/jobs", headers=bearer("alice"), body=json.dumps({"kind": "report", "params": {"seconds": 1}})
-        )
-        job_id = json.loads(submitted.body)["job_id"]
+    # ---- REST routes, as the api_handler Lambda runs them
+    submitted = api("POST", "/jobs", "alice", {"kind": "report", "params": {"seconds": 1}})
+    job_id = json.loads(submitted["body"])["job_id"]
 
-        def get(path: str, uid: str = "alice") -> None:
-            response = client.http.get(path, headers=bearer(uid))
-            assert response.status_code == 200, response.body
+    def get(path: str, uid: str = "alice") -> None:
+        response = api("GET", path, uid)
+        assert response["statusCode"] == 200, response["body"]
 
-        sample("refetch job", lambda_run("api_handler", rest=1), lambda run: get(f"/jobs/{job_id}"))
+    sample("refetch job", lambda_run("api_handler", rest=1), lambda run: get(f"/jobs/{job_id}"))
 
-        def authorize(run: int) -> None:
-            event = {
-                "type": "TOKEN",
-                "authorizationToken": f"Bearer {tokens.mint('alice')}",
-                "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/api/GET/jobs",
-            }
-            assert app_module.firebase_auth(event, None)["principalId"] == "alice"
+    def authorize(run: int) -> None:
+        event = {
+            "type": "TOKEN",
+            "authorizationToken": f"Bearer {tokens.mint('alice')}",
+            "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/api/GET/jobs",
+        }
+        assert app_module.firebase_auth(event, None)["principalId"] == "alice"
 
-        sample("authorizer", lambda_run("firebase_auth"), authorize)
+    sample("authorizer", lambda_run("firebase_auth"), authorize)
 
-        # ---- chat: alice writes to bob; bob's browsers refetch the badge and the conversation
-        def send(run: int) -> None:
-            body = json.dumps({"to": "bob", "text": "Are we still on for lunch tomorrow at noon?"})
-            response = client.http.post("/messages", headers=bearer("alice"), body=body)
-            assert response.status_code == 201, response.body
+    # ---- chat: alice writes to bob; bob's browsers refetch the badge and the conversation
+    def send(run: int) -> None:
+        body = {"to": "bob", "text": "Are we still on for lunch tomorrow at noon?"}
+        response = api("POST", "/messages", "alice", body)
+        assert response["statusCode"] == 201, response["body"]
 
-        sample("chat send", lambda_run("api_handler", rest=1), send)
+    sample("chat send", lambda_run("api_handler", rest=1), send)
 
-        def chat_refetch(run: int) -> None:
-            get("/messages/unread-count", "bob")
-            get("/messages?with=alice&limit=50", "bob")
+    def chat_refetch(run: int) -> None:
+        get("/messages/unread-count", "bob")
+        get("/messages?with=alice&limit=50", "bob")
 
-        sample(
-            "chat refetch",
-            lambda r: replace(
-                lambda_run("api_handler", rest=2)(r),
-                invocations=(Invocation("api_handler", r.duration_ms / 2),) * 2,
-            ),
-            chat_refetch,
-        )
+    sample(
+        "chat refetch",
+        lambda r: replace(
+            lambda_run("api_handler", rest=2)(r),
+            invocations=(Invocation("api_handler", r.duration_ms / 2),) * 2,
+        ),
+        chat_refetch,
+    )
 
-        # ---- jobs: submit, the SNS-invoked run, a heartbeat
-        job_body = json.dumps({"kind": "report", "params": {"seconds": traffic.job_seconds}})
-        pending: list[str] = []
+    # ---- jobs: submit, the SNS-invoked run, a heartbeat
+    job_body = {"kind": "report", "params": {"seconds": traffic.job_seconds}}
+    pending: list[str] = []
 
-        def submit(run: int) -> None:
-            response = client.http.post("/jobs", headers=bearer("alice"), body=job_body)
-            assert response.status_code == 202, response.body
-            pending.append(json.loads(response.body)["job_id"])
+    def submit(run: int) -> None:
+        response = api("POST", "/jobs", "alice", job_body)
+        assert response["statusCode"] == 202, response["body"]
+        pending.append(json.loads(response["body"])["job_id"])
 
-        sample("job submit", lambda_run("api_handler", rest=1), submit)
-        slept: dict[int, float] = {}
+    sample("job submit", lambda_run("api_handler", rest=1), submit)
+    slept: dict[int, float] = {}
 
-        def run_job(run: int) -> None:
-            message = json.dumps({"owner": "alice", "job_id": pending.pop()}, separators=(",", ":"))
-            event: dict[str, Any] = {
-                "Records": [{"Sns": {"Message": message, "Subject": None, "MessageAttributes": {}}}]
-            }
-            before = clock.slept
-            app_module.run_job(event, None)
-            slept[run] = clock.slept - before
+    def run_job(run: int) -> None:
+        message = json.dumps({"owner": "alice", "job_id": pending.pop()}, separators=(",", ":"))
+        event: dict[str, Any] = {
+            "Records": [{"Sns": {"Message": message, "Subject": None, "MessageAttributes": {}}}]
+        }
+        before = clock.slept
+        app_module.run_job(event, None)
+        slept[run] = clock.slept - before
 
-        while len(pending) < repeat + 1:
-            submit(0)
-        sample("job run", lambda_run("run_job"), run_job)
-        job_seconds_ms = statistics.median(slept.values()) * 1000
-        shapes["job run"] = lambda r: lambda_run("run_job")(r, job_seconds_ms)
-
-        def virtual_ms() -> int:
-            return int(clock.now() * 1000)
-
-        # A running job (claimed as the runner claims it) whose heartbeat is then written.
+    while len(pending) < repeat + 1:
         submit(0)
-        held = pending.pop()
-        claimed, _ = current.job_store.claim("alice", held, token=RUN_TOKEN, now_ms=virtual_ms())
-        assert claimed
-        sample(
-            "job heartbeat",
-            lambda r: replace(lambda_run("run_job")(r), invocations=()),  # inside the job run's time
-            lambda run: current.job_store.beat("alice", held, token=RUN_TOKEN, now_ms=virtual_ms()),
-            lambda run: clock.sleep(traffic.heartbeat_seconds),  # a beat moves `updated_at` (indexed)
-        )
-        sample(
-            "sweep",
-            lambda_run("sweep_stale_jobs"),
-            lambda run: app_module.sweep_stale_jobs(
-                {
-                    "version": "0",
-                    "account": "123456789012",
-                    "region": "us-east-1",
-                    "detail": {},
-                    "detail-type": "Scheduled Event",
-                    "source": "aws.events",
-                    "time": "2026-12-01T10:00:00Z",
-                    "id": f"sweep-{run}",
-                    "resources": [],
-                },
-                None,
-            ),
-        )
+    sample("job run", lambda_run("run_job"), run_job)
+    job_seconds_ms = statistics.median(slept.values()) * 1000
+    shapes["job run"] = lambda r: lambda_run("run_job")(r, job_seconds_ms)
 
-        # ---- payments: Stripe's webhook, then the owner's browsers refetch their payments
-        def webhook(run: int) -> None:
-            event = build_test_event("payment_intent.succeeded", "alice", amount=1999)
-            body, headers = signed_delivery(event, ENV["STRIPE_WEBHOOK_SECRET"])
-            response = client.http.post("/webhooks/stripe", headers=headers, body=body)
-            assert response.status_code == 200, response.body
+    def virtual_ms() -> int:
+        return int(clock.now() * 1000)
 
-        sample("payment", lambda_run("api_handler", rest=1), webhook)
-        sample("payment refetch", lambda_run("api_handler", rest=1), lambda run: get("/payments?limit=20"))
+    # A running job (claimed as the runner claims it) whose heartbeat is then written.
+    submit(0)
+    held = pending.pop()
+    claimed, _ = current.job_store.claim("alice", held, token=RUN_TOKEN, now_ms=virtual_ms())
+    assert claimed
+    sample(
+        "job heartbeat",
+        lambda r: replace(lambda_run("run_job")(r), invocations=()),  # inside the job run's time
+        lambda run: current.job_store.beat("alice", held, token=RUN_TOKEN, now_ms=virtual_ms()),
+        lambda run: clock.sleep(traffic.heartbeat_seconds),  # a beat moves `updated_at` (indexed)
+    )
+    sample(
+        "sweep",
+        lambda_run("sweep_stale_jobs"),
+        lambda run: app_module.sweep_stale_jobs(
+            {
+                "version": "0",
+                "account": "123456789012",
+                "region": "us-east-1",
+                "detail": {},
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "time": "2026-12-01T10:00:00Z",
+                "id": f"sweep-{run}",
+                "resources": [],
+            },
+            None,
+        ),
+    )
+
+    # ---- payments: Stripe's webhook, then the owner's browsers refetch their payments
+    def webhook(run: int) -> None:
+        event = build_test_event("payment_intent.succeeded", "alice", amount=1999)
+        body, headers = signed_delivery(event, ENV["STRIPE_WEBHOOK_SECRET"])
+        response = api("POST", "/webhooks/stripe", None, body, headers)
+        assert response["statusCode"] == 200, response["body"]
+
+    sample("payment", lambda_run("api_handler", rest=1), webhook)
+    sample("payment refetch", lambda_run("api_handler", rest=1), lambda run: get("/payments?limit=20"))
 
     measured = {key: shapes[key](samples[key].median()) for key in samples}
     return measured, len(meters.metric_series)
@@ -750,7 +777,7 @@ def render(bill: Bill, traffic: Traffic, measured: Mapping[str, Measured], memor
     out.append("### Prices used")
     out.append("")
     rows = [
-        [name, f"{price_text(p)} ({p.unit})", p.source]
+        [name, f"{price_text(p)}: {p.unit}", p.source]
         for name, p in vars(prices).items()
         if isinstance(p, costmodel.Price)
     ]
@@ -767,8 +794,6 @@ NOT_COUNTED = """\
   CloudFront or direct path in front; $0.09/GB list price after the first 100 GB.
 - Cold starts: since August 2025 Lambda bills the init phase too; how many there are depends on
   concurrency, not on this model (`python -m bench.coldstart` measures one).
-- The REST handlers' times include the local gateway's token check (on AWS the authorizer is a
-  separate, cached function, counted on its own line): a small overstatement.
 - Lambda times were measured on this machine against local stand-ins (moto answers in a few ms,
   the Management API stand-in at once); DynamoDB and `@connections` round trips on AWS are
   similar or slower, and a 512 MB Lambda has a third of a vCPU.
@@ -778,6 +803,48 @@ NOT_COUNTED = """\
   parameter reads for the Stripe secret (standard parameters: free), Firebase (not AWS).
 - `$disconnect` is not counted as a message; `$connect` is.
 """
+
+
+def render_what_ifs(
+    bill: Bill, traffic: Traffic, measured: Mapping[str, Measured], memory: Mapping[str, int], series: int
+) -> str:
+    """The same measurements priced under other choices: what each would change in the month's total."""
+    prices = bill.prices
+    total = bill.total()
+
+    def priced(t: Traffic = traffic, p: costmodel.PriceList = prices, m: Mapping[str, int] = memory) -> float:
+        return Bill(costmodel.operations(t, measured, m, series), p).total()
+
+    socket_side = sum(bill.by_component()[c] for c in SOCKET_SIDE)
+    ping = 9.0
+    scenarios = [
+        (
+            f"pings every {ping:g} min instead of {traffic.ping_minutes:g} (API Gateway's idle limit is 10)",
+            priced(replace(traffic, ping_minutes=ping)),
+        ),
+        (
+            f"an HTTP API ({price_text(prices.http_request)}) in place of the REST API "
+            "(Chalice deploys a REST API; an HTTP API needs a template of your own)",
+            priced(p=replace(prices, rest_request=prices.http_request)),
+        ),
+        (
+            f"`run_job` with 256 MB instead of {memory['run_job']} MB (the same measured time: "
+            "most of a job is waiting)",
+            priced(m={**memory, "run_job": 256}),
+        ),
+        (
+            "3 tabs per browser each holding its own socket instead of the shared tab socket "
+            "(socket-side charges x3; each tab refetches what it shows either way)",
+            total + 2 * socket_side,
+        ),
+    ]
+    rows = [
+        [name, money(cost), f"{cost - total:+,.2f} ({(cost - total) / total:+.0%})"]
+        for name, cost in scenarios
+    ]
+    return "### Other choices, priced from the same measurements\n\n" + table(
+        ["if", "total a month", "change ($)"], rows
+    )
 
 
 def with_section(page: str, section: str) -> str:
@@ -852,7 +919,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         measured, series = measure_all(certs, tokens, traffic, args.repeat)
     memory = costmodel.lambda_memory(CONFIG)
     bill = Bill(costmodel.operations(traffic, measured, memory, series), PRICES)
-    report = render(bill, traffic, measured, memory) + "\n\n" + NOT_COUNTED
+    report = (
+        render(bill, traffic, measured, memory)
+        + "\n\n"
+        + render_what_ifs(bill, traffic, measured, memory, series)
+        + "\n\n"
+        + NOT_COUNTED
+    )
     print(report)
     sys.stdout.flush()
     if args.output != "-":

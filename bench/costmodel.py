@@ -59,6 +59,7 @@ class PriceList:
     sns_publish: Price
     logs_ingestion: Price
     custom_metric: Price
+    http_request: Price  # not billed here: the what-if of an HTTP API in place of the REST API
 
 
 PRICES = PriceList(
@@ -76,6 +77,7 @@ PRICES = PriceList(
     sns_publish=Price(0.50, 1_000_000, "publishes, 64 KB each (deliveries to Lambda: free)", SNS_PRICING),
     logs_ingestion=Price(0.50, 1, "GB ingested (Standard log class)", CLOUDWATCH_PRICING),
     custom_metric=Price(0.30, 1, "custom metric-month (first 10,000)", CLOUDWATCH_PRICING),
+    http_request=Price(1.00, 1_000_000, "HTTP API requests (first 300 million)", API_GATEWAY_PRICING),
 )
 
 # ---------------------------------------------------------------- billing rules

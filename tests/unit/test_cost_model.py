@@ -319,7 +319,7 @@ def test_lambda_memory_per_function_falls_back_to_the_apps_setting() -> None:
 def test_the_price_table_says_where_and_when_each_price_is_from() -> None:
     assert (PRICES.region, PRICES.as_of) == ("us-east-1", "2026-12-01")
     prices = [p for p in vars(PRICES).values() if isinstance(p, costmodel.Price)]
-    assert len(prices) == len(COMPONENTS)
+    assert {c.price for c in COMPONENTS} | {"http_request"} == set(vars(PRICES)) - {"region", "as_of"}
     assert all(p.source.startswith("https://aws.amazon.com/") and p.usd > 0 for p in prices)
     assert not math.isclose(PRICES.dynamodb_write_unit.usd, 1.25)  # the price after November 2024's cut
 
@@ -383,3 +383,19 @@ def test_the_clients_ping_interval_and_connection_age_are_read_from_its_source(t
     assert client_minutes("pingIntervalMs", source) == 4
     with pytest.raises(RuntimeError, match="maxConnectionAgeMs"):
         client_minutes("maxConnectionAgeMs", source)
+
+
+def test_other_choices_are_priced_from_the_same_measurements() -> None:
+    from bench.cost import SOCKET_SIDE, render_what_ifs
+
+    memory = {"api_handler": 512, "run_job": 512}
+    bill = Bill(costmodel.operations(Traffic(), measurements(), memory, 0), PRICES)
+    total = bill.total()
+    rest = bill.by_component()["API Gateway REST requests"]
+    sockets = sum(bill.by_component()[c] for c in SOCKET_SIDE)
+    lines = render_what_ifs(bill, Traffic(), measurements(), memory, 0).splitlines()[4:]
+    changes = {line.split("|")[1].strip()[:12]: line.split("|")[3].strip() for line in lines}
+    http_api = -rest * (1 - 1.00 / 3.50)
+    assert changes["an HTTP API "] == f"{http_api:+,.2f} ({http_api / total:+.0%})"
+    assert changes["3 tabs per b"].startswith(f"{2 * sockets:+,.2f}")
+    assert changes["pings every "].startswith("-")  # fewer pings: fewer messages and runs

@@ -80,3 +80,4 @@ bench: install
 	$(PY) -m bench.coldstart
 	$(PY) -m bench.fanout
 	$(PY) -m bench.e2e
+	$(PY) -m bench.tabs

@@ -39,7 +39,7 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
-unit: $(VENV)/.installed
+unit: install
 	$(PY) -m pytest tests/unit
 
 integration: install

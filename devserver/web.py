@@ -1,6 +1,12 @@
-"""The demo page's server: `web/` at `/`, the browser library at `/client/`, and two local-only routes.
+"""The demo page's server: `web/` at `/`, the browser library at `/client/`, the Firebase JS SDK's
+ES modules at `/node_modules/`, and two local-only routes.
 
     python -m devserver.web --port 8080 --config '{"restUrl": ...}'
+
+The page loads the SDK without a bundler: its import map (`web/index.html`) points `firebase/app`,
+`firebase/auth` and the packages they import at their ES module files, which this server reads from
+the project's `node_modules` (installed by `make install`). Only JavaScript files of those
+packages are served; any other path under `/node_modules/` is a 404.
 
 - `GET /config.json`: where the page finds the REST API, the WebSocket and the Auth Emulator.
 - `POST /dev/test-payment` `{"user_id", "amount", "currency", "type"}`: sends a signed
@@ -27,6 +33,23 @@ logger = logging.getLogger("devserver.web")
 
 WEB_ROOT = PROJECT_ROOT / "web"
 CLIENT_ROOT = PROJECT_ROOT / "client"
+NODE_MODULES = PROJECT_ROOT / "node_modules"
+NODE_MODULES_URL = "/node_modules/"
+
+# The npm packages whose ES modules the page imports: `firebase/app` and `firebase/auth`, and what
+# their modules import in turn (tests/unit/test_demo_server.py follows the imports to check it).
+BROWSER_PACKAGES = frozenset(
+    {
+        "firebase",
+        "@firebase/app",
+        "@firebase/auth",
+        "@firebase/component",
+        "@firebase/logger",
+        "@firebase/util",
+        "idb",
+    }
+)
+BROWSER_MODULE_SUFFIXES = frozenset({".js", ".mjs"})
 
 
 class DemoPageHandler(SimpleHTTPRequestHandler):
@@ -43,6 +66,14 @@ class DemoPageHandler(SimpleHTTPRequestHandler):
             self._json(HTTPStatus.OK, self.config)
             return
         super().do_GET()
+
+    def send_head(self) -> Any:
+        # GET and HEAD: under /node_modules/ only the page's browser modules exist.
+        path = _clean(self.path)
+        if path.startswith(NODE_MODULES_URL) and browser_module(path) is None:
+            self.send_error(HTTPStatus.NOT_FOUND, "not a browser module of the demo page")
+            return None
+        return super().send_head()
 
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != "/dev/test-payment":
@@ -77,10 +108,12 @@ class DemoPageHandler(SimpleHTTPRequestHandler):
 
     def translate_path(self, path: str) -> str:
         # `/client/...` comes from the browser library's folder, everything else from `web/`.
-        clean = posixpath.normpath(urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0]))
+        clean = _clean(path)
         if clean == "/client" or clean.startswith("/client/"):
             relative = clean.removeprefix("/client").lstrip("/")
             return str(_inside(CLIENT_ROOT, relative))
+        if clean.startswith(NODE_MODULES_URL):
+            return str(browser_module(clean))  # send_head refused what is not one
         return super().translate_path(path)
 
     def end_headers(self) -> None:
@@ -98,6 +131,26 @@ class DemoPageHandler(SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.info(format, *args)
+
+
+def _clean(path: str) -> str:
+    """The URL's path, unquoted and normalised (no `..`, no query, no fragment)."""
+    return posixpath.normpath(urllib.parse.unquote(path.split("?", 1)[0].split("#", 1)[0]))
+
+
+def browser_module(url_path: str) -> Path | None:
+    """The file that `/node_modules/<package>/<file>.js` names, if it is one of BROWSER_PACKAGES'.
+
+    browser_module("/node_modules/firebase/app/dist/esm/index.esm.js")  # -> node_modules/firebase/...
+    """
+    relative = _clean(url_path).removeprefix(NODE_MODULES_URL)
+    parts = relative.split("/")
+    package = "/".join(parts[:2]) if relative.startswith("@") else parts[0]
+    if package not in BROWSER_PACKAGES or posixpath.splitext(relative)[1] not in BROWSER_MODULE_SUFFIXES:
+        return None
+    package_root = (NODE_MODULES / package).resolve()
+    target = (NODE_MODULES / relative).resolve()
+    return target if package_root in target.parents and target.is_file() else None
 
 
 def _inside(root: Path, relative: str) -> Path:

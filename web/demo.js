@@ -1,11 +1,20 @@
 // The demo page: a real client of the app. Data comes only from the REST API; the WebSocket
 // (through client/realtime.js) only says which data changed, and each panel refetches its own.
 
-import { createRealtime } from '/client/realtime.js';
+import { initializeApp } from 'firebase/app';
+import {
+  browserSessionPersistence,
+  connectAuthEmulator,
+  createUserWithEmailAndPassword,
+  getAuth,
+  onIdTokenChanged,
+  setPersistence,
+  signInWithEmailAndPassword,
+  signOut,
+} from 'firebase/auth';
+import { createRealtime } from 'chalice-realtime-client';
 
-const SESSION_KEY = 'chalice-realtime-demo/session'; // per tab: two windows can be two users
 const PEER_KEY = 'chalice-realtime-demo/peer';
-const REFRESH_MARGIN_MS = 5 * 60_000; // refresh the ID token this long before it expires
 const LOG_LIMIT = 200;
 // `?share=off`: a socket per tab, as before the tabs of a user shared one (the tabs benchmark compares both).
 const SHARE_CONNECTION = new URLSearchParams(location.search).get('share') !== 'off';
@@ -14,68 +23,43 @@ const ROLE_LABELS = { leader: 'leader', follower: 'follower', own: 'own socket' 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
 let config = null;
-let session = null; // { uid, email, idToken, refreshToken, expiresAt }
+let auth = null;
+let session = null; // { uid, email } of the signed-in Firebase user
 let realtime = null;
 let peer = sessionStorage.getItem(PEER_KEY) || '';
 const jobs = new Map(); // job_id -> job, as GET /jobs/{id} returned it
 
-// ---------------------------------------------------------------- Firebase Auth (emulator REST API)
+// ---------------------------------------------------------------- Firebase Auth (the JS SDK)
 
-async function authPost(url, body, contentType = 'application/json') {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'Content-Type': contentType },
-    body: contentType === 'application/json' ? JSON.stringify(body) : new URLSearchParams(body),
+const AUTH_ERRORS = {
+  'auth/invalid-credential': 'wrong email or password',
+  'auth/wrong-password': 'wrong email or password',
+  'auth/user-not-found': 'wrong email or password',
+  'auth/email-already-in-use': 'an account with this email exists: sign in instead',
+  'auth/weak-password': 'the password needs 6 characters or more',
+  'auth/invalid-email': 'that is not an email address',
+};
+
+/** Firebase Auth against the local stack's emulator, one session per tab. */
+async function startAuth() {
+  const app = initializeApp({ apiKey: config.firebaseApiKey, projectId: config.firebaseProjectId });
+  auth = getAuth(app);
+  connectAuthEmulator(auth, config.authEmulatorUrl, { disableWarnings: true });
+  // Session persistence is per tab (sessionStorage): two tabs of one browser can be two users.
+  await setPersistence(auth, browserSessionPersistence);
+  await auth.authStateReady();
+  // Sign-in, sign-out and the hourly token refresh all come through here.
+  onIdTokenChanged(auth, (user) => {
+    if (user?.uid === session?.uid) return;
+    if (session) leave();
+    if (user) enter(user);
   });
-  const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(data.error?.message ?? `authentication failed (${response.status})`);
-  return data;
 }
 
-function identityUrl(method) {
-  const key = encodeURIComponent(config.firebaseApiKey);
-  return `${config.authEmulatorUrl}/identitytoolkit.googleapis.com/v1/accounts:${method}?key=${key}`;
-}
-
-async function signIn(method, email, password) {
-  const data = await authPost(identityUrl(method), { email, password, returnSecureToken: true });
-  return {
-    uid: data.localId,
-    email: data.email,
-    idToken: data.idToken,
-    refreshToken: data.refreshToken,
-    expiresAt: Date.now() + Number(data.expiresIn) * 1000,
-  };
-}
-
-async function refreshIdToken() {
-  const key = encodeURIComponent(config.firebaseApiKey);
-  const data = await authPost(
-    `${config.authEmulatorUrl}/securetoken.googleapis.com/v1/token?key=${key}`,
-    { grant_type: 'refresh_token', refresh_token: session.refreshToken },
-    'application/x-www-form-urlencoded',
-  );
-  session = {
-    ...session,
-    idToken: data.id_token,
-    refreshToken: data.refresh_token,
-    expiresAt: Date.now() + Number(data.expires_in) * 1000,
-  };
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
-}
-
-let refreshing = null;
-
-/** What `user.getIdToken(forceRefresh)` is in the Firebase SDK: a token with time left on it. */
+/** The ID token for REST and the WebSocket: the SDK's cached one while fresh, else a new one. */
 async function getToken({ forceRefresh = false } = {}) {
-  if (!session) throw new Error('signed out');
-  if (forceRefresh || session.expiresAt - Date.now() < REFRESH_MARGIN_MS) {
-    refreshing ??= refreshIdToken().finally(() => {
-      refreshing = null;
-    });
-    await refreshing;
-  }
-  return session.idToken;
+  if (!auth?.currentUser) throw new Error('signed out');
+  return auth.currentUser.getIdToken(forceRefresh);
 }
 
 // ---------------------------------------------------------------- REST
@@ -392,9 +376,8 @@ function startRealtime() {
 
 // ---------------------------------------------------------------- session
 
-function enter(newSession) {
-  session = newSession;
-  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+function enter(user) {
+  session = { uid: user.uid, email: user.email ?? '' };
   $('auth-panel').hidden = true;
   $('app').hidden = false;
   $('signed-in').hidden = false;
@@ -405,12 +388,11 @@ function enter(newSession) {
   refreshEverything();
 }
 
-function signOut() {
+function leave() {
   realtime?.close();
   realtime = null;
   session = null;
   jobs.clear();
-  sessionStorage.removeItem(SESSION_KEY);
   showState('closed');
   showRole(null);
   $('app').hidden = true;
@@ -423,19 +405,19 @@ async function onAuthSubmit(event) {
   const form = event.target;
   const error = $('auth-error');
   error.hidden = true;
-  const method = event.submitter?.value === 'sign-up' ? 'signUp' : 'signInWithPassword';
+  const signIn = event.submitter?.value === 'sign-up' ? createUserWithEmailAndPassword : signInWithEmailAndPassword;
   try {
-    enter(await signIn(method, form.email.value.trim(), form.password.value));
+    await signIn(auth, form.email.value.trim(), form.password.value); // onIdTokenChanged enters
     form.reset();
   } catch (failure) {
-    error.textContent = failure.message;
+    error.textContent = AUTH_ERRORS[failure.code] ?? failure.message;
     error.hidden = false;
   }
 }
 
 async function main() {
   $('auth-form').addEventListener('submit', onAuthSubmit);
-  $('sign-out').addEventListener('click', signOut);
+  $('sign-out').addEventListener('click', () => signOut(auth).catch(showError));
   $('copy-uid').addEventListener('click', () => navigator.clipboard?.writeText(session?.uid ?? ''));
   $('peer-form').addEventListener('submit', (event) => {
     event.preventDefault();
@@ -453,8 +435,12 @@ async function main() {
     showError(new Error(`cannot load the local stack's configuration: ${error.message}`));
     return;
   }
-  const saved = sessionStorage.getItem(SESSION_KEY);
-  if (saved) enter(JSON.parse(saved));
+  try {
+    await startAuth(); // a tab reloaded while signed in is signed in again from its session
+  } catch (error) {
+    showError(new Error(`cannot start Firebase Auth: ${error.message}`));
+    return;
+  }
   document.body.dataset.ready = 'true';
 }
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.support import PASSWORD, OpenedPage, unique_email
+from tests.e2e.support import PASSWORD, OpenedPage, open_tab, sign_in, unique_email
 
 if TYPE_CHECKING:
     from tests.localstack import LocalStack
@@ -95,6 +95,42 @@ def test_two_users_see_each_others_messages_live(open_page: OpenPage) -> None:
     ).not_to_have_count(0)
     assert_same_document(alice)
     assert_same_document(bob)
+
+
+def test_two_tabs_of_one_browser_are_two_users_and_each_keeps_its_own_across_a_reload(
+    open_page: OpenPage, stack: LocalStack
+) -> None:
+    """The demo signs in with the Firebase JS SDK, with session persistence: one user per tab."""
+    first = open_page()
+    second = open_tab(first.context, stack.web_url)  # same browser window: shared storage but sessionStorage
+    alice_email, bob_email = unique_email("alice"), unique_email("bob")
+    alice_uid = sign_in(first.page, alice_email, new_account=True)
+    bob_uid = sign_in(second.page, bob_email, new_account=True)
+    assert alice_uid != bob_uid
+
+    for tab, uid in ((first.page, alice_uid), (second.page, bob_uid)):
+        tab.reload()
+        tab.wait_for_selector("body[data-ready=true]")
+        expect(tab.get_by_test_id("my-uid")).to_have_text(uid)
+        expect(tab.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
+
+    # A new tab starts signed out; a wrong password is refused with the SDK's answer, in words.
+    third = open_tab(first.context, stack.web_url)
+    expect(third.page.get_by_test_id("auth-panel")).to_be_visible()
+    third.page.get_by_test_id("auth-email").fill(alice_email)
+    third.page.get_by_test_id("auth-password").fill("not-the-password")
+    third.page.get_by_test_id("sign-in").click()
+    expect(third.page.get_by_test_id("auth-error")).to_have_text("wrong email or password")
+    assert sign_in(third.page, alice_email) == alice_uid
+
+    # Signing out of one tab leaves the others signed in.
+    first.page.get_by_test_id("sign-out").click()
+    expect(first.page.get_by_test_id("auth-panel")).to_be_visible()
+    expect(first.page.get_by_test_id("connection-state")).to_have_attribute("data-state", "closed")
+    second.page.reload()
+    second.page.wait_for_selector("body[data-ready=true]")
+    expect(second.page.get_by_test_id("my-uid")).to_have_text(bob_uid)
+    expect(third.page.get_by_test_id("my-uid")).to_have_text(alice_uid)
 
 
 def test_a_report_jobs_progress_bar_fills_and_a_failing_job_shows_its_error(open_page: OpenPage) -> None:

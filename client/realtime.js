@@ -570,8 +570,8 @@ export function createRealtime(options) {
   }
 
   function onOnline() {
-    if (role === 'follower') return post({ type: 'check' });
-    reconnectNow();
+    // Every tab of the browser hears `online`: the leader's own listener reconnects it.
+    if (role !== 'follower') reconnectNow();
   }
 
   function onVisibility() {

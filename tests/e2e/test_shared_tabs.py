@@ -224,3 +224,28 @@ def test_more_tabs_than_the_per_user_cap_evict_nobody_and_all_get_the_keys(
         assert "reconnecting" not in states_seen(tab), states_seen(tab)
         expect(received(tab, "resync")).to_have_count(0)
     assert len(live_connections_of(capped_stack, uid)) == 1
+
+
+def test_while_the_leader_reconnects_every_tab_shows_reconnecting_then_resyncs_once(
+    request: pytest.FixtureRequest, window: BrowserContext, capped_stack: LocalStack
+) -> None:
+    new_tab = tab_opener(request, window, capped_stack.web_url)
+    tabs, uid, _ = tabs_of_one_user(new_tab, 3, "outage")
+    follower = tabs[roles(tabs).index("follower")]
+
+    capped_stack.stop_gateway()  # kill -9: the leader's socket drops, no close handshake
+    try:
+        for tab in tabs:
+            expect(tab.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+    finally:
+        capped_stack.start_gateway()
+    for tab in tabs:
+        expect(tab.get_by_test_id("connection-state")).to_have_attribute("data-state", "open", timeout=45_000)
+        expect(received(tab, "resync")).to_have_count(1)
+    assert follower.get_by_test_id("connection-role").get_attribute("data-role") == "follower"
+    assert len(wait_for_connections(capped_stack, uid, 1)) == 1
+
+    _, carol_token = capped_stack.sign_up()
+    message(capped_stack, carol_token, uid, "after the outage")
+    for tab in tabs:
+        expect(received(tab, KEY)).to_have_count(1)

@@ -1,1 +1,4 @@
-"""Benchmarks: `python -m bench.fanout`, `bench.coldstart`, `bench.calls`, `bench.e2e` (see README)."""
+"""Benchmarks: `python -m bench.fanout`, `bench.coldstart`, `bench.calls`, `bench.cost`, `bench.e2e`.
+
+See docs/performance.md.
+"""

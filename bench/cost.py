@@ -785,6 +785,30 @@ def render(bill: Bill, traffic: Traffic, measured: Mapping[str, Measured], memor
     return "\n".join(out)
 
 
+def assumptions(traffic: Traffic) -> str:
+    """What the bill takes as given rather than measured."""
+    t = traffic
+    return "\n".join(
+        [
+            "### Assumed, not measured",
+            "",
+            "- Each browser shows one tab's panels and refetches once per frame it receives: a notify or "
+            "job frame with `GET /jobs/{id}`, a chat frame with the unread count and the conversation, "
+            "a payment frame with `GET /payments`.",
+            "- The stated notifications are `notify(user, key)` calls from the app's own code, run inside "
+            "another function's invocation (their time is billed at `api_handler`'s memory, with no "
+            "Lambda request of their own).",
+            f"- A browser reconnects every {t.session_minutes:g} min and pings every {t.ping_minutes:g} min "
+            "(the client's defaults, read from `client/realtime.js`); one socket per browser.",
+            f"- API Gateway runs the REST authorizer at most once per token per {t.authorizer_ttl_seconds} s "
+            "(Chalice's default cache TTL): an upper bound, as refetches cluster in time.",
+            f"- Lambda's own START, END and REPORT lines: {costmodel.LAMBDA_PLATFORM_LOG_BYTES} bytes per "
+            "invocation (CloudWatch's 26 bytes per event included); the app's own lines are measured.",
+            "- Stored data is billed for half the month on average (tables empty at the start).",
+        ]
+    )
+
+
 NOT_COUNTED = """\
 ### Not counted
 
@@ -923,6 +947,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         render(bill, traffic, measured, memory)
         + "\n\n"
         + render_what_ifs(bill, traffic, measured, memory, series)
+        + "\n\n"
+        + assumptions(traffic)
         + "\n\n"
         + NOT_COUNTED
     )

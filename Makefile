@@ -1,6 +1,8 @@
 # Common commands. `make dev` runs the local stack; `make test` runs every test.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The app's Python, which is also the Lambda runtime `chalice package` writes into the template.
+PYTHON_VERSION := 3.13
+PYTHON ?= $(shell scripts/find-python $(PYTHON_VERSION))
 VENV := .venv
 PY := $(VENV)/bin/python
 STAGE ?= dev
@@ -15,7 +17,14 @@ help:
 	@echo "make bench      run the benchmarks"
 
 # ------------------------------------------------------------------ setup
+# A venv built with another Python (an older checkout's) is rebuilt, whatever its timestamps say.
+ifneq ($(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null),$(PYTHON_VERSION))
+.PHONY: $(VENV)/.installed
+endif
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see scripts/find-python)" >&2; exit 1; }
+	if [ -e $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
+		echo "rebuilding $(VENV) for Python $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt

@@ -56,16 +56,16 @@ class Services:
 
     @functools.cached_property
     def transport(self) -> ManagementTransport:
-        from chalicelib.transport import AiohttpTransport
+        from chalicelib.curl_transport import CurlTransport
 
         if self._transport is not None:
             return self._transport
         if self._dynamodb is not None:
             # Injected boto3 clients (moto in-process, Stubber, a custom session) are honoured only by a
-            # transport that goes through botocore too; built from settings, the cheaper aiohttp one
-            # (about a quarter of the CPU per frame: `python -m bench.fanout`).
+            # transport that goes through botocore too; built from settings, the libcurl one (a small
+            # fraction of the CPU per frame of botocore's or aiohttp's: `python -m bench.fanout`).
             return Boto3ThreadPoolTransport(self.settings.websocket_endpoint)
-        return AiohttpTransport(self.settings.websocket_endpoint)
+        return CurlTransport(self.settings.websocket_endpoint)
 
     @functools.cached_property
     def verifier(self) -> TokenVerifier:

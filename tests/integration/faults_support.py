@@ -14,9 +14,10 @@ import requests
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from chalicelib.curl_transport import CurlTransport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.transport import AiohttpTransport, RetryPolicy
+from chalicelib.transport import RetryPolicy
 from tests.localstack import LocalStack
 
 # What a notify may take at most, whatever the faults: the transport's own deadline, plus slack for a
@@ -127,12 +128,12 @@ def shipped_services(stack: LocalStack) -> Iterator[Services]:
     """The app's services as every Lambda builds them from settings, against the stack's moto and gateway.
 
     Only the table client is pointed at the stack's moto; the transport is the one settings choose
-    (the aiohttp transport), posting to the stack's gateway.
+    (the libcurl transport), posting to the stack's gateway.
     """
     built = Services(Settings.from_env(stack.environment))
     built.dynamodb = stack.aws_client("dynamodb")
     transport = built.transport
-    assert type(transport) is AiohttpTransport
+    assert type(transport) is CurlTransport
     try:
         yield built
     finally:

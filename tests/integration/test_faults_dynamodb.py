@@ -7,7 +7,7 @@ before they leave the process, so botocore's own retry logic (the app's `standar
 server never sees the call. Only botocore's waits are shortened (`ScaledBackoff`): a throttled
 call that is never served asks for about 7 s of backoff on average.
 Everything else is real: moto's server over HTTP, the local gateway running the app's WebSocket
-handlers, `websockets` clients, Firebase-shaped tokens through firebase-admin, the aiohttp transport.
+handlers, `websockets` clients, Firebase-shaped tokens through firebase-admin, the libcurl transport.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import app as app_module
 from chalicelib import services as services_module
 from chalicelib.aws import RETRIES
 from chalicelib.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
+from chalicelib.curl_transport import CurlTransport
 from chalicelib.jobs.runner import job_message
 from chalicelib.notifier import DeliveryReport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.transport import AiohttpTransport
 from devserver.gateway import Gateway
 from devserver.lambdas import websocket_functions
 from infra.tables import create_tables
@@ -206,7 +206,7 @@ def stand() -> Iterator[Stand]:
     )
     env = {**TEST_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{gateway.port}", "JOBS_TOPIC_ARN": topic_arn}
     settings = Settings.from_env(env)
-    transport = AiohttpTransport(settings.websocket_endpoint)
+    transport = CurlTransport(settings.websocket_endpoint)
     built = Services(settings, dynamodb=dynamodb, sns=sns, transport=transport)
     built.job_clock = InstantClock()
     # Installed for the module, until the gateway has stopped: a `$disconnect` that runs after a test

@@ -2,8 +2,8 @@
 
 The local stack's gateway injects the faults (`PUT /_faults`, a `devserver.faults.FaultPlan`);
 real `websockets` clients count every frame they receive. The notifier under test is the one
-the app ships: `Services(settings).transport` built from settings is the aiohttp transport
-(`chalicelib.transport.AiohttpTransport`), signed with SigV4, retrying with full jitter.
+the app ships: `Services(settings).transport` built from settings is the libcurl transport
+(`chalicelib.curl_transport.CurlTransport`), signed with SigV4, retrying with full jitter.
 """
 
 from __future__ import annotations

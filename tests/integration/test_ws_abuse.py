@@ -27,10 +27,10 @@ from websockets.asyncio.client import ClientConnection
 
 import app as app_module
 from chalicelib import services as services_module
+from chalicelib.curl_transport import CurlTransport
 from chalicelib.notifier import DeliveryReport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.transport import AiohttpTransport
 from devserver.gateway import MAX_FRAME_BYTES, Gateway
 from devserver.lambdas import LambdaFunction, websocket_functions
 from tests.conftest import TEST_ENV
@@ -298,7 +298,7 @@ def counted(aws: dict[str, Any], firebase_certs: Any) -> Iterator[tuple[Counting
     handlers = CountingHandlers(websocket_functions(app_module.app))
     gateway = RunningGateway(Gateway(handlers.functions, domain_name="127.0.0.1", stage="local"))
     settings = Settings.from_env({**TEST_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{gateway.port}"})
-    transport = AiohttpTransport(settings.websocket_endpoint)
+    transport = CurlTransport(settings.websocket_endpoint)
     services_module.use(Services(settings, dynamodb=aws["dynamodb"], sns=aws["sns"], transport=transport))
     try:
         with gateway:

@@ -142,7 +142,10 @@ class _Session:
                         wait = 1.0
                     if later:
                         wait = min(wait, later[0][0] - time.monotonic())
-                    multi.select(min(1.0, max(wait, 0.0)))
+                    wait = min(1.0, max(wait, 0.0))
+                    if multi.select(wait) == 0 and wait > 0:
+                        # No socket to wait on yet (a host name being resolved): pause rather than spin.
+                        time.sleep(min(wait, 0.001))
             elif later:
                 time.sleep(max(0.0, later[0][0] - time.monotonic()))
 

@@ -689,7 +689,8 @@ def render(bill: Bill, traffic: Traffic, measured: Mapping[str, Measured], memor
         f"({socket_side / total:.0%}). They grow with open sockets: if each of 3 open tabs held its own "
         f"socket they would be {money(3 * socket_side)}. The client's shared tab socket (one leader tab "
         "per browser holds it, the others follow over `BroadcastChannel`) keeps them at one socket per "
-        "browser, which is what this bill assumes."
+        "browser, which is what this bill assumes ([connections and messages per notify with a socket "
+        "per tab and shared](shared-tabs.md), measured in a browser by `python -m bench.tabs`)."
     )
     out.append("")
     out.append("### Per component")

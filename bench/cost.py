@@ -156,6 +156,20 @@ class CapacityMeter:
         after = dict(item) if item is not None else ({} if delete else None)
         return _Write(table, dict(key), self._get(table, key), after, tx)
 
+    def _read_in_full(self, operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The same read without its projection, by our own client: the items as DynamoDB reads them."""
+        request = {k: v for k, v in params.items() if k not in ("ProjectionExpression", "Select")}
+        used = " ".join(str(request.get(k, "")) for k in ("KeyConditionExpression", "FilterExpression"))
+        names = {k: v for k, v in request.pop("ExpressionAttributeNames", {}).items() if k in used}
+        if names:
+            request["ExpressionAttributeNames"] = names
+        started = time.perf_counter()
+        method = {"Query": "query", "Scan": "scan", "GetItem": "get_item"}[operation]
+        response: dict[str, Any] = getattr(self._auditor, method)(**request)
+        with self._lock:
+            self.overhead_seconds += time.perf_counter() - started
+        return response
+
     def _before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         name = model.name
         writes: list[_Write] = []
@@ -188,6 +202,8 @@ class CapacityMeter:
             raise NotImplementedError(f"the cost meter does not price {name} yet")
         context["cost.writes"] = writes
         context["cost.consistent"] = bool(params.get("ConsistentRead"))
+        if name in ("Query", "Scan", "GetItem") and "ProjectionExpression" in params:
+            context["cost.read_in_full"] = dict(params)
 
     def _after(self, parsed: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         failed = "Error" in parsed
@@ -211,11 +227,12 @@ class CapacityMeter:
                 write.before, shape.indexes
             )
         reads = 0.0
-        if model.name in ("Query", "Scan") and not failed:
-            size = sum(costmodel.item_size(item) for item in parsed.get("Items", []))
-            reads = costmodel.read_units(size, consistent=context.get("cost.consistent", False))
-        elif model.name == "GetItem" and not failed:
-            size = costmodel.item_size(parsed.get("Item"))
+        if model.name in ("Query", "Scan", "GetItem") and not failed:
+            if "cost.read_in_full" in context:
+                # DynamoDB bills the items it reads, not the attributes a projection returns.
+                parsed = self._read_in_full(model.name, context["cost.read_in_full"])
+            items = parsed.get("Items", []) if model.name != "GetItem" else [parsed.get("Item")]
+            size = sum(costmodel.item_size(item) for item in items)
             reads = costmodel.read_units(size, consistent=context.get("cost.consistent", False))
         with self._lock:
             self.write_units += units

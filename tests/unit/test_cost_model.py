@@ -399,3 +399,27 @@ def test_other_choices_are_priced_from_the_same_measurements() -> None:
     assert changes["an HTTP API "] == f"{http_api:+,.2f} ({http_api / total:+.0%})"
     assert changes["3 tabs per b"].startswith(f"{2 * sockets:+,.2f}")
     assert changes["pings every "].startswith("-")  # fewer pings: fewer messages and runs
+
+
+def test_the_capacity_meter_bills_the_items_read_not_the_projection(aws: dict[str, Any]) -> None:
+    import boto3
+
+    from bench.cost import CapacityMeter, table_shapes
+    from tests.conftest import TEST_ENV
+
+    meter = CapacityMeter(boto3.client("dynamodb", region_name="us-east-1"), table_shapes(TEST_ENV))
+    table = TEST_ENV["MESSAGES_TABLE"]
+    items = [{"pk": {"S": "conv#a#b"}, "sk": {"S": f"msg#{n}"}, "text": {"S": "x" * 2000}} for n in range(3)]
+    for item in items:
+        aws["dynamodb"].put_item(TableName=table, Item=item)
+    meter.watch(aws["dynamodb"])
+    page = aws["dynamodb"].query(
+        TableName=table,
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": "conv#a#b"}},
+        ProjectionExpression="#sk",
+        ExpressionAttributeNames={"#sk": "sk"},
+    )
+    assert [item.keys() for item in page["Items"]] == [{"sk"}] * 3  # what the caller gets back
+    size = sum(costmodel.item_size(item) for item in items)  # about 6 KB read: 2 units, halved
+    assert meter.reading()[1] == costmodel.read_units(size, consistent=False) == 1.0

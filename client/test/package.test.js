@@ -4,7 +4,7 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -57,6 +57,28 @@ describe('npm pack', () => {
 });
 
 describe('types', () => {
+  test('every export of the modules is declared in its .d.ts, and nothing more', async () => {
+    for (const name of ['realtime', 'react']) {
+      const module = await import(pathToFileURL(join(CLIENT, `${name}.js`)).href);
+      const declarations = await readFile(join(CLIENT, `${name}.d.ts`), 'utf8');
+      const declared = [...declarations.matchAll(/^export declare (?:function|const|class) (\w+)/gm)].map((m) => m[1]);
+      assert.deepEqual(declared.sort(), Object.keys(module).sort(), `${name}.d.ts`);
+    }
+  });
+
+  test('RealtimeOptions declares exactly the options realtime.js reads', async () => {
+    const source = await readFile(join(CLIENT, 'realtime.js'), 'utf8');
+    const read = new Set([
+      ...[...source.matchAll(/\bconfig\.(\w+)/g)].map((m) => m[1]),
+      ...[...source.matchAll(/'(\w+)' in config\b/g)].map((m) => m[1]),
+      ...[...source.matchAll(/const \{([^}]+)\} = config;/g)].flatMap((m) => m[1].split(',').map((s) => s.trim())),
+    ]);
+    const declarations = await readFile(join(CLIENT, 'realtime.d.ts'), 'utf8');
+    const body = declarations.match(/export interface RealtimeOptions \{([\s\S]*?)\n\}/)[1];
+    const declared = new Set([...body.matchAll(/^  (\w+)\??:/gm)].map((m) => m[1]));
+    assert.deepEqual([...declared].sort(), [...read].sort());
+  });
+
   test('tsc refuses each wrong call of types-test/wrong-usage.tsx once its @ts-expect-error is removed', async () => {
     const source = await readFile(join(CLIENT, 'types-test', 'wrong-usage.tsx'), 'utf8');
     const lines = source.split('\n');

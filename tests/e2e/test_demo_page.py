@@ -102,6 +102,8 @@ def test_two_tabs_of_one_browser_are_two_users_and_each_keeps_its_own_across_a_r
 ) -> None:
     """The demo signs in with the Firebase JS SDK, with session persistence: one user per tab."""
     first = open_page()
+    requested: list[str] = []
+    first.context.on("request", lambda request: requested.append(request.url))
     second = open_tab(first.context, stack.web_url)  # same browser window: shared storage but sessionStorage
     alice_email, bob_email = unique_email("alice"), unique_email("bob")
     alice_uid = sign_in(first.page, alice_email, new_account=True)
@@ -131,6 +133,12 @@ def test_two_tabs_of_one_browser_are_two_users_and_each_keeps_its_own_across_a_r
     second.page.wait_for_selector("body[data-ready=true]")
     expect(second.page.get_by_test_id("my-uid")).to_have_text(bob_uid)
     expect(third.page.get_by_test_id("my-uid")).to_have_text(alice_uid)
+
+    # The SDK came from the demo server and talked to the emulator: nothing left this machine.
+    assert any("/node_modules/firebase/auth/" in url for url in requested)
+    assert any(stack.auth_emulator_host in url for url in requested)
+    outside = [url for url in requested if not url.startswith(("http://127.0.0.1", "ws://127.0.0.1"))]
+    assert outside == []
 
 
 def test_a_report_jobs_progress_bar_fills_and_a_failing_job_shows_its_error(open_page: OpenPage) -> None:

@@ -795,11 +795,16 @@ def render(bill: Bill, traffic: Traffic, measured: Mapping[str, Measured], memor
     out.append("### Prices used")
     out.append("")
     rows = [
-        [name, f"{price_text(p)}: {p.unit}", p.source]
+        [
+            name,
+            price_text(p).split(" per ")[0],
+            ("per million " if p.per == 1_000_000 else "per ") + p.unit,
+            p.source,
+        ]
         for name, p in vars(prices).items()
         if isinstance(p, costmodel.Price)
     ]
-    out.append(table(["price", "us-east-1", "page"], rows))
+    out.append(table(["price", "us-east-1", "unit", "page"], rows))
     return "\n".join(out)
 
 
@@ -839,7 +844,7 @@ NOT_COUNTED = """\
 - Lambda times were measured on this machine against local stand-ins (moto answers in a few ms,
   the Management API stand-in at once); DynamoDB and `@connections` round trips on AWS are
   similar or slower, and a 512 MB Lambda has a third of a vCPU.
-- Resync refetches after each 2-hour reconnect (the demo page refetches its panels), retries,
+- Resync refetches after each reconnect (the demo page refetches its panels), retries,
   410s for stale connections, the connection cap's evictions, failed jobs.
 - CloudWatch Logs storage ($0.03/GB-month), API Gateway access logs (off), X-Ray (off), SSM
   parameter reads for the Stripe secret (standard parameters: free), Firebase (not AWS).

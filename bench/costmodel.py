@@ -492,7 +492,11 @@ def operations(
             Usage(connection_minutes=1),
         )
     )
-    result.append(Operation("notify metrics (EMF series)", 1, Usage(custom_metrics=metric_series)))
+    result.append(
+        Operation(
+            f"notify metrics ({metric_series} EMF metric series)", 1, Usage(custom_metrics=metric_series)
+        )
+    )
     return result
 
 

@@ -287,7 +287,7 @@ def test_operations_count_the_stated_traffic_over_30_days() -> None:
     assert ops["job heartbeat"].per_month == 1_000 * 4 * 30
     assert ops["connections held open"].per_month == browsers * 8 * 60 * 30
     assert ops["connections held open"].usage == Usage(connection_minutes=1)
-    assert ops["notify metrics (EMF series)"].usage == Usage(custom_metrics=8)
+    assert ops["notify metrics (8 EMF metric series)"].usage == Usage(custom_metrics=8)
     # far more REST requests per browser than 5-minute windows in 8 h: the authorizer is capped
     assert ops["REST authorizer (cached 300 s per token)"].per_month == browsers * 96 * 30
 

@@ -133,9 +133,10 @@ def ws_message(event: WebsocketEvent) -> None:
 # ---------------------------------------------------------------- jobs
 
 
-# The SNS topic the job runner subscribes to; `.chalice/config.json` gives `run_job` a 900 s lambda_timeout
+# The SNS topic the job runner subscribes to: the stage's own (`chalice package` wires the template's
+# instead); `.chalice/config.json` gives `run_job` a 900 s lambda_timeout
 # (chalicelib.jobs.RUNNER_TIMEOUT_SECONDS), which the jobs' deadline and stale rule assume.
-JOBS_TOPIC = "chalice-realtime-jobs"
+JOBS_TOPIC = get_settings().jobs_topic_arn or f"{app.app_name}-{get_settings().stage}-jobs"
 
 
 @app.route("/jobs", methods=["POST"], authorizer=firebase_auth)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from devserver.local_only import is_loopback
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # The local webhook secret: public on purpose, it signs test events on a laptop only.
@@ -48,6 +50,8 @@ class StackConfig:
     state_file: str = str(PROJECT_ROOT / ".dev" / "stack.json")
     startup_timeout: float = 90.0
     stripe_webhook_secret: str = LOCAL_STRIPE_SECRET
+    # Listen on an address other machines can reach (`--allow-remote`; never from the environment).
+    allow_remote: bool = False
 
     @classmethod
     def from_args(cls, argv: Sequence[str], environ: Mapping[str, str]) -> StackConfig:
@@ -57,6 +61,12 @@ class StackConfig:
             description="Run the whole app locally: REST, WebSocket gateway, SNS, DynamoDB, Firebase Auth.",
         )
         for field in fields(cls):
+            if isinstance(field.default, bool):
+                # An opt-in is given on the command line each time, never inherited from the environment.
+                parser.add_argument(
+                    "--" + field.name.replace("_", "-"), action="store_true", help=OPT_INS[field.name]
+                )
+                continue
             env_name = ENV_NAMES[field.name]
             convert: Callable[[Any], Any] = type(field.default)
             parser.add_argument(
@@ -70,7 +80,24 @@ class StackConfig:
         config = cls(**vars(args))
         if not config.project_id.startswith("demo-"):
             parser.error("--project-id must start with 'demo-': the emulator then never reaches Google")
+        if not config.allow_remote and not is_loopback(config.host):
+            parser.error(
+                f"--host {config.host} is reachable from other machines, and the stack trusts whoever "
+                "reaches it (the Auth Emulator accepts unsigned tokens). Use a loopback address such as "
+                "127.0.0.1, or add --allow-remote if you really mean it"
+            )
         return config
+
+    @property
+    def remote_warning(self) -> str:
+        """What to print when the stack listens on a non-loopback address ('' when it does not)."""
+        if is_loopback(self.host):
+            return ""
+        return (
+            f"WARNING: the local stack listens on {self.host} (--allow-remote). Anyone who can reach this "
+            "address can use it, and its Firebase Auth Emulator accepts unsigned tokens: they can sign in "
+            "as any user, read and change every table, and drive the local-only endpoints."
+        )
 
     @property
     def rest_url(self) -> str:
@@ -144,6 +171,11 @@ class StackConfig:
             "firebaseApiKey": LOCAL_FIREBASE_API_KEY,
         }
 
+
+OPT_INS = {
+    "allow_remote": "listen on a non-loopback --host (anyone reaching it can sign in as anyone: the Auth "
+    "Emulator accepts unsigned tokens)",
+}
 
 ENV_NAMES = {
     "host": "DEV_HOST",

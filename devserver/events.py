@@ -11,6 +11,9 @@ asynchronous invocations (after 1 s and 2 s here rather than minutes).
 
 Schedules: each `@app.schedule(Rate(...))` handler runs once per period with a
 CloudWatch scheduled event. Cron expressions are listed but not run locally.
+
+Only programs reach it (`devserver.local_only`): a web page cannot inject a
+delivery. Its body may be `text/plain`, because SNS (and moto) post deliveries so.
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ from typing import Any
 
 from devserver.config import FAKE_ACCOUNT_ID, REGION, configure_logging
 from devserver.lambdas import LambdaFunction, Schedule
+from devserver.local_only import JSON, LocalOnly, origin_of
 
 logger = logging.getLogger("devserver.events")
 
 ASYNC_RETRY_DELAYS = (1.0, 2.0)  # Lambda retries a failed asynchronous invocation twice
+# What SNS sends an HTTP subscriber: `text/plain` (a JSON document in it), as on AWS.
+SNS_BODY_TYPES = (*JSON, "text/plain")
 
 
 def lambda_sns_event(delivery: dict[str, Any], subscription_arn: str) -> dict[str, Any]:
@@ -155,9 +161,27 @@ class EventRunner:
 
 class _SNSReceiver(BaseHTTPRequestHandler):
     runner: EventRunner  # set on the subclass made by `serve`
+    local_only: LocalOnly
     protocol_version = "HTTP/1.1"
 
+    def _refused(self) -> bool:
+        refusal = self.local_only.refusal(
+            self.command,
+            origin=self.headers.get("Origin"),
+            fetch_site=self.headers.get("Sec-Fetch-Site"),
+            content_type=self.headers.get("Content-Type"),
+            has_body=int(self.headers.get("Content-Length") or 0) > 0,
+        )
+        if refusal is None:
+            return False
+        logger.warning("refused %s %s: %s", self.command, self.path, refusal.message)
+        self.close_connection = True  # the body, if any, is left unread
+        self._answer(HTTPStatus(refusal.status), {"message": refusal.message})
+        return True
+
     def do_GET(self) -> None:
+        if self._refused():
+            return
         if self.path == "/_health":
             topics = sorted(self.runner.topics)
             self._answer(HTTPStatus.OK, {"status": "ok", "pid": os.getpid(), "topics": topics})
@@ -165,6 +189,8 @@ class _SNSReceiver(BaseHTTPRequestHandler):
             self._answer(HTTPStatus.NOT_FOUND, {"message": "not found"})
 
     def do_POST(self) -> None:
+        if self._refused():
+            return
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
         topic = self.path.removeprefix("/sns/").split("?", 1)[0]
@@ -195,9 +221,15 @@ class _SNSReceiver(BaseHTTPRequestHandler):
         logger.debug(format, *args)
 
 
-def serve(runner: EventRunner, host: str, port: int) -> ThreadingHTTPServer:
-    """An HTTP server receiving SNS deliveries at `/sns/{topic}` for `runner` (not yet serving)."""
-    handler = type("SNSReceiver", (_SNSReceiver,), {"runner": runner})
+def serve(
+    runner: EventRunner, host: str, port: int, page_origins: frozenset[str] = frozenset()
+) -> ThreadingHTTPServer:
+    """An HTTP server receiving SNS deliveries at `/sns/{topic}` for `runner` (not yet serving).
+
+    A request from a web page is refused unless its origin is among `page_origins`.
+    """
+    local_only = LocalOnly(page_origins, body_types=SNS_BODY_TYPES)
+    handler = type("SNSReceiver", (_SNSReceiver,), {"runner": runner, "local_only": local_only})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
@@ -214,12 +246,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devserver.events")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8003)
+    parser.add_argument("--page-origin", default="http://127.0.0.1:8080", help="the demo page's origin")
     args = parser.parse_args(argv)
     configure_logging()
     app = load_app()
     runner = EventRunner(sns_functions(app), schedules(app))
     runner.start_schedules()
-    server = serve(runner, args.host, args.port)
+    server = serve(
+        runner, args.host, args.port, frozenset({args.page_origin, origin_of(args.host, args.port)})
+    )
     started = time.monotonic()
     logger.info(
         "SNS topics %s, schedules %s", sorted(runner.topics), [s.expression for s in runner.schedules]

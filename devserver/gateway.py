@@ -13,6 +13,8 @@
   `GoneException` exactly as AWS answers. Signatures are not checked.
 - Local only: `GET /_health`, `GET /_connections`, and `GET|PUT|DELETE /_faults`
   (see `devserver.faults`) so tests can inject 410/429/5xx or dropped connections.
+  These and the Management API refuse other web pages (`devserver.local_only`);
+  `PUT /_faults` takes an `application/json` body only.
 
 Handlers run in a thread pool, never on the event loop, like concurrent Lambda invocations.
 aiohttp serves both sides: the `websockets` package's server refuses HTTP requests
@@ -33,7 +35,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +44,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from devserver.config import AWS_IDLE_TIMEOUT_SECONDS, AWS_MAX_CONNECTION_AGE_SECONDS, configure_logging
 from devserver.faults import ERROR_TYPES, FaultPlan, FaultRule
 from devserver.lambdas import LambdaFunction
+from devserver.local_only import LocalOnly, origin_of
 
 logger = logging.getLogger("devserver.gateway")
 
@@ -106,6 +109,7 @@ class Gateway:
         max_connection_age: float = AWS_MAX_CONNECTION_AGE_SECONDS,
         faults: FaultPlan | None = None,
         workers: int = 16,
+        local_only: LocalOnly | None = None,
     ) -> None:
         self._functions = dict(functions)
         self._domain_name = domain_name
@@ -113,13 +117,15 @@ class Gateway:
         self._idle_timeout = idle_timeout
         self._max_age = max_connection_age
         self.faults = faults or FaultPlan()
+        # Who may call the local control routes and the Management API: no web page unless named.
+        self._local_only = local_only or LocalOnly(frozenset())
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._connections: dict[str, LiveConnection] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
     def application(self) -> web.Application:
         """The aiohttp application serving both APIs."""
-        app = web.Application(client_max_size=MAX_POST_BYTES + 1024)
+        app = web.Application(client_max_size=MAX_POST_BYTES + 1024, middlewares=[self._refuse_other_pages])
         app.router.add_get("/_health", self._health)
         app.router.add_get("/_connections", self._list_connections)
         app.router.add_get("/_faults", self._get_faults)
@@ -135,6 +141,29 @@ class Gateway:
         app.router.add_get("/{stage}", self._websocket)
         app.on_shutdown.append(self._close_all)
         return app
+
+    @web.middleware
+    async def _refuse_other_pages(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """The local routes and the Management API answer programs and the stack's pages only.
+
+        The WebSocket upgrade is left to `$connect`, as on AWS: it needs a valid token.
+        """
+        if not (request.path.startswith("/_") or "/@connections/" in request.path):
+            return await handler(request)
+        gate = self._local_only
+        if not request.path.startswith("/_"):
+            gate = replace(gate, body_types=None)  # the Management API's body is the frame itself, any bytes
+        refusal = gate.refusal(
+            request.method,
+            origin=request.headers.get("Origin"),
+            fetch_site=request.headers.get("Sec-Fetch-Site"),
+            content_type=request.headers.get("Content-Type"),
+            has_body=request.can_read_body,
+        )
+        if refusal is not None:
+            logger.warning("refused %s %s: %s", request.method, request.path, refusal.message)
+            return _json(refusal.status, {"message": refusal.message})
+        return await handler(request)
 
     # ------------------------------------------------------------ WebSocket API
 
@@ -421,6 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8001)
     parser.add_argument("--idle-timeout", type=float, default=AWS_IDLE_TIMEOUT_SECONDS)
     parser.add_argument("--max-connection-age", type=float, default=AWS_MAX_CONNECTION_AGE_SECONDS)
+    parser.add_argument("--page-origin", default="http://127.0.0.1:8080", help="the demo page's origin")
     args = parser.parse_args(argv)
     configure_logging()
     gateway = Gateway(
@@ -428,6 +458,7 @@ def main(argv: list[str] | None = None) -> None:
         domain_name=f"{args.host}:{args.port}",
         idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age,
+        local_only=LocalOnly(frozenset({args.page_origin, origin_of(args.host, args.port)})),
     )
     web.run_app(
         gateway.application(), host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=2

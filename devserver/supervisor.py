@@ -235,6 +235,7 @@ class Supervisor:
         py = [sys.executable, "-m"]
         app_env = {**app_environ(c), "PYTHONUNBUFFERED": "1"}
         host = ["--host", c.host]
+        page = ["--page-origin", c.web_url]  # the one page allowed to call local-only endpoints
         web_args = ["--config", json.dumps(c.web_config())]  # the Stripe secret goes in its environment
         gateway_args = [
             "--idle-timeout",
@@ -260,14 +261,14 @@ class Supervisor:
             ),
             "gateway": Service(
                 "gateway",
-                [*py, "devserver.gateway", *host, "--port", str(c.ws_port), *gateway_args],
+                [*py, "devserver.gateway", *host, "--port", str(c.ws_port), *page, *gateway_args],
                 f"{c.management_url}/_health",
                 app_env,
                 PROJECT_ROOT,
             ),
             "events": Service(
                 "events",
-                [*py, "devserver.events", *host, "--port", str(c.events_port)],
+                [*py, "devserver.events", *host, "--port", str(c.events_port), *page],
                 f"{c.events_url}/_health",
                 app_env,
                 PROJECT_ROOT,
@@ -388,9 +389,15 @@ class Supervisor:
             "environment": c.app_environment(),
         }
         path = Path(c.state_file)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(state, indent=2))
+        # Owner-only: it holds the app's environment, the Stripe webhook secret included (a real one when
+        # taken from `stripe listen`). Created so, never chmod-ed after: no moment where others can read it.
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        descriptor = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as out:
+            out.write(json.dumps(state, indent=2))
         os.replace(tmp, path)
 
     def _print_ready(self) -> None:
@@ -420,6 +427,8 @@ class Supervisor:
 def main(argv: list[str] | None = None, run: Callable[[Supervisor], int] = Supervisor.run) -> int:
     """The command line of `python -m devserver`."""
     config = StackConfig.from_args(sys.argv[1:] if argv is None else argv, os.environ)
+    if config.remote_warning:
+        print(config.remote_warning, file=sys.stderr, flush=True)
     try:
         return run(Supervisor(config))
     except KeyboardInterrupt:

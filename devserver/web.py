@@ -11,6 +11,8 @@ packages are served; any other path under `/node_modules/` is a 404.
 - `GET /config.json`: where the page finds the REST API, the WebSocket and the Auth Emulator.
 - `POST /dev/test-payment` `{"user_id", "amount", "currency", "type"}`: sends a signed
   Stripe test event to the REST API (`devserver.stripe_event`) and answers with the app's reply.
+  It takes an `application/json` body from the demo page or a program, never from another
+  page (`devserver.local_only`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from devserver.config import PROJECT_ROOT, configure_logging
+from devserver.local_only import LocalOnly, origin_of
 from devserver.stripe_event import EVENT_TYPES, send_test_event
 
 logger = logging.getLogger("devserver.web")
@@ -57,6 +60,7 @@ class DemoPageHandler(SimpleHTTPRequestHandler):
 
     config: dict[str, str]
     stripe_secret: str
+    local_only: LocalOnly
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, directory=str(WEB_ROOT), **kwargs)
@@ -78,6 +82,17 @@ class DemoPageHandler(SimpleHTTPRequestHandler):
     def do_POST(self) -> None:
         if self.path.split("?", 1)[0] != "/dev/test-payment":
             self._json(HTTPStatus.NOT_FOUND, {"message": "not found"})
+            return
+        refusal = self.local_only.refusal(
+            "POST",
+            origin=self.headers.get("Origin"),
+            fetch_site=self.headers.get("Sec-Fetch-Site"),
+            content_type=self.headers.get("Content-Type"),
+        )
+        if refusal is not None:
+            logger.warning("refused POST %s: %s", self.path, refusal.message)
+            self.close_connection = True  # the body is left unread
+            self._json(HTTPStatus(refusal.status), {"message": refusal.message})
             return
         try:
             request = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
@@ -168,9 +183,12 @@ DemoPageHandler.extensions_map = {
 
 
 def serve(config: dict[str, str], stripe_secret: str, host: str, port: int) -> ThreadingHTTPServer:
-    """The demo page server (not yet serving)."""
+    """The demo page server (not yet serving); its local route answers its own pages and programs only."""
+    local_only = LocalOnly(frozenset({origin_of(host, port)}))
     handler = type(
-        "LocalDemoPageHandler", (DemoPageHandler,), {"config": config, "stripe_secret": stripe_secret}
+        "LocalDemoPageHandler",
+        (DemoPageHandler,),
+        {"config": config, "stripe_secret": stripe_secret, "local_only": local_only},
     )
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True

@@ -6,6 +6,12 @@ calls recorded here are the ones the deployed function would make, on the
 resources the template names. A function in the template without a flow here
 fails the deployment tests: add its flow when you add the function.
 
+A handler has several flows, one per code path (`@flow("ws_connect")` on each):
+refusals, limits, failures of the AWS calls it makes, duplicates, gone
+connections. The policy test then holds every call of every path against the
+function's role, so a path that calls something its role does not allow fails
+here, not in production. A new path is one more decorated function.
+
 Paths every notifying flow covers: delivery to a live connection, and a
 connection that is gone (410), whose row is then deleted.
 """
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+from botocore.awsrequest import AWSResponse
 from chalice.test import Client
 
 from chalicelib import aws as aws_clients
@@ -64,6 +71,7 @@ class Deployment:
     clock: FakeClock = field(default_factory=FakeClock)
     routes_called: set[tuple[str, str]] = field(default_factory=set)
     functions_run: set[str] = field(default_factory=set)
+    failures: dict[str, str] = field(default_factory=dict)  # AWS operation -> error code it answers
 
     def prepare(self) -> None:
         """Create what the stack would hold before any function runs (nothing is recorded)."""
@@ -85,11 +93,11 @@ class Deployment:
     def as_function(self, function: str) -> Iterator[Any]:
         """Run the block as `function`: its settings, fresh clients (as a cold Lambda), its calls recorded."""
         aws_clients.client.cache_clear()
-        built = services_module.Services(
-            self.settings_of(function),
-            dynamodb=boto3.client("dynamodb", region_name="us-east-1"),
-            sns=boto3.client("sns", region_name="us-east-1"),
-        )
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        sns = boto3.client("sns", region_name="us-east-1")
+        for client in (dynamodb, sns):
+            client.meta.events.register("before-call", self._fail_if_asked)
+        built = services_module.Services(self.settings_of(function), dynamodb=dynamodb, sns=sns)
         built.job_clock = self.clock
         services_module.use(built)
         self.functions_run.add(function)
@@ -98,6 +106,25 @@ class Deployment:
                 yield built
         finally:
             services_module.use(None)
+
+    @contextmanager
+    def failing(self, operation: str, code: str = "InternalServerError") -> Iterator[None]:
+        """Inside the block, each `operation` call (`"Query"`, `"Publish"`) of the running function fails
+        with `code`, after it was recorded: the function still needed the permission to make it."""
+        self.failures[operation] = code
+        try:
+            yield
+        finally:
+            del self.failures[operation]
+
+    def _fail_if_asked(self, model: Any, **_: Any) -> tuple[Any, dict[str, Any]] | None:
+        code = self.failures.get(model.name)
+        if code is None:
+            return None
+        status = 500 if code == "InternalServerError" else 400
+        # A response from a `before-call` handler is the call's answer (no retries): botocore raises it.
+        http = AWSResponse("https://failing.invalid", status, {}, None)
+        return http, {"Error": {"Code": code, "Message": "failing on purpose"}, "ResponseMetadata": {}}
 
     def invoke(self, handler: str, event: dict[str, Any]) -> Any:
         with self.as_function(self.stack.function_for(handler)):
@@ -118,13 +145,18 @@ class Deployment:
             response = getattr(self.client.http, method.lower())(path or route, headers=headers, **kwargs)
         return response
 
-    def connect(self, user_id: str, *connection_ids: str, gone: bool = False) -> None:
-        """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410."""
+    def connect(
+        self, user_id: str, *connection_ids: str, gone: bool = False, connected_at: int | None = None
+    ) -> None:
+        """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410.
+
+        `connected_at` (epoch ms, default now) orders them among the user's connections.
+        """
         store = services_module.Services(
             self.settings_of("APIHandler"), dynamodb=boto3.client("dynamodb", region_name="us-east-1")
         ).connections
         for cid in connection_ids:
-            store.add(Connection(cid, user_id, int(time.time() * 1000)))
+            store.add(Connection(cid, user_id, connected_at or int(time.time() * 1000)))
             if gone:
                 self.management_api.gone.add(cid)
 
@@ -138,14 +170,14 @@ class Deployment:
 
 
 Flow = Callable[[Deployment], None]
-FLOWS: dict[str, Flow] = {}
+FLOWS: dict[str, list[Flow]] = {}
 
 
 def flow(handler: str) -> Callable[[Flow], Flow]:
-    """Register the flow that exercises the function whose handler is `app.<handler>`."""
+    """Register one path through the function whose handler is `app.<handler>` (they run in order)."""
 
     def register(function: Flow) -> Flow:
-        FLOWS[handler] = function
+        FLOWS.setdefault(handler, []).append(function)
         return function
 
     return register
@@ -160,22 +192,13 @@ def expect(response: Any, status: int) -> Any:
 
 
 @flow("app")
-def rest_api(d: Deployment) -> None:
+def core_routes(d: Deployment) -> None:
     expect(d.rest("GET", "/health"), 200)
     assert expect(d.rest("GET", "/me", user="alice"), 200) == {"user_id": "alice"}
-    for route_flow in REST_FLOWS:
-        route_flow(d)
+    expect(d.rest("GET", "/me", headers={"Authorization": "Bearer not-a-token"}), 403)  # the Deny
 
 
-REST_FLOWS: list[Flow] = []
-
-
-def rest_flow(function: Flow) -> Flow:
-    REST_FLOWS.append(function)
-    return function
-
-
-@rest_flow
+@flow("app")
 def chat(d: Deployment) -> None:
     if ("/messages", "POST") not in {(r, m) for r, methods in _app_routes().items() for m in methods}:
         return
@@ -190,7 +213,7 @@ def chat(d: Deployment) -> None:
     expect(d.rest("POST", "/messages/read", user="bob", body={"with": "alice"}), 200)
 
 
-@rest_flow
+@flow("app")
 def payments(d: Deployment) -> None:
     if "/webhooks/stripe" not in _app_routes():
         return
@@ -206,7 +229,31 @@ def payments(d: Deployment) -> None:
     assert len(listed["payments"]) == 1
 
 
-@rest_flow
+@flow("app")
+def stripe_duplicates_and_refusals(d: Deployment) -> None:
+    """A redelivered event, a failure after the success, an unhandled type, a bad signature: no notify."""
+    if "/webhooks/stripe" not in _app_routes():
+        return
+    from tests.stripe_events import build_test_event, signed_delivery
+
+    d.connect("chuck", "chuck-live")
+    intent = "pi_deploytest000000000000001"
+    succeeded = build_test_event("payment_intent.succeeded", "chuck", object_id=intent)
+    failed_later = build_test_event(
+        "payment_intent.payment_failed", "chuck", object_id=intent, created=succeeded["created"] - 60
+    )
+    answers = []
+    for event in (succeeded, succeeded, failed_later, build_test_event("customer.created", "chuck")):
+        body, headers = signed_delivery(event, STRIPE_SECRET)
+        answers.append(expect(d.rest("POST", "/webhooks/stripe", headers=headers, body=body.encode()), 200))
+    assert [a["outcome"] for a in answers] == ["recorded", "duplicate", "stale", "ignored"]
+    body, headers = signed_delivery(succeeded, "whsec_not_the_secret")
+    expect(d.rest("POST", "/webhooks/stripe", headers=headers, body=body.encode()), 400)
+    assert d.received("chuck-live") == [{"event": "payments-updated"}]  # once, for the one recorded
+    assert len(expect(d.rest("GET", "/payments", user="chuck"), 200)["payments"]) == 1
+
+
+@flow("app")
 def jobs(d: Deployment) -> None:
     if "/jobs" not in _app_routes():
         return
@@ -221,6 +268,21 @@ def jobs(d: Deployment) -> None:
     assert shown["status"] == "failed"
     assert d.received("frank-live") == [{"event": "jobs-updated"}]
     assert "frank-gone" not in d.connection_rows()
+
+
+@flow("app")
+def jobs_refused_and_unqueueable(d: Deployment) -> None:
+    """Bad input, someone else's job, and a publish that fails: the job is marked failed, the owner told."""
+    if "/jobs" not in _app_routes():
+        return
+    d.connect("ivan", "ivan-live")
+    expect(d.rest("POST", "/jobs", user="ivan", body={"kind": "no-such-kind"}), 400)
+    with d.failing("Publish"):
+        expect(d.rest("POST", "/jobs", user="ivan", body={"kind": "report", "params": {"seconds": 1}}), 503)
+    (job,) = expect(d.rest("GET", "/jobs", user="ivan"), 200)["jobs"]
+    assert job["status"] == "failed"
+    assert d.received("ivan-live") == [{"event": "jobs-updated"}]
+    expect(d.rest("GET", "/jobs/{job_id}", user="judy", path=f"/jobs/{job['job_id']}"), 404)
 
 
 def _app_routes() -> dict[str, list[str]]:
@@ -243,18 +305,67 @@ def authorizer(d: Deployment) -> None:
     assert answer["principalId"] == "alice"
 
 
+@flow("firebase_auth")
+def authorizer_refusal(d: Deployment) -> None:
+    event = {
+        "type": "TOKEN",
+        "authorizationToken": "Bearer not-a-token",
+        "methodArn": "arn:aws:execute-api:us-east-1:123456789012:restdevapi/api/GET/me",
+    }
+    statement = d.invoke("firebase_auth", event)["policyDocument"]["Statement"]
+    assert all(s["Effect"] == "Deny" or not s.get("Resource") for s in statement)
+
+
 # ---------------------------------------------------------------- websocket
+
+
+def _connect_as(d: Deployment, user_id: str | None, connection_id: str) -> int:
+    """`$connect` of `connection_id` presenting a token of `user_id` (None: no token); its status."""
+    headers = {"Sec-WebSocket-Protocol": f"bearer, {d.tokens.mint(user_id)}"} if user_id else {}
+    answer = d.invoke("ws_connect", websocket_event("$connect", connection_id, headers=headers))
+    return int(answer["statusCode"])
+
+
+def _cap(d: Deployment) -> int:
+    return d.settings_of(d.stack.function_for("ws_connect")).max_connections_per_user
 
 
 @flow("ws_connect")
 def ws_connect(d: Deployment) -> None:
-    cap = d.settings_of(d.stack.function_for("ws_connect")).max_connections_per_user
-    d.connect("dave", *[f"dave-{n}" for n in range(cap)])
-    token = d.tokens.mint("dave")
-    event = websocket_event("$connect", "dave-new", headers={"Sec-WebSocket-Protocol": f"bearer, {token}"})
-    assert d.invoke("ws_connect", event)["statusCode"] == 200
+    d.connect("dave", "dave-0", gone=True, connected_at=int(time.time() * 1000) - 3_600_000)
+    d.connect("dave", *[f"dave-{n}" for n in range(1, _cap(d))])
+    assert _connect_as(d, "dave", "dave-new") == 200
     rows = d.connection_rows()
-    assert "dave-new" in rows and "dave-0" not in rows  # the oldest was closed beyond the cap
+    # The oldest, beyond the cap, was closed (410: already gone) and forgotten.
+    assert "dave-new" in rows and "dave-0" not in rows
+
+
+@flow("ws_connect")
+def ws_connect_refused_without_a_valid_token(d: Deployment) -> None:
+    assert _connect_as(d, None, "nobody-1") == 401
+    headers = {"Sec-WebSocket-Protocol": "bearer, not-a-token"}
+    forged = websocket_event("$connect", "nobody-2", headers=headers)
+    assert d.invoke("ws_connect", forged)["statusCode"] == 401
+    assert not {"nobody-1", "nobody-2"} & d.connection_rows()
+
+
+@flow("ws_connect")
+def ws_connect_refused_beyond_the_cap(d: Deployment) -> None:
+    """`cap` connections newer than this one were admitted meanwhile: 429, and its own row is deleted."""
+    later = int(time.time() * 1000) + 60_000
+    d.connect("mallory", *[f"mallory-{n}" for n in range(_cap(d))], connected_at=later)
+    assert _connect_as(d, "mallory", "mallory-late") == 429
+    assert "mallory-late" not in d.connection_rows()
+
+
+@flow("ws_connect")
+def ws_connect_refused_when_the_store_fails(d: Deployment) -> None:
+    """500 whether the row could not be written or the cap could not be enforced after it was."""
+    with d.failing("PutItem"):
+        assert _connect_as(d, "oscar", "oscar-1") == 500
+    with d.failing("Query"):
+        assert _connect_as(d, "oscar", "oscar-2") == 500
+    assert not {"oscar-1", "oscar-2"} & d.connection_rows()
 
 
 @flow("ws_message")
@@ -263,12 +374,23 @@ def ws_message(d: Deployment) -> None:
     event = websocket_event("$default", "erin-1", body='{"action": "ping"}')
     assert d.invoke("ws_message", event)["statusCode"] == 200
     assert d.received("erin-1") == [{"event": "pong"}]
+    for body in ("not json", '{"action": "subscribe"}'):  # ignored
+        assert d.invoke("ws_message", websocket_event("$default", "erin-1", body=body))["statusCode"] == 200
+    assert d.received("erin-1") == [{"event": "pong"}]
+
+
+@flow("ws_message")
+def ws_message_from_a_gone_connection(d: Deployment) -> None:
+    d.connect("erin", "erin-gone", gone=True)
+    event = websocket_event("$default", "erin-gone", body='{"action": "ping"}')
+    assert d.invoke("ws_message", event)["statusCode"] == 200
 
 
 @flow("ws_disconnect")
 def ws_disconnect(d: Deployment) -> None:
     d.connect("erin", "erin-2")
-    assert d.invoke("ws_disconnect", websocket_event("$disconnect", "erin-2"))["statusCode"] == 200
+    for _ in range(2):  # the second time its row is already gone
+        assert d.invoke("ws_disconnect", websocket_event("$disconnect", "erin-2"))["statusCode"] == 200
     assert "erin-2" not in d.connection_rows()
 
 
@@ -301,6 +423,16 @@ def run_job(d: Deployment) -> None:
     assert "grace-gone" not in d.connection_rows()
 
 
+@flow("run_job")
+def run_job_messages_that_are_not_jobs(d: Deployment) -> None:
+    """A malformed message and one naming no stored job are dropped without running anything."""
+    from chalicelib.jobs.model import new_job_id
+
+    unknown = json.dumps({"owner": "grace", "job_id": new_job_id(d.clock.now())})
+    for message in ("not json", unknown):
+        d.invoke("run_job", d.client.events.generate_sns_event(message=message))
+
+
 @flow("sweep_stale_jobs")
 def sweep_stale_jobs(d: Deployment) -> None:
     d.connect("heidi", "heidi-live")
@@ -311,3 +443,5 @@ def sweep_stale_jobs(d: Deployment) -> None:
     assert expect(d.rest("GET", "/jobs", user="heidi"), 200)["jobs"][0]["status"] == "failed"
     assert d.received("heidi-live") == [{"event": "jobs-updated"}]
     assert "heidi-gone" not in d.connection_rows()
+    d.invoke("sweep_stale_jobs", d.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
+    assert d.received("heidi-live") == [{"event": "jobs-updated"}]  # nothing stale the second time

@@ -38,6 +38,10 @@ pytestmark = pytest.mark.timeout(900)
 LOCAL_ONLY_SETTINGS = {"FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_WEBHOOK_SECRET"}
 # What the Lambda runtime writes to CloudWatch Logs; granted on the function's own log group only.
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# Tables kept when the stack is deleted or a table replaced; the connections table (rows of two hours at
+# most) may go. Messages and payments can also be restored to any second of the last 35 days.
+USER_DATA_TABLES = ("JobsTable", "MessagesTable", "PaymentsTable")
+RECOVERABLE_TABLES = ("MessagesTable", "PaymentsTable")
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +83,25 @@ def deployment(
                 raise GoneError()
             post(data, connection_id)
 
+        close = management_api.delete_connection
+
+        def close_or_gone(connection_id: str) -> None:
+            if connection_id in management_api.gone:
+                raise GoneError()
+            close(connection_id)
+
         management_api.post_to_connection = post_or_gone
+        management_api.delete_connection = close_or_gone
         try:
             deployed = Deployment(stack, recorder, tokens, management_api, client)
             deployed.prepare()
             for function in sorted(stack.functions, key=lambda f: f != "APIHandler"):
-                handler = stack.handler_of(function)
-                if handler in FLOWS:
-                    FLOWS[handler](deployed)
+                for path in FLOWS.get(stack.handler_of(function), []):
+                    path(deployed)
             yield deployed
         finally:
             del management_api.post_to_connection
+            del management_api.delete_connection
 
 
 # ---------------------------------------------------------------- the template is valid
@@ -173,6 +185,23 @@ def test_ttl_is_enabled_on_the_epoch_seconds_attribute_the_code_writes(deploymen
             assert ttl.get("AttributeName") == TTL_ATTRIBUTE, (
                 f"{logical_id}: TTL on an attribute never written"
             )
+
+
+# ---------------------------------------------------------------- user data survives
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_user_data_survives_a_stack_delete_or_a_table_replacement(
+    stacks: dict[str, FakeStack], stage: str
+) -> None:
+    tables = stacks[stage].of_type("AWS::DynamoDB::Table")
+    assert set(USER_DATA_TABLES) | {"ConnectionsTable"} == set(tables), "which tables hold user data?"
+    for logical_id in USER_DATA_TABLES:
+        assert tables[logical_id].get("DeletionPolicy") == "Retain", logical_id
+        assert tables[logical_id].get("UpdateReplacePolicy") == "Retain", logical_id
+    for logical_id in RECOVERABLE_TABLES:
+        recovery = tables[logical_id]["Properties"].get("PointInTimeRecoverySpecification")
+        assert recovery == {"PointInTimeRecoveryEnabled": True}, logical_id
 
 
 # ---------------------------------------------------------------- environment

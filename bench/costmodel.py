@@ -62,6 +62,12 @@ class PriceList:
     http_request: Price  # not billed here: the what-if of an HTTP API in place of the REST API
 
 
+# Checked on `as_of` against the pages named in each Price. Those pages fill most rates in by script, so
+# where a page's text showed none the rate was confirmed in its worked examples (Lambda: $0.00001667 per
+# GB-s, $0.20 per million) or in write-ups quoting it (API Gateway: $1.00 per million WebSocket messages,
+# $0.25 per million connection minutes, $3.50 per million REST and $1.00 per million HTTP requests;
+# DynamoDB on demand since November 2024: $0.625 / $0.125 per million units; SNS: $0.50 per million
+# publishes; CloudWatch: $0.50 per GB ingested, $0.30 per metric-month).
 PRICES = PriceList(
     region="us-east-1",
     as_of="2026-12-01",

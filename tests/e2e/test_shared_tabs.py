@@ -6,6 +6,7 @@ browser window do; each tab keeps its own sign-in (the demo's session is per tab
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -121,8 +122,18 @@ def test_tabs_of_one_user_hold_one_connection_and_each_gets_every_key(
         expect(received(tab, "resync")).to_have_count(0)
 
 
-def test_closing_the_leader_hands_the_connection_over_and_every_tab_resyncs(
-    new_tab: OpenTab, stack: LocalStack
+def crash(tab: Page) -> None:
+    """Kill the tab's renderer, as a crash does: no unload, the browser releases what it held."""
+    from playwright.sync_api import Error
+
+    session = tab.context.new_cdp_session(tab)
+    with tab.expect_event("crash"), contextlib.suppress(Error):  # a crashed page never answers
+        session.send("Page.crash", timeout=500)
+
+
+@pytest.mark.parametrize("end", [Page.close, crash], ids=["closed", "crashed"])
+def test_when_the_leader_goes_the_connection_is_handed_over_and_every_tab_resyncs(
+    new_tab: OpenTab, stack: LocalStack, end: Callable[[Page], None]
 ) -> None:
     tabs, uid, _ = tabs_of_one_user(new_tab, 3, "handover")
     first = wait_for_connections(stack, uid, 1)
@@ -131,7 +142,7 @@ def test_closing_the_leader_hands_the_connection_over_and_every_tab_resyncs(
     remaining = [tab for tab in tabs if tab is not leader]
 
     closed_at = time.monotonic()
-    leader.close()
+    end(leader)
     new_leader = None
     while new_leader is None and time.monotonic() - closed_at < 10:
         taken = [tab for tab in remaining if roles([tab]) == ["leader"]]

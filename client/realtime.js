@@ -16,6 +16,9 @@ export const ROLES = Object.freeze(['own', 'leader', 'follower']);
 
 const PONG = 'pong';
 const GROUP_PREFIX = 'chalice-realtime/v1'; // lock and BroadcastChannel names: bump if the messages change
+// A leader that does not answer a visible follower's check this soon is frozen or hung (a mobile
+// browser freezes background tabs, locks held): the follower takes the lock from it.
+const LEADER_ANSWER_MS = 5_000;
 
 const DEFAULTS = Object.freeze({
   autoConnect: true,
@@ -96,6 +99,7 @@ export function createRealtime(options) {
   let role = null; // own | leader | follower while connected, null when closed
   let group = null; // { user, channel, release, abort } while in a group of tabs
   let joining = 0; // bumps whenever a group join in progress is abandoned
+  let leaderCheck = null; // a follower's timer while it waits for the leader to answer a check
 
   // ------------------------------------------------------------ subscribers
 
@@ -426,7 +430,7 @@ export function createRealtime(options) {
     let release;
     const held = new Promise((resolve) => (release = resolve));
     const abort = typeof AbortController === 'function' ? new AbortController() : null;
-    const member = { user, channel, release, abort };
+    const member = { user, channel, release, abort, leading: false };
     group = member;
     channel.onmessage = (message) => {
       if (group === member) onGroupMessage(message.data);
@@ -434,27 +438,42 @@ export function createRealtime(options) {
     // Held until the client closes or the tab goes (closed, crashed, reloaded): the browser releases it then.
     const lead = (first) => {
       if (group !== member || !wanted) return undefined;
+      member.leading = true;
       becomeLeader(first);
       return held;
     };
-    const failed = (error) => {
-      if (group === member) shareFailed(error);
+    const request = (options, callback) => {
+      let granted = false;
+      const failed = (error) => {
+        if (group !== member) return;
+        if (error?.name !== 'AbortError') return shareFailed(error);
+        // The lock this tab held was taken by a tab that found it unresponsive, which holds the socket
+        // now. (A queued request this tab withdrew rejects with AbortError too, and changes nothing.)
+        if (granted && member.leading) stepDown();
+      };
+      try {
+        locks
+          .request(name, options, (lock) => {
+            granted = Boolean(lock);
+            return callback(lock);
+          })
+          .catch(failed);
+      } catch (error) {
+        failed(error);
+      }
     };
-    try {
-      locks
-        .request(name, { ifAvailable: true }, (lock) => {
-          if (lock) return lead(token);
-          if (group !== member) return undefined;
-          becomeFollower();
-          // Queued behind the leader: granted when its tab closes, crashes or reloads.
-          const options = abort ? { signal: abort.signal } : {};
-          locks.request(name, options, () => lead(undefined)).catch(failed);
-          return undefined;
-        })
-        .catch(failed);
-    } catch (error) {
-      failed(error);
-    }
+    member.takeOver = () => {
+      member.abort?.abort(); // the queued request would be granted to this tab a second time
+      request({ steal: true }, () => lead(undefined));
+    };
+    request({ ifAvailable: true }, (lock) => {
+      if (lock) return lead(token);
+      if (group !== member) return undefined;
+      becomeFollower();
+      // Queued behind the leader: granted when its tab closes, crashes or reloads.
+      request(abort ? { signal: abort.signal } : {}, () => lead(undefined));
+      return undefined;
+    });
   }
 
   function becomeLeader(token) {
@@ -474,11 +493,12 @@ export function createRealtime(options) {
   function onGroupMessage(message) {
     if (message === null || typeof message !== 'object') return;
     if (role === 'leader') {
-      if (message.type === 'hello') post({ type: 'state', state });
-      else if (message.type === 'check') checkConnection();
+      if (message.type === 'hello' || message.type === 'check') post({ type: 'state', state });
+      if (message.type === 'check') checkConnection();
       return;
     }
     if (role !== 'follower') return;
+    cancelLeaderCheck(); // the leader is alive
     if (message.type === 'state' && STATES.includes(message.state) && message.state !== 'closed') {
       followState(message.state);
     } else if (message.type === 'event' && typeof message.key === 'string' && message.key) {
@@ -508,8 +528,33 @@ export function createRealtime(options) {
     }
   }
 
+  function checkLeader() {
+    post({ type: 'check' }); // the leader answers with its state, and pings its socket
+    if (leaderCheck !== null) return;
+    const member = group;
+    leaderCheck = timers.setTimeout(() => {
+      leaderCheck = null;
+      if (group === member && wanted && role === 'follower') member.takeOver();
+    }, LEADER_ANSWER_MS);
+  }
+
+  function cancelLeaderCheck() {
+    if (leaderCheck !== null) timers.clearTimeout(leaderCheck);
+    leaderCheck = null;
+  }
+
+  function stepDown() {
+    // This tab was frozen or hung and another took the group over: give the socket up and follow.
+    leaveGroup();
+    abandonSocket(1000, 'another tab leads');
+    cancelRetry();
+    if (state === 'open') setState('reconnecting'); // frames may have been missed while frozen
+    join();
+  }
+
   function leaveGroup() {
     joining += 1; // a join waiting for its token is abandoned
+    cancelLeaderCheck();
     const member = group;
     if (!member) return;
     group = null;
@@ -577,7 +622,7 @@ export function createRealtime(options) {
   function onVisibility() {
     if (doc && doc.visibilityState !== 'visible') return;
     if (role === 'follower') {
-      post({ type: 'check' }); // the leader may be a hidden tab whose socket died unnoticed
+      checkLeader(); // the leader may be a hidden tab whose socket died unnoticed, or a frozen tab
       return verifyUser(); // the user may have signed in as someone else meanwhile
     }
     checkConnection();

@@ -199,6 +199,18 @@ export class FakeBrowser {
     this.queues = new Map(); // lock name -> requests waiting, in order
     this.channels = new Set();
     this.posted = []; // every message posted on any channel: { tab, name, data }
+    this.frozen = new Map(); // tab -> deliveries held until it thaws
+  }
+
+  /** A frozen tab (a mobile browser's background tab) runs nothing: its messages wait for `thaw`. */
+  freeze(tab) {
+    if (!this.frozen.has(tab)) this.frozen.set(tab, []);
+  }
+
+  thaw(tab) {
+    const held = this.frozen.get(tab) ?? [];
+    this.frozen.delete(tab);
+    for (const deliver of held) queueMicrotask(deliver);
   }
 
   /** A LockManager (`navigator.locks`) for `tab`. */
@@ -224,9 +236,12 @@ export class FakeBrowser {
         for (const other of browser.channels) {
           if (other === this || other.name !== this.name) continue;
           // Delivered later and in order, as a task per message; never to a closed channel.
-          queueMicrotask(() => {
+          const deliver = () => {
             if (browser.channels.has(other)) other.onmessage?.({ data: structuredClone(copy) });
-          });
+          };
+          const held = browser.frozen.get(other.tab);
+          if (held) held.push(deliver);
+          else queueMicrotask(deliver);
         }
       }
 
@@ -264,6 +279,14 @@ export class FakeBrowser {
       if (signal?.aborted) return reject(new DOMException('aborted', 'AbortError'));
       const queue = this.queues.get(name) ?? [];
       this.queues.set(name, queue);
+      if (options.steal) {
+        // The holder loses the lock at once (its request rejects with AbortError); the thief is next.
+        const holder = this.holders.get(name);
+        this.holders.delete(name);
+        holder?.reject(new DOMException('the lock was stolen', 'AbortError'));
+        queue.unshift(request);
+        return this.#grant(name);
+      }
       if (options.ifAvailable && (this.holders.has(name) || queue.length > 0)) {
         queueMicrotask(() => Promise.resolve().then(() => callback(null)).then(resolve, reject));
         return;
@@ -272,7 +295,8 @@ export class FakeBrowser {
         const waiting = this.queues.get(name) ?? [];
         if (!waiting.includes(request)) return; // already granted: aborting changes nothing
         this.queues.set(name, waiting.filter((other) => other !== request));
-        reject(new DOMException('aborted', 'AbortError'));
+        // Late, as from a browser's lock manager in another process: after a steal made meanwhile.
+        settle().then(() => reject(new DOMException('aborted', 'AbortError')));
       });
       queue.push(request);
       this.#grant(name);

@@ -119,14 +119,6 @@ describe('relay', () => {
     assert.deepEqual(keysOf(leader), [RESYNC]);
   });
 
-  test('a follower becoming visible asks the leader to check its socket', async () => {
-    const tabs = fakeBrowserTabs(createRealtime);
-    const [, follower] = await openTabs(tabs, 2);
-    follower.document.dispatch('visibilitychange');
-    await settle();
-    assert.deepEqual(lastSocket(tabs).sent, [{ action: 'ping' }]);
-  });
-
   test('a closed follower gets nothing more and leaves the leader alone', async () => {
     const tabs = fakeBrowserTabs(createRealtime);
     const [leader, follower] = await openTabs(tabs, 2);
@@ -185,6 +177,52 @@ describe('handover', () => {
     assert.equal(late.client.state, 'open');
     assert.deepEqual(keysOf(late), [], 'a fresh tab has nothing to resync');
     assert.equal(tabs.sockets.length, 2);
+  });
+});
+
+describe('an unresponsive leader', () => {
+  test('a follower that becomes visible takes the lock from a leader that does not answer (a frozen tab)', async () => {
+    const tabs = fakeBrowserTabs(createRealtime);
+    const [leader, second, third] = await openTabs(tabs, 3);
+    const frozenSocket = lastSocket(tabs);
+    tabs.browser.freeze(leader.name);
+    second.document.dispatch('visibilitychange');
+    await tabs.clock.advance(4_999);
+    assert.equal(second.client.role, 'follower', 'the leader has 5 s to answer');
+    await tabs.clock.advance(1);
+    assert.equal(second.client.role, 'leader');
+    assert.equal(tabs.sockets.length, 2);
+    lastSocket(tabs).accept();
+    await settle();
+    for (const tab of [second, third]) {
+      assert.equal(tab.client.state, 'open', tab.name);
+      assert.deepEqual(keysOf(tab), [RESYNC], tab.name);
+    }
+
+    tabs.browser.thaw(leader.name);
+    await settle();
+    assert.equal(leader.client.role, 'follower', 'the thawed tab follows the new leader');
+    assert.equal(frozenSocket.closedByClient?.reason, 'another tab leads');
+    assert.equal(leader.client.state, 'open');
+    assert.deepEqual(keysOf(leader), [RESYNC], 'it may have missed frames while frozen');
+    lastSocket(tabs).receive({ event: 'jobs-updated' });
+    await settle();
+    for (const tab of [leader, second, third]) assert.deepEqual(keysOf(tab), [RESYNC, 'jobs-updated'], tab.name);
+    assert.equal(tabs.live().length, 1);
+  });
+
+  test('a leader that answers keeps the lock and its socket', async () => {
+    const tabs = fakeBrowserTabs(createRealtime);
+    const [leader, follower] = await openTabs(tabs, 2);
+    const socket = lastSocket(tabs);
+    follower.document.dispatch('visibilitychange');
+    await settle();
+    assert.deepEqual(socket.sent, [{ action: 'ping' }]);
+    socket.receive({ event: 'pong' });
+    await tabs.clock.advance(60_000);
+    assert.deepEqual([leader.client.role, follower.client.role], ['leader', 'follower']);
+    assert.equal(tabs.sockets.length, 1);
+    assert.deepEqual(keysOf(follower), []);
   });
 });
 

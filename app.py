@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from chalice import (
-    AuthResponse,
     BadRequestError,
     Chalice,
     ChaliceViewError,
@@ -16,12 +15,12 @@ from chalice import (
     Rate,
     Response,
 )
-from chalice.app import AuthRequest, CloudWatchEvent, SNSEvent, WebsocketEvent
+from chalice.app import CloudWatchEvent, SNSEvent
 
-from chalicelib import observability, services
-from chalicelib.auth import AuthUnavailable, InvalidToken, bearer_token
+from chalicelib import services
 from chalicelib.jobs import InvalidJobRequest, QueueUnavailable
 from chalicelib.messages import InvalidChatRequest
+from chalicelib.realtime import caller_id, observability, realtime, realtime_auth
 from chalicelib.settings import get_settings
 
 # Fail at cold start, with the reason, on a misconfigured stage (e.g. the auth emulator outside `local`).
@@ -29,12 +28,14 @@ get_settings()
 
 app = Chalice(app_name="chalice-realtime")
 app.experimental_feature_flags.update(["WEBSOCKETS"])
+# $connect, $disconnect, $default (ping/pong) and the `realtime_auth` authorizer of the REST routes.
+app.register_blueprint(realtime)
 # Browsers call from another origin (the demo page); tokens go in a header, never cookies.
 app.api.cors = CORSConfig(
     allow_origin="*", allow_headers=["X-Correlation-Id"], expose_headers=["X-Correlation-Id"]
 )
 # One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
-observability.configure_logging(get_settings().log_level, app.log)
+observability.configure_logging(get_settings().realtime.log_level, app.log)
 
 
 @app.middleware("all")
@@ -43,25 +44,7 @@ def correlate(event: Any, get_response: Callable[[Any], Any]) -> Any:
     return observability.correlated(event, get_response)
 
 
-# ---------------------------------------------------------------- auth
-
-
-@app.authorizer()
-def firebase_auth(auth_request: AuthRequest) -> AuthResponse:
-    """`Authorization: Bearer <Firebase ID token>`; the principal is the token's uid."""
-    try:
-        user_id = services.current().verifier.verify(bearer_token(auth_request.token))
-    except (InvalidToken, AuthUnavailable):
-        return AuthResponse(routes=[], principal_id="anonymous")
-    # '*' lets API Gateway cache this answer for the token across all routes.
-    return AuthResponse(routes=["*"], principal_id=user_id)
-
-
-def caller() -> str:
-    """The uid of the signed-in caller of the current REST request."""
-    request = app.current_request
-    assert request is not None
-    return str(request.context["authorizer"]["principalId"])
+# ---------------------------------------------------------------- request helpers
 
 
 def query_params() -> dict[str, str]:
@@ -98,36 +81,9 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@app.route("/me", methods=["GET"], authorizer=firebase_auth)
+@app.route("/me", methods=["GET"], authorizer=realtime_auth)
 def me() -> dict[str, str]:
-    return {"user_id": caller()}
-
-
-# ---------------------------------------------------------------- websocket
-
-
-@app.on_ws_connect()
-def ws_connect(event: WebsocketEvent) -> Response:
-    raw = event.to_dict()
-    result = services.current().websocket.connect(
-        event.connection_id, raw.get("headers"), raw.get("queryStringParameters")
-    )
-    if not result.admitted:
-        return Response(body={"message": result.reason}, status_code=result.status)
-    headers: dict[str, str | list[str]] = (
-        {"Sec-WebSocket-Protocol": result.subprotocol} if result.subprotocol else {}
-    )
-    return Response(body="", status_code=200, headers=headers)
-
-
-@app.on_ws_disconnect()
-def ws_disconnect(event: WebsocketEvent) -> None:
-    services.current().websocket.disconnect(event.connection_id)
-
-
-@app.on_ws_message()
-def ws_message(event: WebsocketEvent) -> None:
-    services.current().websocket.receive(event.connection_id, event.to_dict().get("body"))
+    return {"user_id": caller_id()}
 
 
 # ---------------------------------------------------------------- jobs
@@ -136,32 +92,34 @@ def ws_message(event: WebsocketEvent) -> None:
 # The SNS topic the job runner subscribes to: the stage's own (`chalice package` wires the template's
 # instead); `.chalice/config.json` gives `run_job` a 900 s lambda_timeout
 # (chalicelib.jobs.RUNNER_TIMEOUT_SECONDS), which the jobs' deadline and stale rule assume.
-JOBS_TOPIC = get_settings().jobs_topic_arn or f"{app.app_name}-{get_settings().stage}-jobs"
+JOBS_TOPIC = get_settings().jobs_topic_arn or f"{app.app_name}-{get_settings().realtime.stage}-jobs"
 
 
-@app.route("/jobs", methods=["POST"], authorizer=firebase_auth)
+@app.route("/jobs", methods=["POST"], authorizer=realtime_auth)
 def submit_job() -> Response:
     body = json_object()
     try:
         with refused_as_400(InvalidJobRequest):
-            job = services.current().jobs.submit(caller(), body)
+            job = services.current().jobs.submit(caller_id(), body)
     except QueueUnavailable as exc:
         # Our fault and temporary: the job is marked failed, and the same request may be sent again.
         return Response(body={"Code": "ServiceUnavailable", "Message": str(exc)}, status_code=503)
     return Response(body={"job_id": job.job_id, "status": job.status}, status_code=202)
 
 
-@app.route("/jobs", methods=["GET"], authorizer=firebase_auth)
+@app.route("/jobs", methods=["GET"], authorizer=realtime_auth)
 def list_jobs() -> dict[str, Any]:
     params = query_params()
     with refused_as_400(InvalidJobRequest):
-        page = services.current().jobs.page(caller(), limit=params.get("limit"), cursor=params.get("cursor"))
+        page = services.current().jobs.page(
+            caller_id(), limit=params.get("limit"), cursor=params.get("cursor")
+        )
     return {"jobs": [job.to_json() for job in page.jobs], "next_cursor": page.next_cursor}
 
 
-@app.route("/jobs/{job_id}", methods=["GET"], authorizer=firebase_auth)
+@app.route("/jobs/{job_id}", methods=["GET"], authorizer=realtime_auth)
 def get_job(job_id: str) -> dict[str, Any]:
-    job = services.current().jobs.get(caller(), job_id)
+    job = services.current().jobs.get(caller_id(), job_id)
     if job is None:
         raise NotFoundError("job not found")
     return job.to_json()
@@ -180,41 +138,41 @@ def sweep_stale_jobs(event: CloudWatchEvent) -> None:
 # ---------------------------------------------------------------- chat
 
 
-@app.route("/messages", methods=["POST"], authorizer=firebase_auth)
+@app.route("/messages", methods=["POST"], authorizer=realtime_auth)
 def send_message() -> Response:
     body = json_object()
     chat = services.current().chat
     with refused_as_400(InvalidChatRequest):
-        message = chat.send(caller(), body.get("to"), body.get("text"))
+        message = chat.send(caller_id(), body.get("to"), body.get("text"))
     return Response(body=message.to_json(), status_code=201)
 
 
-@app.route("/messages", methods=["GET"], authorizer=firebase_auth)
+@app.route("/messages", methods=["GET"], authorizer=realtime_auth)
 def list_messages() -> dict[str, Any]:
     params = query_params()
     chat = services.current().chat
     with refused_as_400(InvalidChatRequest):
         page = chat.conversation(
-            caller(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
+            caller_id(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
         )
     return {"messages": [m.to_json() for m in page.messages], "next_cursor": page.next_cursor}
 
 
-@app.route("/messages/unread-count", methods=["GET"], authorizer=firebase_auth)
+@app.route("/messages/unread-count", methods=["GET"], authorizer=realtime_auth)
 def unread_count() -> dict[str, Any]:
     chat = services.current().chat
     with refused_as_400(InvalidChatRequest):
-        unread = chat.unread(caller())
+        unread = chat.unread(caller_id())
     return {"unread": unread.total, "by_user": unread.by_user}
 
 
-@app.route("/messages/read", methods=["POST"], authorizer=firebase_auth)
+@app.route("/messages/read", methods=["POST"], authorizer=realtime_auth)
 def mark_messages_read() -> dict[str, Any]:
     body = json_object()
     chat = services.current().chat
     with refused_as_400(InvalidChatRequest):
         peer = body.get("with")
-        marked = chat.mark_read(caller(), peer)
+        marked = chat.mark_read(caller_id(), peer)
     return {"with": peer, "marked_read": marked}
 
 
@@ -241,13 +199,13 @@ def stripe_webhook() -> dict[str, Any]:
     return result.to_json()
 
 
-@app.route("/payments", methods=["GET"], authorizer=firebase_auth)
+@app.route("/payments", methods=["GET"], authorizer=realtime_auth)
 def list_payments() -> dict[str, Any]:
     from chalicelib.pagination import parse_limit
 
     params = query_params()
     with refused_as_400(ValueError):  # a bad limit, or a cursor not made by this query (BadCursor)
         page = services.current().payments.payments_of(
-            caller(), limit=parse_limit(params.get("limit")), cursor=params.get("cursor")
+            caller_id(), limit=parse_limit(params.get("limit")), cursor=params.get("cursor")
         )
     return {"payments": [p.to_json() for p in page.payments], "next_cursor": page.next_cursor}

@@ -102,11 +102,11 @@ def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
 
     import app as app_module
     from chalicelib import services
-    from chalicelib.connections import Connection
+    from chalicelib.realtime.connections import Connection
     from tests.apigw import websocket_event
 
     current = services.current()
-    log = CallLog(current.settings.websocket_endpoint, certs)
+    log = CallLog(current.settings.realtime.websocket_endpoint, certs)
     log.watch(current.dynamodb)
     log.watch(current.sns)
     rows: list[list[str]] = []
@@ -120,7 +120,7 @@ def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
         event = websocket_event(
             "$connect", connection_id, headers={"Sec-WebSocket-Protocol": f"bearer, {tokens.mint(uid)}"}
         )
-        assert app_module.ws_connect(event, None)["statusCode"] == 200
+        assert app_module.app.handler_map["ws_connect"](event, None)["statusCode"] == 200
 
     record(
         "$connect (first in the process)", lambda: connect("c-first", "carol"), "certificates cached after"
@@ -128,10 +128,15 @@ def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
     record("$connect", lambda: connect("c-second", "carol"))
     record("$connect beyond the cap (3)", lambda: [connect("c-3", "carol"), connect("c-4", "carol")][-1])
     rows[-1][0] = "2 x $connect, the 2nd beyond the cap (3)"
-    record("$disconnect", lambda: app_module.ws_disconnect(websocket_event("$disconnect", "c-4"), None))
+    record(
+        "$disconnect",
+        lambda: app_module.app.handler_map["ws_disconnect"](websocket_event("$disconnect", "c-4"), None),
+    )
     record(
         "ping message",
-        lambda: app_module.ws_message(websocket_event("MESSAGE", "c-3", body='{"action":"ping"}'), None),
+        lambda: app_module.app.handler_map["ws_message"](
+            websocket_event("MESSAGE", "c-3", body='{"action":"ping"}'), None
+        ),
     )
 
     store = current.connections

@@ -249,7 +249,7 @@ class MeteredTransport:
         self.delivered: list[int] = []
 
     def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Any]:
-        from chalicelib.transport import Outcome
+        from chalicelib.realtime.transport import Outcome
 
         outcomes: list[Any] = self._inner.post_to_connections(connection_ids, data)
         with self._lock:
@@ -410,26 +410,27 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
 
     import app as app_module
     from chalicelib import services
-    from chalicelib.connections import Connection
+    from chalicelib.realtime.connections import Connection
     from chalicelib.settings import get_settings
     from tests.apigw import websocket_event
     from tests.stripe_events import build_test_event, signed_delivery
 
     settings = get_settings()
+    handlers = app_module.app.handler_map  # the core's WebSocket handlers and authorizer included
     # The transport the app builds from its settings, wrapped to see each frame delivered.
-    transport = MeteredTransport(services.Services(settings).transport)
+    transport = MeteredTransport(services.Services(settings).realtime.transport)
     current = services.Services(settings, transport=transport)
     clock = InstantClock()
     current.job_clock = clock
     services.use(current)
     capacity = CapacityMeter(boto3.client("dynamodb"), table_shapes(ENV))
     capacity.watch(current.dynamodb)
-    log = CallLog(settings.websocket_endpoint, certs)
+    log = CallLog(settings.realtime.websocket_endpoint, certs)
     log.watch(current.dynamodb)
     log.watch(current.sns)
     meters = Meters(log, capacity, transport)
     meters.publishes.watch(current.sns)
-    store = current.connections
+    store = current.realtime.connections
     browsers = traffic.browsers_per_user
     now_ms = int(time.time() * 1000)
     for user in ("alice", "bob"):
@@ -487,13 +488,13 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
         event = websocket_event(
             "$connect", f"{uid}-new", headers={"Sec-WebSocket-Protocol": f"bearer, {tokens.mint(uid)}"}
         )
-        assert app_module.ws_connect(event, None)["statusCode"] == 200
+        assert handlers["ws_connect"](event, None)["statusCode"] == 200
 
     sample("connect", lambda_run("websocket_connect", messages_in=(0,)), connect, other_browsers)
     sample(
         "disconnect",
         lambda_run("websocket_disconnect"),
-        lambda run: app_module.ws_disconnect(
+        lambda run: handlers["ws_disconnect"](
             websocket_event("$disconnect", f"connect-user-{run + 1}-new"), None
         ),
     )
@@ -501,7 +502,7 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
     sample(
         "ping",
         lambda_run("websocket_message", messages_in=(len(ping.encode()),)),
-        lambda run: app_module.ws_message(websocket_event("MESSAGE", "alice-browser-0", body=ping), None),
+        lambda run: handlers["ws_message"](websocket_event("MESSAGE", "alice-browser-0", body=ping), None),
     )
     # ---- a notify from app code, inside some other function's run (no Lambda request of its own)
     sample(
@@ -528,9 +529,9 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
             "authorizationToken": f"Bearer {tokens.mint('alice')}",
             "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc123/api/GET/jobs",
         }
-        assert app_module.firebase_auth(event, None)["principalId"] == "alice"
+        assert handlers["realtime_auth"](event, None)["principalId"] == "alice"
 
-    sample("authorizer", lambda_run("firebase_auth"), authorize)
+    sample("authorizer", lambda_run("realtime_auth"), authorize)
 
     # ---- chat: alice writes to bob; bob's browsers refetch the badge and the conversation
     def send(run: int) -> None:

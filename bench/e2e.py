@@ -168,7 +168,7 @@ def broadcast(stack: Any, connections: int, per_user: int) -> dict[str, Any]:
 
     started = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(app_services.connections.connection_ids_of, [uid for uid, _ in users]))
+        list(pool.map(app_services.realtime.connections.connection_ids_of, [uid for uid, _ in users]))
     lookup_seconds = time.perf_counter() - started
     started = time.perf_counter()
     report = app_services.notifier.notify_users([uid for uid, _ in users], "bench-broadcast")

@@ -111,8 +111,8 @@ def load_tables(ns: list[int]) -> None:
 
 def make_transport(kind: str, endpoint: str) -> Any:
     from bench.plain_client import PlainClient
-    from chalicelib.curl_transport import CurlTransport
-    from chalicelib.transport import AiohttpTransport, Boto3ThreadPoolTransport
+    from chalicelib.realtime.curl_transport import CurlTransport
+    from chalicelib.realtime.transport import AiohttpTransport, Boto3ThreadPoolTransport
 
     if kind == "curl":
         return CurlTransport(endpoint, concurrency=CONCURRENCY)
@@ -155,9 +155,9 @@ def worker(endpoint: str, ns: list[int], sequential_max: int, warm_calls: int) -
     import boto3
     from botocore.config import Config
 
-    from chalicelib.aws import RETRIES
-    from chalicelib.connections import ConnectionStore
-    from chalicelib.notifier import Notifier
+    from chalicelib.realtime.aws import RETRIES
+    from chalicelib.realtime.connections import ConnectionStore
+    from chalicelib.realtime.notifier import Notifier
 
     # moto takes 10-20 s to answer a Query of 10,000 items (DynamoDB: one 1 MB page in a few ms),
     # beyond the app's 10 s read timeout: the same client settings otherwise.

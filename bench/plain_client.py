@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.transport import Outcome, region_of
+from chalicelib.realtime.transport import Outcome, region_of
 
 
 class PlainClient:

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chalicelib.identifiers import validate_user_id
-from chalicelib.notifier import Notifier
 from chalicelib.pagination import BadCursor, decode_cursor, encode_cursor, parse_limit
+from chalicelib.realtime import Notifies
+from chalicelib.realtime.identifiers import validate_user_id
 
 EVENT_KEY = "chat-messages-updated"
 MAX_TEXT_CHARACTERS = 2000
@@ -140,7 +140,7 @@ class Chat:
         self,
         table_name: str,
         dynamodb: Any,
-        notifier: Notifier,
+        notifier: Notifies,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -30,9 +30,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from chalicelib.identifiers import validate_user_id
-from chalicelib.notifier import Notifier
 from chalicelib.pagination import decode_cursor, encode_cursor
+from chalicelib.realtime import Notifies
+from chalicelib.realtime.identifiers import validate_user_id
 from chalicelib.settings import ConfigurationError
 
 logger = logging.getLogger(__name__)
@@ -348,7 +348,7 @@ class StripeWebhooks:
         self,
         secret: SecretSource,
         store: PaymentStore,
-        notifier: Notifier,
+        notifier: Notifies,
         *,
         tolerance_seconds: int = 300,
     ) -> None:

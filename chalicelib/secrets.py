@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from chalicelib import aws
+from chalicelib.realtime import aws
 from chalicelib.settings import ConfigurationError
 
 # SSM answers these when the parameter or the permission to read it is missing: retrying cannot help.

@@ -1,7 +1,8 @@
-"""The app's components, built once per process from settings and reused while warm.
+"""The app's features (jobs, chat, payments), built once per process on top of the realtime core.
 
 Handlers in `app.py` and plain Python alike get them from `current()`; tests
-install their own with `use(...)` instead of patching modules.
+install their own with `use(...)` instead of patching modules. The features reach
+browsers through the core's notifier only, as any app adopting the core would.
 """
 
 from __future__ import annotations
@@ -10,41 +11,47 @@ import functools
 import threading
 from typing import Any
 
-from chalicelib import aws
-from chalicelib.auth import TokenVerifier
-from chalicelib.connections import ConnectionStore
+from chalicelib import realtime as realtime_core
 from chalicelib.jobs import KINDS, Clock, JobKinds, JobQueue, JobRunner, JobStore, SystemClock
 from chalicelib.messages import Chat
-from chalicelib.notifier import Notifier
-from chalicelib.observability import NotifyMetrics
 from chalicelib.payments import PaymentStore, StripeWebhooks
+from chalicelib.realtime import Notifies, Realtime, aws
+from chalicelib.realtime.auth import TokenVerifier
+from chalicelib.realtime.transport import ManagementTransport
 from chalicelib.secrets import SecretSetting
 from chalicelib.settings import Settings, get_settings
-from chalicelib.transport import Boto3ThreadPoolTransport, ManagementTransport
-from chalicelib.websocket import WebsocketSessions
 
 
 class Services:
-    """Lazily built components; each is created on first use only.
+    """Lazily built features; each is created on first use only.
 
     services = Services(settings)
-    services.notifier.notify("uid-1", "jobs-updated")
+    services.jobs.submit("uid-1", {"kind": "report", "params": {"seconds": 5}})
+
+    `realtime` is the core the features notify through; without it, one is built from
+    `settings.realtime` (with `dynamodb`, `transport` and `verifier` if given).
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
+        realtime: Realtime | None = None,
         dynamodb: Any = None,
         sns: Any = None,
         transport: ManagementTransport | None = None,
         verifier: TokenVerifier | None = None,
     ) -> None:
         self.settings = settings
+        self.realtime = realtime or Realtime(
+            settings.realtime, dynamodb=dynamodb, transport=transport, verifier=verifier
+        )
         self._dynamodb = dynamodb
         self._sns = sns
-        self._transport = transport
-        self._verifier = verifier
+
+    @property
+    def notifier(self) -> Notifies:
+        return self.realtime.notifier
 
     @functools.cached_property
     def dynamodb(self) -> Any:
@@ -53,42 +60,6 @@ class Services:
     @functools.cached_property
     def sns(self) -> Any:
         return self._sns or aws.client("sns")
-
-    @functools.cached_property
-    def transport(self) -> ManagementTransport:
-        from chalicelib.curl_transport import CurlTransport
-
-        if self._transport is not None:
-            return self._transport
-        if self._dynamodb is not None:
-            # Injected boto3 clients (moto in-process, Stubber, a custom session) are honoured only by a
-            # transport that goes through botocore too; built from settings, the libcurl one (a small
-            # fraction of the CPU per frame of botocore's or aiohttp's: `python -m bench.fanout`).
-            return Boto3ThreadPoolTransport(self.settings.websocket_endpoint)
-        return CurlTransport(self.settings.websocket_endpoint)
-
-    @functools.cached_property
-    def verifier(self) -> TokenVerifier:
-        return self._verifier or TokenVerifier(
-            self.settings.firebase_project_id, check_revoked=self.settings.check_revoked_tokens
-        )
-
-    @functools.cached_property
-    def connections(self) -> ConnectionStore:
-        return ConnectionStore(self.settings.connections_table, self.dynamodb)
-
-    @functools.cached_property
-    def notifier(self) -> Notifier:
-        return Notifier(self.connections, self.transport, observer=NotifyMetrics(self.settings.stage))
-
-    @functools.cached_property
-    def websocket(self) -> WebsocketSessions:
-        return WebsocketSessions(
-            self.verifier,
-            self.connections,
-            self.transport,
-            max_connections_per_user=self.settings.max_connections_per_user,
-        )
 
     # ------------------------------------------------------------ jobs
 
@@ -162,11 +133,14 @@ def current() -> Services:
     if _current is None:
         with _lock:
             if _current is None:
-                _current = Services(get_settings())
+                # The core's components are the process's, shared with the blueprint's handlers.
+                _current = Services(get_settings(), realtime=realtime_core.current())
     return _current
 
 
 def use(services: Services | None) -> None:
-    """Install `services` for this process (tests, scripts); `None` rebuilds from settings."""
+    """Install `services` and the core they notify through for this process (tests, scripts);
+    `None` rebuilds both from settings."""
     global _current
     _current = services
+    realtime_core.use(services.realtime if services is not None else None)

@@ -142,7 +142,7 @@ class StackConfig:
         }
 
     def app_environment(self) -> dict[str, str]:
-        """The variables the app reads (chalicelib/settings.py) and boto3 reads, for stage `local`."""
+        """The variables the app's settings read (with the core's) and boto3 reads, for stage `local`."""
         return {
             "APP_STAGE": "local",
             "FIREBASE_PROJECT_ID": self.project_id,

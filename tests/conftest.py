@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import os
 import re
+import socket
 from collections.abc import Iterator
 from email.utils import formatdate
 from typing import Any
@@ -31,6 +34,7 @@ for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
 os.environ.update(TEST_ENV)
 
 from chalicelib import services as services_module  # noqa: E402
+from chalicelib.realtime import Realtime  # noqa: E402
 from chalicelib.settings import Settings  # noqa: E402
 from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory  # noqa: E402
 
@@ -88,13 +92,43 @@ def aws(settings: Settings) -> Iterator[dict[str, Any]]:
         yield {"dynamodb": dynamodb, "sns": sns}
 
 
+@pytest.fixture(scope="session")
+def management_api_url() -> Iterator[str]:
+    """moto's server on a free loopback port, standing in for API Gateway's Management API.
+
+    The app's shipped transport (`REALTIME_TRANSPORT`'s default, SigV4-signed) posts frames to it over
+    a real socket;
+    moto's server shares its backend with moto in-process, so `management_api` sees the frames.
+    """
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    # Its access log is not the app's: tests that read every log line of a request see only the app's.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def services_for(settings: Settings, management_api_url: str, **clients: Any) -> Any:
+    """The app's services on `settings`, posting frames with the shipped transport (`REALTIME_TRANSPORT`'s
+    default) to the Management API at `management_api_url`; `clients` as `Services` takes them."""
+    realtime_settings = dataclasses.replace(settings.realtime, websocket_endpoint=management_api_url)
+    core = Realtime(realtime_settings, dynamodb=clients.get("dynamodb"))
+    return services_module.Services(settings, realtime=core, **clients)
+
+
 @pytest.fixture
-def services(settings: Settings, aws: dict[str, Any], firebase_certs: Any) -> Iterator[Any]:
-    """The app's services against moto, installed for the handlers in `app.py`."""
-    built = services_module.Services(settings, dynamodb=aws["dynamodb"], sns=aws["sns"])
+def services(
+    settings: Settings, aws: dict[str, Any], firebase_certs: Any, management_api_url: str
+) -> Iterator[Any]:
+    """The app's services against moto, installed for the handlers in `app.py` and the core's blueprint."""
+    built = services_for(settings, management_api_url, dynamodb=aws["dynamodb"], sns=aws["sns"])
     services_module.use(built)
     yield built
     services_module.use(None)
+    built.realtime.close()
 
 
 @pytest.fixture
@@ -132,15 +166,11 @@ def local_stack() -> Iterator[Any]:
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's server on a free loopback port; boto3 finds it through `AWS_ENDPOINT_URL`."""
-    import socket
-
     from moto.server import ThreadedMotoServer
 
-    from chalicelib import aws as aws_clients
+    from chalicelib.realtime import aws as aws_clients
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -149,3 +179,10 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     yield url
     server.stop()
     aws_clients.client.cache_clear()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
@@ -24,14 +25,20 @@ def gone_capable_backend(monkeypatch: pytest.MonkeyPatch) -> Any:
     """
     backend: Any = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
     backend.gone = set()
-    original = backend.post_to_connection
+    original_post, original_delete = backend.post_to_connection, backend.delete_connection
 
+    # moto's server passes the id still percent-encoded as it came in the path (`abc%3D`): decoded here,
+    # so frames are found under the id the app stored.
     def post_to_connection(data: bytes, connection_id: str) -> None:
-        if connection_id in backend.gone:
+        if unquote(connection_id) in backend.gone:
             raise GoneError()
-        original(data, connection_id)
+        original_post(data, unquote(connection_id))
+
+    def delete_connection(connection_id: str) -> None:
+        original_delete(unquote(connection_id))
 
     monkeypatch.setattr(backend, "post_to_connection", post_to_connection)
+    monkeypatch.setattr(backend, "delete_connection", delete_connection)
     return backend
 
 

@@ -7,8 +7,6 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib import observability
-from chalicelib.identifiers import validate_user_id
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
     QUEUED,
@@ -23,8 +21,9 @@ from chalicelib.jobs.model import (
 )
 from chalicelib.jobs.runner import JOBS_UPDATED, job_message
 from chalicelib.jobs.store import JobStore
-from chalicelib.notifier import Notifier
 from chalicelib.pagination import BadCursor, decode_cursor, encode_cursor, parse_limit
+from chalicelib.realtime import Notifies, observability
+from chalicelib.realtime.identifiers import validate_user_id
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ class JobQueue:
         kinds: JobKinds,
         sns: Any,
         topic_arn: str,
-        notifier: Notifier,
+        notifier: Notifies,
         clock: Clock,
     ) -> None:
         self._store = store

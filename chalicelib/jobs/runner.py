@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from chalicelib.identifiers import validate_user_id
 from chalicelib.jobs.kinds import JobError, JobKinds
 from chalicelib.jobs.model import (
     HEARTBEAT_SECONDS,
@@ -29,7 +28,8 @@ from chalicelib.jobs.model import (
     is_job_id,
 )
 from chalicelib.jobs.store import JobStore, LeaseLost
-from chalicelib.notifier import Notifier
+from chalicelib.realtime import Notifies
+from chalicelib.realtime.identifiers import validate_user_id
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class JobRunner:
     def __init__(
         self,
         store: JobStore,
-        notifier: Notifier,
+        notifier: Notifies,
         kinds: JobKinds,
         clock: Clock,
         *,

@@ -29,9 +29,10 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from chalice.test import Client
 
-from chalicelib import aws as aws_clients
 from chalicelib import services as services_module
-from chalicelib.connections import Connection
+from chalicelib.realtime import aws as aws_clients
+from chalicelib.realtime.connections import Connection
+from chalicelib.realtime.transport import Boto3ThreadPoolTransport
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.apigw import websocket_event
@@ -97,7 +98,15 @@ class Deployment:
         sns = boto3.client("sns", region_name="us-east-1")
         for client in (dynamodb, sns):
             client.meta.events.register("before-call", self._fail_if_asked)
-        built = services_module.Services(self.settings_of(function), dynamodb=dynamodb, sns=sns)
+        settings = self.settings_of(function)
+        built = services_module.Services(
+            settings,
+            dynamodb=dynamodb,
+            sns=sns,
+            # The boto3 transport: its calls pass the botocore hooks the recorder listens on and reach moto
+            # in-process. The shipped one makes the same signed calls (tests/unit/test_transport.py).
+            transport=Boto3ThreadPoolTransport(settings.realtime.websocket_endpoint),
+        )
         built.job_clock = self.clock
         services_module.use(built)
         self.functions_run.add(function)
@@ -154,7 +163,7 @@ class Deployment:
         """
         store = services_module.Services(
             self.settings_of("APIHandler"), dynamodb=boto3.client("dynamodb", region_name="us-east-1")
-        ).connections
+        ).realtime.connections
         for cid in connection_ids:
             store.add(Connection(cid, user_id, connected_at or int(time.time() * 1000)))
             if gone:
@@ -164,7 +173,7 @@ class Deployment:
         return frames_posted(self.management_api, connection_id)
 
     def connection_rows(self) -> set[str]:
-        table = self.settings_of("APIHandler").connections_table
+        table = self.settings_of("APIHandler").realtime.connections_table
         items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=table)["Items"]
         return {item["connection_id"]["S"] for item in items}
 
@@ -294,25 +303,25 @@ def _app_routes() -> dict[str, list[str]]:
 # ---------------------------------------------------------------- authorizer
 
 
-@flow("firebase_auth")
+@flow("realtime_auth")
 def authorizer(d: Deployment) -> None:
     event = {
         "type": "TOKEN",
         "authorizationToken": f"Bearer {d.tokens.mint('alice')}",
         "methodArn": "arn:aws:execute-api:us-east-1:123456789012:restdevapi/api/GET/me",
     }
-    answer = d.invoke("firebase_auth", event)
+    answer = d.invoke("realtime_auth", event)
     assert answer["principalId"] == "alice"
 
 
-@flow("firebase_auth")
+@flow("realtime_auth")
 def authorizer_refusal(d: Deployment) -> None:
     event = {
         "type": "TOKEN",
         "authorizationToken": "Bearer not-a-token",
         "methodArn": "arn:aws:execute-api:us-east-1:123456789012:restdevapi/api/GET/me",
     }
-    statement = d.invoke("firebase_auth", event)["policyDocument"]["Statement"]
+    statement = d.invoke("realtime_auth", event)["policyDocument"]["Statement"]
     assert all(s["Effect"] == "Deny" or not s.get("Resource") for s in statement)
 
 
@@ -327,7 +336,7 @@ def _connect_as(d: Deployment, user_id: str | None, connection_id: str) -> int:
 
 
 def _cap(d: Deployment) -> int:
-    return d.settings_of(d.stack.function_for("ws_connect")).max_connections_per_user
+    return d.settings_of(d.stack.function_for("ws_connect")).realtime.max_connections_per_user
 
 
 @flow("ws_connect")

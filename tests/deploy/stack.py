@@ -84,7 +84,7 @@ class FakeStack:
 
     def handler_of(self, function: str) -> str:
         """`APIHandler` -> 'app' (the REST app), `WebsocketConnect` -> 'ws_connect', ..."""
-        return str(self.functions[function]["Handler"]).removeprefix("app.")
+        return str(self.functions[function]["Handler"]).rsplit(".", 1)[-1]
 
     def function_for(self, handler: str) -> str:
         (function,) = [f for f in self.functions if self.handler_of(f) == handler]

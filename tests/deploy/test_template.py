@@ -121,7 +121,7 @@ def test_the_stage_is_the_one_packaged(stacks: dict[str, FakeStack], stage: str)
     from chalicelib.settings import Settings
 
     for function in stacks[stage].functions:
-        assert Settings.from_env(stacks[stage].environment(function)).stage == stage
+        assert Settings.from_env(stacks[stage].environment(function)).realtime.stage == stage
 
 
 # ---------------------------------------------------------------- every function is exercised
@@ -167,7 +167,7 @@ def test_every_table_and_index_the_code_uses_exists_with_that_name(deployment: D
 def test_ttl_is_enabled_on_the_epoch_seconds_attribute_the_code_writes(deployment: Deployment) -> None:
     import boto3
 
-    from chalicelib.connections import TTL_ATTRIBUTE
+    from chalicelib.realtime.connections import TTL_ATTRIBUTE
 
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     now = time.time()
@@ -351,6 +351,58 @@ def test_websocket_routes_exist_and_reach_their_handlers(stacks: dict[str, FakeS
         integration = routes[key]["Target"]["Fn::Join"][1][1]["Ref"]
         uri = integrations[integration]["Properties"]["IntegrationUri"]
         assert stack.function_for(handler) in json.dumps(uri), key
+
+
+# Run as Lambda runs a function: import the module its `Handler` names, then call the attribute.
+LOAD_HANDLERS = """
+import importlib, json, sys
+from tests.apigw import websocket_event
+answers = {}
+for handler in sys.argv[1:]:
+    module, _, name = handler.rpartition(".")
+    function = getattr(importlib.import_module(module), name)
+    if name == "ws_message":
+        answers[handler] = function(websocket_event("MESSAGE", "c-1", body="not json"), None)
+    answers[handler + " imported app.py"] = "app" in sys.modules
+print(json.dumps(answers))
+"""
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_core_handlers_run_without_app_py_as_lambda_loads_them(
+    stacks: dict[str, FakeStack], stage: str
+) -> None:
+    # Deployed, the blueprint's functions name `chalicelib.realtime.blueprint.<handler>`: Lambda imports
+    # that module only, so it must work (settings, logging, the event wrapper) without `app.py`.
+    stack = stacks[stage]
+    core = sorted(
+        {str(p["Handler"]) for p in stack.functions.values() if not str(p["Handler"]).startswith("app.")}
+    )
+    assert core == [
+        "chalicelib.realtime.blueprint.realtime_auth",
+        "chalicelib.realtime.blueprint.ws_connect",
+        "chalicelib.realtime.blueprint.ws_disconnect",
+        "chalicelib.realtime.blueprint.ws_message",
+    ]
+    env = {
+        **stack.environment(stack.function_for("ws_message")),
+        "PATH": "/usr/bin:/bin",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_HANDLERS, *core],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = json.loads(result.stdout.splitlines()[-1])
+    assert answers["chalicelib.realtime.blueprint.ws_message"] == {"statusCode": 200}
+    assert not any(v for k, v in answers.items() if k.endswith("imported app.py")), answers
 
 
 @pytest.mark.parametrize("stage", STAGES)

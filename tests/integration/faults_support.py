@@ -14,10 +14,10 @@ import requests
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from chalicelib.curl_transport import CurlTransport
+from chalicelib.realtime.curl_transport import CurlTransport
+from chalicelib.realtime.transport import RetryPolicy
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from chalicelib.transport import RetryPolicy
 from tests.localstack import LocalStack
 
 # What a notify may take at most, whatever the faults: the transport's own deadline, plus slack for a
@@ -131,8 +131,8 @@ def shipped_services(stack: LocalStack) -> Iterator[Services]:
     (the libcurl transport), posting to the stack's gateway.
     """
     built = Services(Settings.from_env(stack.environment))
-    built.dynamodb = stack.aws_client("dynamodb")
-    transport = built.transport
+    built.dynamodb = built.realtime.dynamodb = stack.aws_client("dynamodb")
+    transport = built.realtime.transport
     assert type(transport) is CurlTransport
     try:
         yield built

@@ -34,11 +34,11 @@ from websockets.asyncio.client import ClientConnection
 
 import app as app_module
 from chalicelib import services as services_module
-from chalicelib.aws import RETRIES
-from chalicelib.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
-from chalicelib.curl_transport import CurlTransport
 from chalicelib.jobs.runner import job_message
-from chalicelib.notifier import DeliveryReport
+from chalicelib.realtime.aws import RETRIES
+from chalicelib.realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
+from chalicelib.realtime.curl_transport import CurlTransport
+from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from devserver.gateway import Gateway
@@ -196,7 +196,7 @@ def stand() -> Iterator[Stand]:
             service, endpoint_url=endpoint, region_name="us-east-1", config=Config(**config)
         )
 
-    # Configured as chalicelib.aws builds the app's clients: botocore's standard retries.
+    # Configured as chalicelib.realtime.aws builds the app's clients: botocore's standard retries.
     dynamodb = client("dynamodb", retries=RETRIES, max_pool_connections=32)
     sns = client("sns")
     create_tables(dynamodb, {k: v for k, v in TEST_ENV.items() if k.endswith("_TABLE")})
@@ -206,7 +206,7 @@ def stand() -> Iterator[Stand]:
     )
     env = {**TEST_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{gateway.port}", "JOBS_TOPIC_ARN": topic_arn}
     settings = Settings.from_env(env)
-    transport = CurlTransport(settings.websocket_endpoint)
+    transport = CurlTransport(settings.realtime.websocket_endpoint)
     built = Services(settings, dynamodb=dynamodb, sns=sns, transport=transport)
     built.job_clock = InstantClock()
     # Installed for the module, until the gateway has stopped: a `$disconnect` that runs after a test
@@ -248,7 +248,9 @@ def open_socket(stand: Stand, token: str) -> Any:
 
 
 def rows_of(stand: Stand, user_id: str) -> list[str]:
-    items = stand.dynamodb.scan(TableName=stand.settings.connections_table, ConsistentRead=True)["Items"]
+    items = stand.dynamodb.scan(TableName=stand.settings.realtime.connections_table, ConsistentRead=True)[
+        "Items"
+    ]
     return [item["connection_id"]["S"] for item in items if item["user_id"]["S"] == user_id]
 
 
@@ -279,7 +281,7 @@ def notified_reports(logs: pytest.LogCaptureFixture) -> list[DeliveryReport]:
 def test_a_throttled_connect_write_is_retried_by_botocore_and_admitted(
     stand: Stand, services: Services, tokens: TokenFactory
 ) -> None:
-    table = stand.settings.connections_table
+    table = stand.settings.realtime.connections_table
     stand.faults.fail("PutItem", table, error=THROTTLED, times=1)
 
     async def scenario() -> None:
@@ -307,7 +309,7 @@ def test_a_connect_whose_storage_keeps_failing_is_refused_then_admitted_on_retry
     operation: str,
     error: Error,
 ) -> None:
-    stand.faults.fail(operation, stand.settings.connections_table, error=error)
+    stand.faults.fail(operation, stand.settings.realtime.connections_table, error=error)
     token = tokens.mint("ursula")
 
     async def refused() -> int:
@@ -339,7 +341,7 @@ def test_a_connect_whose_storage_keeps_failing_is_refused_then_admitted_on_retry
 def test_a_throttled_lookup_is_retried_then_reported_failed_without_costing_others_their_frames(
     stand: Stand, services: Services, tokens: TokenFactory, logs: pytest.LogCaptureFixture
 ) -> None:
-    table = stand.settings.connections_table
+    table = stand.settings.realtime.connections_table
 
     async def scenario() -> tuple[DeliveryReport, DeliveryReport, list[list[dict[str, Any]]]]:
         async with (
@@ -378,7 +380,9 @@ def test_the_job_lambda_completes_and_reports_when_lookups_fail(
     async def scenario() -> list[dict[str, Any]]:
         async with open_socket(stand, tokens.mint("xena")) as ws:
             logs.clear()
-            stand.faults.fail("Query", stand.settings.connections_table, error=INTERNAL, user_id="xena")
+            stand.faults.fail(
+                "Query", stand.settings.realtime.connections_table, error=INTERNAL, user_id="xena"
+            )
             event = Client(app_module.app).events.generate_sns_event(message=job_message(job))
             await asyncio.to_thread(app_module.run_job, event, None)  # returns: the batch is not lost
             return await frames_within(ws, 0.5)
@@ -397,7 +401,7 @@ def test_the_job_lambda_completes_and_reports_when_lookups_fail(
 def test_a_chat_message_is_stored_and_answered_201_when_notify_lookups_are_throttled(
     stand: Stand, services: Services, tokens: TokenFactory, logs: pytest.LogCaptureFixture
 ) -> None:
-    table = stand.settings.connections_table
+    table = stand.settings.realtime.connections_table
     headers = {"Authorization": f"Bearer {tokens.mint('yuri')}", "Content-Type": "application/json"}
 
     async def scenario() -> tuple[list[Any], list[dict[str, Any]], list[dict[str, Any]]]:
@@ -442,7 +446,7 @@ def test_a_row_whose_disconnect_failed_carries_the_ttl_and_goes_on_the_first_410
     stand: Stand, services: Services, tokens: TokenFactory, logs: pytest.LogCaptureFixture
 ) -> None:
     """`$disconnect` is best effort on AWS; here its DeleteItem keeps failing, so the row stays behind."""
-    table = stand.settings.connections_table
+    table = stand.settings.realtime.connections_table
     stand.faults.fail("DeleteItem", table, error=INTERNAL)
 
     async def scenario() -> None:

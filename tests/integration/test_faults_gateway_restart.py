@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 import websockets
 
-from chalicelib.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
-from chalicelib.notifier import DeliveryReport
+from chalicelib.realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
+from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from tests.integration.faults_support import (
     FRAME_WAIT,

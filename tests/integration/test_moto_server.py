@@ -8,8 +8,8 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import aws
 from chalicelib import services as services_module
+from chalicelib.realtime import aws
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.apigw import websocket_event
@@ -41,7 +41,7 @@ def test_connect_notify_disconnect_over_http(
             assert (report.delivered, report.gone, report.failed) == (2, 0, 0)
 
             client.lambda_.invoke("ws_disconnect", websocket_event("$disconnect", "c1"))
-            remaining = services_module.current().connections.connection_ids_of("alice")
+            remaining = services_module.current().realtime.connections.connection_ids_of("alice")
             assert remaining == ["c2"]
     finally:
         services_module.use(None)

@@ -21,7 +21,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import services as services_module
-from chalicelib.auth import InvalidToken, TokenVerifier
+from chalicelib.realtime.auth import FirebaseVerifier, InvalidToken
 from chalicelib.settings import Settings
 from tests.apigw import websocket_event
 from tests.localstack import LocalStack
@@ -38,7 +38,7 @@ def emulator(local_stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> LocalS
 def checking_app(emulator: LocalStack) -> Iterator[tuple[Client, Any]]:
     """The app with revocation checks on, on the stack's emulator and moto."""
     settings = Settings.from_env({**emulator.environment, "FIREBASE_CHECK_REVOKED": "true"})
-    assert settings.check_revoked_tokens and settings.is_local
+    assert settings.realtime.check_revoked_tokens and settings.realtime.is_local
     built = services_module.Services(
         settings, dynamodb=emulator.aws_client("dynamodb"), sns=emulator.aws_client("sns")
     )
@@ -60,7 +60,7 @@ def connect(client: Client, token: str, connection_id: str) -> int:
     return int(client.lambda_.invoke("ws_connect", event).payload["statusCode"])
 
 
-def revoke(emulator: LocalStack, uid: str, verifier: TokenVerifier) -> None:
+def revoke(emulator: LocalStack, uid: str, verifier: FirebaseVerifier) -> None:
     from firebase_admin import auth
 
     # Revocation has a 1-second resolution (`validSince` in seconds vs the token's `iat`).
@@ -76,24 +76,24 @@ def test_a_revoked_token_is_refused_when_checking_and_accepted_by_default(
     uid, old_token = emulator.sign_up(email)
     assert me(client, old_token) == (200, {"user_id": uid})
 
-    revoke(emulator, uid, services.verifier)
+    revoke(emulator, uid, services.realtime.verifier)
 
     # On: refused on REST (403) and at $connect (401), nothing stored.
     assert me(client, old_token)[0] == 403
     assert connect(client, old_token, "revoked-1") == 401
     rows = services.dynamodb.get_item(
-        TableName=services.settings.connections_table, Key={"connection_id": {"S": "revoked-1"}}
+        TableName=services.settings.realtime.connections_table, Key={"connection_id": {"S": "revoked-1"}}
     )
     assert "Item" not in rows
     with pytest.raises(InvalidToken, match="revoked"):
-        services.verifier.verify(old_token)
+        services.realtime.verifier.verify(old_token)
     # A token issued after the revocation (the user signed in again) is fine.
     _, new_token = emulator.sign_in(email, "correct-horse-9")
     assert me(client, new_token) == (200, {"user_id": uid})
     assert connect(client, new_token, "fresh-1") == 200
 
     # Off (the default): the old token still verifies, here and on the stack's REST server.
-    assert TokenVerifier(emulator.project_id).verify(old_token) == uid
+    assert FirebaseVerifier(emulator.project_id).verify(old_token) == uid
     response = requests.get(
         f"{emulator.rest_url}/me", headers={"Authorization": f"Bearer {old_token}"}, timeout=10
     )
@@ -106,7 +106,7 @@ def test_disabled_and_deleted_users_are_refused_when_checking(
     from firebase_admin import auth
 
     client, services = checking_app
-    firebase = services.verifier._firebase_app()
+    firebase = services.realtime.verifier._firebase_app()
     disabled_uid, disabled_token = emulator.sign_up()
     deleted_uid, deleted_token = emulator.sign_up()
     assert me(client, disabled_token)[0] == me(client, deleted_token)[0] == 200
@@ -119,4 +119,4 @@ def test_disabled_and_deleted_users_are_refused_when_checking(
     assert connect(client, disabled_token, "disabled-1") == 401
     assert connect(client, deleted_token, "deleted-1") == 401
     with pytest.raises(InvalidToken, match="no longer exists"):
-        services.verifier.verify(deleted_token)
+        services.realtime.verifier.verify(deleted_token)

@@ -27,8 +27,8 @@ from websockets.asyncio.client import ClientConnection
 
 import app as app_module
 from chalicelib import services as services_module
-from chalicelib.curl_transport import CurlTransport
-from chalicelib.notifier import DeliveryReport
+from chalicelib.realtime.curl_transport import CurlTransport
+from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from devserver.gateway import MAX_FRAME_BYTES, Gateway
@@ -215,7 +215,7 @@ def test_a_connect_flood_from_one_user_keeps_the_cap_and_closes_the_oldest(
 ) -> None:
     attacker, attacker_token = local_stack.sign_up()
     victim, victim_token = local_stack.sign_up()
-    cap = Settings.from_env(local_stack.environment).max_connections_per_user
+    cap = Settings.from_env(local_stack.environment).realtime.max_connections_per_user
     log = StackLog(local_stack)
 
     async def scenario() -> None:
@@ -298,7 +298,7 @@ def counted(aws: dict[str, Any], firebase_certs: Any) -> Iterator[tuple[Counting
     handlers = CountingHandlers(websocket_functions(app_module.app))
     gateway = RunningGateway(Gateway(handlers.functions, domain_name="127.0.0.1", stage="local"))
     settings = Settings.from_env({**TEST_ENV, "WEBSOCKET_ENDPOINT": f"http://127.0.0.1:{gateway.port}"})
-    transport = CurlTransport(settings.websocket_endpoint)
+    transport = CurlTransport(settings.realtime.websocket_endpoint)
     services_module.use(Services(settings, dynamodb=aws["dynamodb"], sns=aws["sns"], transport=transport))
     try:
         with gateway:

@@ -30,7 +30,7 @@ BAD_TOKENS: dict[str, BadToken] = {
 
 
 def stored_connections(services: Any) -> list[dict[str, Any]]:
-    return list(services.dynamodb.scan(TableName=services.settings.connections_table)["Items"])
+    return list(services.dynamodb.scan(TableName=services.settings.realtime.connections_table)["Items"])
 
 
 def test_valid_token_reaches_me(client: Client, tokens: TokenFactory) -> None:
@@ -89,14 +89,14 @@ def test_one_firebase_app_per_process_keeps_the_certificate_cache_warm(
 ) -> None:
     # firebase-admin caches Google's certificates per Cache-Control inside its app's
     # token verifier: rebuilding the app per invocation would refetch them every time.
-    from chalicelib.auth import TokenVerifier
+    from chalicelib.realtime.auth import FirebaseVerifier
 
     for uid in ("alice", "bob"):
         response = client.http.get("/me", headers={"Authorization": f"Bearer {tokens.mint(uid)}"})
         assert json.loads(response.body) == {"user_id": uid}
-    first = services.verifier._firebase_app()
-    assert services.verifier._firebase_app() is first
-    assert TokenVerifier(services.settings.firebase_project_id)._firebase_app() is first
+    first = services.realtime.verifier._firebase_app()
+    assert services.realtime.verifier._firebase_app() is first
+    assert FirebaseVerifier(services.settings.realtime.firebase_project_id)._firebase_app() is first
 
 
 def test_token_never_appears_in_the_logs(

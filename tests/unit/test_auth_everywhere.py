@@ -20,7 +20,7 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
 from app import app
-from chalicelib.auth import InvalidToken, TokenVerifier
+from chalicelib.realtime.auth import FirebaseVerifier, InvalidToken
 from tests.apigw import websocket_event
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import SigningKey, TokenFactory
@@ -87,7 +87,7 @@ def request(client: Client, route: tuple[str, str], headers: dict[str, str]) -> 
 
 def everything_stored(services: Any) -> dict[str, list[Any]]:
     tables = [
-        services.settings.connections_table,
+        services.settings.realtime.connections_table,
         services.settings.jobs_table,
         services.settings.messages_table,
         services.settings.payments_table,
@@ -149,7 +149,7 @@ def test_every_bad_token_is_refused_at_connect_either_way_it_is_sent(
             assert "Sec-WebSocket-Protocol" not in (response.get("headers") or {})
             statuses[case, via] = response["statusCode"]
     assert statuses == {(case, via): 401 for case in BAD_TOKENS for via in ("subprotocol", "query")}
-    assert everything_stored(services)[services.settings.connections_table] == []
+    assert everything_stored(services)[services.settings.realtime.connections_table] == []
 
 
 def test_a_token_of_another_firebase_project_is_refused_at_connect(
@@ -158,7 +158,7 @@ def test_a_token_of_another_firebase_project_is_refused_at_connect(
     other = tokens.mint("alice", aud="other-project", iss="https://securetoken.google.com/other-project")
     event = websocket_event("$connect", "c-1", headers={"Sec-WebSocket-Protocol": f"bearer, {other}"})
     assert client.lambda_.invoke("ws_connect", event).payload["statusCode"] == 401
-    assert everything_stored(services)[services.settings.connections_table] == []
+    assert everything_stored(services)[services.settings.realtime.connections_table] == []
 
 
 def test_without_the_stage_guard_the_emulator_variable_would_let_unsigned_tokens_in(
@@ -170,11 +170,11 @@ def test_without_the_stage_guard_the_emulator_variable_would_let_unsigned_tokens
     signed_project = TEST_ENV["FIREBASE_PROJECT_ID"]
     # Without the variable (every deployed stage): refused.
     with pytest.raises(InvalidToken):
-        TokenVerifier(signed_project).verify(unsigned)
+        FirebaseVerifier(signed_project).verify(unsigned)
     # With it (a fresh firebase-admin app reads it on first use): accepted, for any uid the token names.
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
     emulated = TokenFactory("emulator-guard-demo", tokens.key)
-    assert TokenVerifier("emulator-guard-demo").verify(emulated.unsigned("mallory")) == "mallory"
+    assert FirebaseVerifier("emulator-guard-demo").verify(emulated.unsigned("mallory")) == "mallory"
 
 
 def test_revocation_checks_without_a_google_credential_refuse_rather_than_skip_the_check(
@@ -182,15 +182,15 @@ def test_revocation_checks_without_a_google_credential_refuse_rather_than_skip_t
 ) -> None:
     # FIREBASE_CHECK_REVOKED=true needs Application Default Credentials for the user lookup; without
     # them every token is refused as "cannot check" (503 at $connect), never accepted unchecked.
-    from chalicelib.auth import AuthUnavailable
+    from chalicelib.realtime.auth import AuthUnavailable
 
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     project = TokenFactory("revocation-without-credential", tokens.key)
-    verifier = TokenVerifier(project.project_id, check_revoked=True)
+    verifier = FirebaseVerifier(project.project_id, check_revoked=True)
     with pytest.raises(AuthUnavailable, match="revoked"):
         verifier.verify(project.mint("alice"))
     # The same token verifies with the check off: only the lookup was missing.
-    assert TokenVerifier(project.project_id).verify(project.mint("alice")) == "alice"
+    assert FirebaseVerifier(project.project_id).verify(project.mint("alice")) == "alice"
 
 
 @settings(max_examples=150, derandomize=True, database=None, deadline=None)

@@ -22,7 +22,7 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib.connections import Connection
+from chalicelib.realtime.connections import Connection
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 from tests.stripe_events import build_test_event, signed_delivery
@@ -187,7 +187,7 @@ def world(api: Api, client: Client, services: Any, management_api: Any) -> World
         }
     built.payments_cursor = api.call(ALICE, "GET", "/payments?limit=1")[1]["next_cursor"]
     assert built.jobs_cursor and built.messages_cursor and built.payments_cursor
-    services.connections.add(Connection("alice-tab", ALICE, 1_700_000_000_000))
+    services.realtime.connections.add(Connection("alice-tab", ALICE, 1_700_000_000_000))
     return built
 
 

@@ -331,7 +331,7 @@ def test_the_capacity_meter_prices_the_connection_stores_calls(aws: dict[str, An
     import boto3
 
     from bench.cost import CapacityMeter, table_shapes
-    from chalicelib.connections import Connection, ConnectionStore
+    from chalicelib.realtime.connections import Connection, ConnectionStore
     from tests.conftest import TEST_ENV
 
     meter = CapacityMeter(boto3.client("dynamodb", region_name="us-east-1"), table_shapes(TEST_ENV))

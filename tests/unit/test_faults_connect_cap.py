@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from chalicelib.auth import TokenVerifier
-from chalicelib.connections import Connection, ConnectionStore
-from chalicelib.transport import Outcome
-from chalicelib.websocket import IN_FLIGHT_MS, WebsocketSessions
+from chalicelib.realtime.auth import FirebaseVerifier
+from chalicelib.realtime.connections import Connection, ConnectionStore
+from chalicelib.realtime.transport import Outcome
+from chalicelib.realtime.websocket import IN_FLIGHT_MS, WebsocketSessions
 from tests.firebase_tokens import TokenFactory
 
 CAP = 3
@@ -47,11 +47,11 @@ class Gateway:
 
 @pytest.fixture
 def store(services: Any) -> ConnectionStore:
-    return ConnectionStore(services.settings.connections_table, services.dynamodb)
+    return ConnectionStore(services.settings.realtime.connections_table, services.dynamodb)
 
 
 def sessions(store: ConnectionStore, gateway: Gateway, now_ms: int = NOW_MS) -> WebsocketSessions:
-    verifier = TokenVerifier("test-project")
+    verifier = FirebaseVerifier("test-project")
     return WebsocketSessions(verifier, store, gateway, max_connections_per_user=CAP, clock_ms=lambda: now_ms)
 
 

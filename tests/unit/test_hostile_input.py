@@ -25,9 +25,9 @@ import pytest
 from chalice.test import Client
 from moto.sns.models import sns_backends
 
-from chalicelib.connections import Connection
-from chalicelib.identifiers import USER_ID_PATTERN
 from chalicelib.payments import STRIPE_ID_PATTERN
+from chalicelib.realtime.connections import Connection
+from chalicelib.realtime.identifiers import USER_ID_PATTERN
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 from tests.stripe_events import build_test_event, signed_delivery
@@ -62,8 +62,8 @@ JOB_ID = "01JD5Q6V3ZK8W1X0J9N2C4B7TA"
 @pytest.fixture
 def listening(services: Any) -> list[str]:
     """alice and bob each have a live connection, so any frame sent to them would be seen."""
-    services.connections.add(Connection("alice-tab", "alice", 1_700_000_000_000))
-    services.connections.add(Connection("bob-tab", "bob", 1_700_000_000_001))
+    services.realtime.connections.add(Connection("alice-tab", "alice", 1_700_000_000_000))
+    services.realtime.connections.add(Connection("bob-tab", "bob", 1_700_000_000_001))
     return ["alice-tab", "bob-tab"]
 
 

@@ -22,10 +22,10 @@ from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
 from app import app
-from chalicelib import aws
 from chalicelib import services as services_module
-from chalicelib.connections import Connection
 from chalicelib.jobs import STALE_AFTER_SECONDS
+from chalicelib.realtime import aws
+from chalicelib.realtime.connections import Connection
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.conftest import TEST_ENV
@@ -73,8 +73,8 @@ def test_a_killed_runner_leaves_the_job_failed_and_the_owner_notified(
 ) -> None:
     services = stack["services"]
     now_ms = int(time.time() * 1000)
-    services.connections.add(Connection("a1", "alice", now_ms))
-    services.connections.add(Connection("b1", "bob", now_ms))
+    services.realtime.connections.add(Connection("a1", "alice", now_ms))
+    services.realtime.connections.add(Connection("b1", "bob", now_ms))
     alice = {"Authorization": f"Bearer {tokens.mint('alice')}", "Content-Type": "application/json"}
 
     with Client(app) as client:

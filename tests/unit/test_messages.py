@@ -15,9 +15,9 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib.connections import Connection
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
+from chalicelib.realtime.connections import Connection
 from tests.apigw import connect
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
@@ -42,7 +42,7 @@ class CountingDynamoDB:
 def dynamodb(services: Any) -> CountingDynamoDB:
     counting = CountingDynamoDB(services.dynamodb)
     # Installed before anything is built from it, so every app call goes through the counter.
-    services.dynamodb = counting
+    services.dynamodb = services.realtime.dynamodb = counting
     ticks = itertools.count(START_MS)
     services.chat = Chat(
         services.settings.messages_table, counting, services.notifier, clock=lambda: next(ticks) / 1000
@@ -420,6 +420,6 @@ def test_message_text_keeps_inner_text(raw: str, stored: str) -> None:
 
 def test_connections_added_directly_are_notified_too(services: Any, management_api: Any) -> None:
     # Chat relies only on the connection store, whoever filled it.
-    services.connections.add(Connection("x1", "bob", START_MS))
+    services.realtime.connections.add(Connection("x1", "bob", START_MS))
     services.chat.send("alice", "bob", "hi")
     assert received(management_api, "x1") == [EVENT]

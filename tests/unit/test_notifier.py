@@ -11,15 +11,16 @@ import pytest
 from botocore.stub import Stubber
 
 import chalicelib
-from chalicelib.connections import Connection, ConnectionStore
-from chalicelib.notifier import DeliveryReport, Notifier, frame, validate_event_key
-from chalicelib.transport import Boto3ThreadPoolTransport, Outcome
+from chalicelib.realtime.connections import Connection, ConnectionStore
+from chalicelib.realtime.identifiers import validate_event_key
+from chalicelib.realtime.notifier import DeliveryReport, Notifier, frame
+from chalicelib.realtime.transport import Boto3ThreadPoolTransport, Outcome
 from tests.management_api import received
 
 
 def add(services: Any, user_id: str, *connection_ids: str) -> None:
     for n, cid in enumerate(connection_ids):
-        services.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
+        services.realtime.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
 
 
 def test_every_connection_of_the_user_gets_the_frame_and_nobody_else(
@@ -43,7 +44,7 @@ def test_gone_connections_are_deleted_and_the_rest_still_get_the_frame(
     assert report == DeliveryReport(delivered=2, gone=2, failed=0)
     assert received(management_api, "a1") == [{"event": "chat-messages-updated"}]
     assert received(management_api, "a3") == [{"event": "chat-messages-updated"}]
-    assert services.connections.connection_ids_of("alice") == ["a1", "a3"]
+    assert services.realtime.connections.connection_ids_of("alice") == ["a1", "a3"]
 
 
 def test_notify_users_reaches_each_user_once(services: Any, management_api: Any) -> None:
@@ -98,7 +99,9 @@ class CountingDynamoDB:
 def test_notify_makes_one_query_and_no_scan(services: Any, management_api: Any) -> None:
     add(services, "alice", "a1", "a2", "a3")
     counting = CountingDynamoDB(services.dynamodb)
-    notifier = Notifier(ConnectionStore(services.settings.connections_table, counting), services.transport)
+    notifier = Notifier(
+        ConnectionStore(services.settings.realtime.connections_table, counting), services.realtime.transport
+    )
     assert notifier.notify("alice", "jobs-updated").delivered == 3
     assert counting.calls == ["query"]
 
@@ -111,7 +114,7 @@ def test_connections_are_read_page_by_page(services: Any) -> None:
 
     add(services, "alice", *[f"a{n}" for n in range(5)])
     counting = SmallPages(services.dynamodb)
-    store = ConnectionStore(services.settings.connections_table, counting)
+    store = ConnectionStore(services.settings.realtime.connections_table, counting)
     assert store.connection_ids_of("alice") == [f"a{n}" for n in range(5)]
     assert counting.calls == ["query"] * 3
 
@@ -163,9 +166,9 @@ class ScriptedTransport:
 def test_report_counts_every_outcome(services: Any) -> None:
     add(services, "alice", "a1", "a2", "a3", "a4")
     transport = ScriptedTransport({"a2": Outcome.GONE, "a3": Outcome.FAILED})
-    report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
+    report = Notifier(services.realtime.connections, transport).notify("alice", "jobs-updated")
     assert report == DeliveryReport(delivered=2, gone=1, failed=1)
-    assert sorted(services.connections.connection_ids_of("alice")) == ["a1", "a3", "a4"]
+    assert sorted(services.realtime.connections.connection_ids_of("alice")) == ["a1", "a3", "a4"]
 
 
 def test_a_failing_lookup_is_reported_not_raised(services: Any) -> None:

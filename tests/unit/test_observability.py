@@ -27,11 +27,12 @@ from chalice.test import Client
 from moto.sns.models import sns_backends
 
 from app import app
-from chalicelib import observability
-from chalicelib.connections import Connection
 from chalicelib.jobs import QUEUED_STALE_SECONDS
-from chalicelib.notifier import DeliveryReport
-from chalicelib.observability import Invocation, JsonFormatter, NotifyMetrics, invocation_of, redact, running
+from chalicelib.realtime import observability
+from chalicelib.realtime.connections import Connection
+from chalicelib.realtime.metrics import NotifyMetrics
+from chalicelib.realtime.notifier import DeliveryReport
+from chalicelib.realtime.observability import Invocation, JsonFormatter, invocation_of, redact, running
 from chalicelib.settings import ConfigurationError, Settings
 from tests.apigw import websocket_event
 from tests.conftest import TEST_ENV
@@ -112,7 +113,7 @@ def client(services: Any, management_api: Any) -> Iterator[Client]:
 
 def add(services: Any, user_id: str, *connection_ids: str) -> None:
     for n, cid in enumerate(connection_ids):
-        services.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
+        services.realtime.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
 
 
 def emf_blobs(stdout: str) -> list[dict[str, Any]]:
@@ -550,8 +551,8 @@ def test_importing_the_app_in_a_plain_process_logs_json_to_stdout_at_log_level_w
 
 
 def test_log_level_is_read_from_the_environment_and_checked() -> None:
-    assert Settings.from_env({}).log_level == "INFO"
-    assert Settings.from_env({"LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    assert Settings.from_env({}).realtime.log_level == "INFO"
+    assert Settings.from_env({"LOG_LEVEL": "debug"}).realtime.log_level == "DEBUG"
     with pytest.raises(ConfigurationError, match="LOG_LEVEL"):
         Settings.from_env({"LOG_LEVEL": "verbose"})
 

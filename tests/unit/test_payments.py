@@ -19,11 +19,11 @@ from chalice.test import Client
 
 from app import app
 from chalicelib import services as services_module
-from chalicelib.connections import Connection
 from chalicelib.payments import Outcome, UnprocessableEvent, payment_from_event
+from chalicelib.realtime.connections import Connection
 from chalicelib.secrets import SecretSetting
 from chalicelib.settings import ConfigurationError, Settings
-from tests.conftest import TEST_ENV
+from tests.conftest import TEST_ENV, services_for
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
 from tests.stripe_events import build_test_event, sign, signed_delivery
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def connect(services: Any, user_id: str, *connection_ids: str) -> None:
     for n, cid in enumerate(connection_ids):
-        services.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
+        services.realtime.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
 
 
 def deliver(
@@ -422,12 +422,14 @@ def test_both_ways_configured_at_once_is_an_error() -> None:
 
 
 @pytest.fixture
-def ssm_services(aws: dict[str, Any], ssm: Any, firebase_certs: Any) -> Iterator[Any]:
+def ssm_services(
+    aws: dict[str, Any], ssm: Any, firebase_certs: Any, management_api_url: str
+) -> Iterator[Any]:
     """The app's services with the webhook secret named by STRIPE_WEBHOOK_SECRET_PARAM."""
     settings = Settings.from_env(
         {**TEST_ENV, "STRIPE_WEBHOOK_SECRET": "", "STRIPE_WEBHOOK_SECRET_PARAM": "/test/stripe-webhook"}
     )
-    built = services_module.Services(settings, dynamodb=aws["dynamodb"], sns=aws["sns"])
+    built = services_for(settings, management_api_url, dynamodb=aws["dynamodb"], sns=aws["sns"])
     built.ssm = ssm
     services_module.use(built)
     yield built

@@ -16,16 +16,16 @@ def test_reads_every_setting_from_the_environment() -> None:
             "FIREBASE_CHECK_REVOKED": "true",
         }
     )
-    assert settings.stage == "prod"
-    assert settings.firebase_project_id == "acme"
-    assert settings.websocket_endpoint == "https://x.execute-api.eu-west-1.amazonaws.com/api"
-    assert settings.connections_table == "c"
-    assert settings.max_connections_per_user == 3
-    assert settings.check_revoked_tokens is True
+    assert settings.realtime.stage == "prod"
+    assert settings.realtime.firebase_project_id == "acme"
+    assert settings.realtime.websocket_endpoint == "https://x.execute-api.eu-west-1.amazonaws.com/api"
+    assert settings.realtime.connections_table == "c"
+    assert settings.realtime.max_connections_per_user == 3
+    assert settings.realtime.check_revoked_tokens is True
 
 
 def test_defaults_cap_to_ten_connections() -> None:
-    assert Settings.from_env({}).max_connections_per_user == 10
+    assert Settings.from_env({}).realtime.max_connections_per_user == 10
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -36,7 +36,7 @@ def test_auth_emulator_is_refused_outside_local(stage: str) -> None:
 
 def test_auth_emulator_is_allowed_locally() -> None:
     settings = Settings.from_env({"APP_STAGE": "local", "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"})
-    assert settings.is_local
+    assert settings.realtime.is_local
 
 
 @pytest.mark.parametrize(

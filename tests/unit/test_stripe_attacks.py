@@ -24,7 +24,7 @@ from chalice.test import Client
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from app import app
-from chalicelib.connections import Connection
+from chalicelib.realtime.connections import Connection
 from tests.conftest import TEST_ENV
 from tests.stripe_events import build_test_event, sign, signed_delivery
 
@@ -33,7 +33,7 @@ SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]
 
 @pytest.fixture
 def client(services: Any) -> Iterator[Client]:
-    services.connections.add(Connection("alice-tab", "alice", 1_700_000_000_000))
+    services.realtime.connections.add(Connection("alice-tab", "alice", 1_700_000_000_000))
     with Client(app) as test_client:
         yield test_client
 

@@ -22,10 +22,10 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from chalicelib.connections import Connection
-from chalicelib.curl_transport import CurlTransport
-from chalicelib.notifier import DeliveryReport, Notifier, frame
-from chalicelib.transport import (
+from chalicelib.realtime.connections import Connection
+from chalicelib.realtime.curl_transport import CurlTransport
+from chalicelib.realtime.notifier import DeliveryReport, Notifier, frame
+from chalicelib.realtime.transport import (
     AiohttpTransport,
     Boto3ThreadPoolTransport,
     ManagementTransport,
@@ -367,34 +367,34 @@ def test_the_notifier_cleans_gone_rows_and_reports_every_outcome(
     services: Any, stand_in: StandIn, make_transport: Any
 ) -> None:
     for n, cid in enumerate(["a1", "a2", "a3", "a4", "a5", "a6"]):
-        services.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
-    services.connections.add(Connection("b1", "bob", 1_700_000_000_000))
+        services.realtime.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
+    services.realtime.connections.add(Connection("b1", "bob", 1_700_000_000_000))
     stand_in.script.update(
         {"a2": ["410"], "a3": ["500"] * 10, "a4": ["429", "200"], "a5": ["drop", "200"], "b1": ["410"]}
     )
-    notifier = Notifier(services.connections, make_transport(stand_in.url))
+    notifier = Notifier(services.realtime.connections, make_transport(stand_in.url))
     report = notifier.notify_users(["alice", "bob"], "chat-messages-updated")
     assert report == DeliveryReport(delivered=4, gone=2, failed=1)
     for cid in ("a1", "a4", "a5", "a6"):
         assert stand_in.frames(cid) == [b'{"event":"chat-messages-updated"}']
     # Gone rows are deleted; a failed one stays for the next notify (or its TTL).
-    assert services.connections.connection_ids_of("alice") == ["a1", "a3", "a4", "a5", "a6"]
-    assert services.connections.connection_ids_of("bob") == []
+    assert services.realtime.connections.connection_ids_of("alice") == ["a1", "a3", "a4", "a5", "a6"]
+    assert services.realtime.connections.connection_ids_of("bob") == []
 
 
 def test_the_notifier_posts_concurrently_to_many_users(services: Any, stand_in: StandIn) -> None:
     users = [f"u{n}" for n in range(30)]
     for user in users:
         for k in range(3):
-            services.connections.add(Connection(f"{user}-{k}", user, 1_700_000_000_000 + k))
+            services.realtime.connections.add(Connection(f"{user}-{k}", user, 1_700_000_000_000 + k))
     stand_in.script.update({"u3-1": ["410"], "u7-0": ["410"]})
     transport = aiohttp_transport(stand_in.url)
     try:
-        report = Notifier(services.connections, transport).notify_users(users, "jobs-updated")
+        report = Notifier(services.realtime.connections, transport).notify_users(users, "jobs-updated")
     finally:
         transport.close()
     assert report == DeliveryReport(delivered=88, gone=2, failed=0)
-    assert services.connections.connection_ids_of("u3") == ["u3-0", "u3-2"]
+    assert services.realtime.connections.connection_ids_of("u3") == ["u3-0", "u3-2"]
     assert len([s for s in stand_in.seen if s.status == "200"]) == 88
 
 
@@ -479,11 +479,11 @@ def count_aws_calls(client: Any) -> list[str]:
 @pytest.mark.parametrize("k", [1, 5, 40])
 def test_notify_to_k_connections_is_one_query_and_k_posts(services: Any, stand_in: StandIn, k: int) -> None:
     for n in range(k):
-        services.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
+        services.realtime.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
     calls = count_aws_calls(services.dynamodb)
     transport = aiohttp_transport(stand_in.url)
     try:
-        report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
+        report = Notifier(services.realtime.connections, transport).notify("alice", "jobs-updated")
     finally:
         transport.close()
     assert report == DeliveryReport(delivered=k)
@@ -493,12 +493,12 @@ def test_notify_to_k_connections_is_one_query_and_k_posts(services: Any, stand_i
 
 def test_gone_rows_cost_one_batch_write_per_25(services: Any, stand_in: StandIn) -> None:
     for n in range(30):
-        services.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
+        services.realtime.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
     stand_in.script.update({f"a{n}": ["410"] for n in range(27)})
     calls = count_aws_calls(services.dynamodb)
     transport = aiohttp_transport(stand_in.url)
     try:
-        report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
+        report = Notifier(services.realtime.connections, transport).notify("alice", "jobs-updated")
     finally:
         transport.close()
     assert report == DeliveryReport(delivered=3, gone=27)

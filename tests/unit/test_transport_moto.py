@@ -18,10 +18,10 @@ import pytest
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.server import ThreadedMotoServer
 
-from chalicelib.connections import Connection
-from chalicelib.curl_transport import CurlTransport
-from chalicelib.notifier import DeliveryReport, Notifier
-from chalicelib.transport import AiohttpTransport, Outcome
+from chalicelib.realtime.connections import Connection
+from chalicelib.realtime.curl_transport import CurlTransport
+from chalicelib.realtime.notifier import DeliveryReport, Notifier
+from chalicelib.realtime.transport import AiohttpTransport, Outcome
 from tests.management_api import GoneError
 
 
@@ -52,15 +52,15 @@ def test_frames_reach_moto_and_gone_rows_are_deleted(
 ) -> None:
     url, backend = moto_management_api
     for n, cid in enumerate(["a1", "a2", "a3"]):
-        services.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
+        services.realtime.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
     backend.gone.add("a2")
     transport = make_transport(url)
     try:
-        report = Notifier(services.connections, transport).notify("alice", "jobs-updated")
+        report = Notifier(services.realtime.connections, transport).notify("alice", "jobs-updated")
         assert report == DeliveryReport(delivered=2, gone=1, failed=0)
         assert json.loads(backend.connections["a1"].data) == {"event": "jobs-updated"}
         assert json.loads(backend.connections["a3"].data) == {"event": "jobs-updated"}
-        assert services.connections.connection_ids_of("alice") == ["a1", "a3"]
+        assert services.realtime.connections.connection_ids_of("alice") == ["a1", "a3"]
         assert transport.delete_connection("a1") == Outcome.DELIVERED
         assert "a1" not in backend.connections
     finally:

@@ -23,7 +23,7 @@ def connect(client: Client, connection_id: str, token: str, *, via: str = "heade
 
 
 def rows(services: Any) -> dict[str, dict[str, Any]]:
-    items = services.dynamodb.scan(TableName=services.settings.connections_table)["Items"]
+    items = services.dynamodb.scan(TableName=services.settings.realtime.connections_table)["Items"]
     return {item["connection_id"]["S"]: item for item in items}
 
 
@@ -54,7 +54,7 @@ def test_row_expires_a_little_after_the_two_hour_limit(
     connected_at_s = int(row["connected_at"]["N"]) // 1000
     lifetime = int(row["expires_at"]["N"]) - connected_at_s
     assert 2 * 3600 < lifetime <= 2 * 3600 + 15 * 60
-    ttl = services.dynamodb.describe_time_to_live(TableName=services.settings.connections_table)
+    ttl = services.dynamodb.describe_time_to_live(TableName=services.settings.realtime.connections_table)
     assert ttl["TimeToLiveDescription"]["AttributeName"] == "expires_at"
 
 

@@ -1,4 +1,4 @@
-"""Structured logs, correlation ids and per-notify metrics.
+"""Structured logs and correlation ids: one JSON line per record, tagged with its invocation.
 
 Every log record of the app (stdlib `logging.getLogger(__name__)` with `extra={...}`) is
 written as one JSON object per line, tagged with the invocation it belongs to:
@@ -6,15 +6,13 @@ written as one JSON object per line, tagged with the invocation it belongs to:
     configure_logging("INFO", app.log)   # once, at import of app.py
     # in a handler, inside the `correlated` middleware:
     logger.info("connected", extra={"connection_id": "abc="})
-    # {"timestamp": "2024-11-20T10:00:00.123Z", "level": "INFO", "logger": "chalicelib.websocket",
+    # {"timestamp": "2024-11-20T10:00:00.123Z", "level": "INFO", "logger": "chalicelib.realtime.websocket",
     #  "message": "connected", "correlation_id": "req-abc", "function_name": "chalice-realtime-dev",
     #  "function_request_id": "5b0e...", "cold_start": true, "connection_id": "abc="}
 
-Each notify is reported by `NotifyMetrics`: one "notified" log line with its own `notify_id`,
-and one CloudWatch Embedded Metric Format blob (Powertools Metrics) with delivered, gone,
-failed and duration. The standard library does the logging because the app already logs
-through it and because it costs nothing at import; Powertools (about 20 ms to import) is
-loaded on the first notify only.
+The standard library does the logging because the app already logs through it and because
+it costs nothing at import. Each notify's log line and metrics live beside the notifier
+(`metrics.py`).
 """
 
 from __future__ import annotations
@@ -30,15 +28,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-
-if TYPE_CHECKING:
-    from chalicelib.notifier import DeliveryReport
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = "ChaliceRealtime"
-SERVICE = "chalice-realtime"
 APP_LOGGERS = ("app", "chalicelib")
 CORRELATION_HEADER = "X-Correlation-Id"
 # A caller's id is echoed into every log line: short, and nothing that could smuggle a token or a newline.
@@ -74,7 +67,8 @@ _CORE_FIELDS = frozenset({"timestamp", "level", "logger"})
 _RUNTIME_REQUEST_ID = "aws_request_id"
 
 
-def _new_id() -> str:
+def new_id() -> str:
+    """A random 32-hex-digit id (notify ids, correlation ids of events that carry none)."""
     return os.urandom(16).hex()  # as unique as a uuid4, without importing uuid on cold start
 
 
@@ -156,7 +150,7 @@ def invocation_of(event: Any) -> Invocation:
     request_context = raw.get("requestContext") or {}
     lambda_request_id = getattr(context, "aws_request_id", None)
     return Invocation(
-        correlation_id=caller_id or _event_id(raw) or lambda_request_id or _new_id(),
+        correlation_id=caller_id or _event_id(raw) or lambda_request_id or new_id(),
         function_name=getattr(context, "function_name", None),
         function_request_id=lambda_request_id,
         cold_start=cold,
@@ -308,6 +302,8 @@ def configure_logging(level: str, *chalice_loggers: logging.Logger) -> None:
     logging itself (the local stack, pytest) keeps its handlers. `chalice_loggers` (Chalice's
     `app.log`, which it gives its own plain-text stdout handler) are routed to the root logger.
     """
+    global _logging_configured
+    _logging_configured = True
     root = logging.getLogger()
     runtime = [h for h in root.handlers if type(h).__name__.startswith("LambdaLoggerHandler")]
     for handler in runtime:
@@ -323,71 +319,13 @@ def configure_logging(level: str, *chalice_loggers: logging.Logger) -> None:
         chalice_logger.propagate = True
 
 
-# ---------------------------------------------------------------- notify reports and metrics
+_logging_configured = False
 
 
-class NotifyObserver(Protocol):
-    """Told of every notify, after it: its key, how many users, the report, how long it took."""
+def configure_logging_once(level: str) -> None:
+    """`configure_logging(level)` unless the process did it already (the app at import, say).
 
-    def __call__(self, event_key: str, users: int, report: DeliveryReport, duration_ms: float) -> object: ...
-
-
-def log_notify(event_key: str, users: int, report: DeliveryReport, duration_ms: float) -> str:
-    """Log one notify's report with a new `notify_id` (returned), linked to the current correlation id.
-
-    notify_id = log_notify("jobs-updated", 1, DeliveryReport(delivered=2), 12.5)
+    The blueprint's handlers call it: deployed, their Lambda imports the blueprint's module, not `app.py`.
     """
-    notify_id = _new_id()
-    logger.info(
-        "notified",
-        extra={
-            "notify_id": notify_id,
-            "event_key": event_key,
-            "users": users,
-            "delivered": report.delivered,
-            "gone": report.gone,
-            "failed": report.failed,
-            "duration_ms": round(duration_ms, 3),
-        },
-    )
-    return notify_id
-
-
-class NotifyMetrics:
-    """Observer of each notify: the "notified" log line plus one EMF blob on stdout.
-
-    notifier = Notifier(store, transport, observer=NotifyMetrics(stage="prod"))
-
-    Metrics (namespace `ChaliceRealtime`): `delivered`, `gone`, `failed` (Count) and `duration`
-    (Milliseconds), per dimension sets [service, stage] and [service, stage, event_key]; the
-    blob also carries `notify_id` and `correlation_id` for Logs Insights. Powertools' own
-    `POWERTOOLS_METRICS_DISABLED=true` silences them.
-    """
-
-    def __init__(self, stage: str, *, namespace: str = NAMESPACE, service: str = SERVICE) -> None:
-        self._stage = stage
-        self._namespace = namespace
-        self._service = service
-
-    def __call__(self, event_key: str, users: int, report: DeliveryReport, duration_ms: float) -> None:
-        notify_id = log_notify(event_key, users, report, duration_ms)
-        try:
-            self._emit(event_key, report, duration_ms, notify_id)
-        except Exception:
-            # A metric lost must never cost the caller its notify.
-            logger.exception("could not emit notify metrics", extra={"notify_id": notify_id})
-
-    def _emit(self, event_key: str, report: DeliveryReport, duration_ms: float, notify_id: str) -> None:
-        from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
-        metrics = EphemeralMetrics(namespace=self._namespace, service=self._service)
-        metrics.add_dimension("service", self._service)
-        metrics.add_dimension("stage", self._stage)
-        metrics.add_dimensions(service=self._service, stage=self._stage, event_key=event_key)
-        metrics.add_metric("delivered", MetricUnit.Count, report.delivered)
-        metrics.add_metric("gone", MetricUnit.Count, report.gone)
-        metrics.add_metric("failed", MetricUnit.Count, report.failed)
-        metrics.add_metric("duration", MetricUnit.Milliseconds, round(duration_ms, 3))
-        metrics.add_metadata("notify_id", notify_id)
-        metrics.add_metadata("correlation_id", correlation_id())
-        metrics.flush_metrics(raise_on_empty_metrics=True)
+    if not _logging_configured:
+        configure_logging(level)

@@ -3,7 +3,7 @@
 `python -m bench.fanout` compares it with the plain client (aiohttp + botocore `SigV4Auth`
 per request): the HTTP work happens in libcurl's C code, up to `concurrency` easy handles
 are reused with their keep-alive connections, and requests are signed with a key derived
-once a day (`chalicelib.signing`). The retry, `Retry-After`, deadline and 410 rules are
+once a day (`signing.py`). The retry, `Retry-After`, deadline and 410 rules are
 those of `RetryPolicy`, as for the aiohttp transport.
 """
 
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from chalicelib.signing import RequestSigner
-from chalicelib.transport import RETRYABLE_STATUSES, Outcome, RetryPolicy, region_of
+from .signing import RequestSigner
+from .transport import RETRYABLE_STATUSES, Outcome, RetryPolicy, region_of
 
 logger = logging.getLogger(__name__)
 

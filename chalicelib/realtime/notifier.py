@@ -4,27 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from typing import Protocol
 
-from chalicelib.connections import ConnectionStore
-from chalicelib.observability import NotifyObserver, log_notify
-from chalicelib.transport import ManagementTransport, Outcome, SubmittingTransport
+from .connections import ConnectionStore
+from .delivery import DeliveryReport
+from .identifiers import validate_event_key
+from .metrics import NotifyObserver, log_notify
+from .transport import ManagementTransport, Outcome, SubmittingTransport
+
+__all__ = ["DeliveryReport", "Notifier", "Notifies", "frame"]
 
 logger = logging.getLogger(__name__)
-
-EVENT_KEY_PATTERN = re.compile(r"[a-z0-9][a-z0-9.:-]{0,63}")
-
-
-def validate_event_key(event_key: object) -> str:
-    """Return `event_key` if it matches `^[a-z0-9][a-z0-9.:-]{0,63}$`, else raise `ValueError`."""
-    if not isinstance(event_key, str) or not EVENT_KEY_PATTERN.fullmatch(event_key):
-        raise ValueError(f"invalid event key {event_key!r}: expected ^[a-z0-9][a-z0-9.:-]{{0,63}}$")
-    return event_key
 
 
 def frame(event_key: str) -> bytes:
@@ -32,23 +26,16 @@ def frame(event_key: str) -> bytes:
     return json.dumps({"event": validate_event_key(event_key)}, separators=(",", ":")).encode()
 
 
-@dataclass(frozen=True)
-class DeliveryReport:
-    """What became of one notify: frames delivered, connections found gone (and
-    deleted), and frames that still failed after retries."""
+class Notifies(Protocol):
+    """What a feature needs to tell browsers to refetch: a `Notifier`, or a test's stand-in.
 
-    delivered: int = 0
-    gone: int = 0
-    failed: int = 0
+    class Chat:
+        def __init__(self, ..., notifier: Notifies) -> None: ...
+    """
 
-    def __add__(self, other: DeliveryReport) -> DeliveryReport:
-        return DeliveryReport(
-            self.delivered + other.delivered, self.gone + other.gone, self.failed + other.failed
-        )
+    def notify(self, user_id: str, event_key: str) -> DeliveryReport: ...
 
-    @property
-    def connections(self) -> int:
-        return self.delivered + self.gone + self.failed
+    def notify_users(self, user_ids: Iterable[str], event_key: str) -> DeliveryReport: ...
 
 
 class Notifier:

@@ -1,14 +1,14 @@
-"""Verification of Firebase ID tokens through firebase-admin.
+"""Who holds a token: the `TokenVerifier` interface and its default, Firebase ID tokens.
 
 `firebase_admin` is imported on first use: it costs about 120 ms, and most
-Lambdas of the app (the job runner, the Stripe webhook) never verify a token.
+Lambdas of an app (a job runner, a webhook) never verify a token.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +23,20 @@ class AuthUnavailable(Exception):
     """Tokens cannot be checked right now (certificates unreachable): retry later."""
 
 
-class TokenVerifier:
+class TokenVerifier(Protocol):
+    """Turns a bearer token into the id of the user it was issued to.
+
+    `$connect` and the REST authorizer both ask it; any identity provider whose
+    tokens API Gateway clients can carry fits behind it.
+    """
+
+    def verify(self, token: str) -> str:
+        """Return the token's user id, or raise `InvalidToken` (refused, 401) or
+        `AuthUnavailable` (cannot check now, 503)."""
+        ...
+
+
+class FirebaseVerifier:
     """Turns a Firebase ID token into the uid it was issued to.
 
     Uses `firebase_admin.auth.verify_id_token`: RS256 signature against Google's
@@ -31,7 +44,7 @@ class TokenVerifier:
     invocations verify offline), audience and issuer of the project, expiry.
     No service-account key is needed: only the project id.
 
-        verifier = TokenVerifier("my-project")
+        verifier = FirebaseVerifier("my-project")
         uid = verifier.verify(id_token)
     """
 

@@ -26,7 +26,7 @@ from urllib.parse import quote, urlsplit
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from chalicelib.aws import RETRIES
+from .aws import RETRIES
 
 if TYPE_CHECKING:
     import asyncio

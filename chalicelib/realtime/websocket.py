@@ -9,10 +9,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from chalicelib.auth import AuthUnavailable, InvalidToken, TokenVerifier
-from chalicelib.connections import Connection, ConnectionStore
-from chalicelib.notifier import frame
-from chalicelib.transport import ManagementTransport, Outcome
+from .auth import AuthUnavailable, InvalidToken, TokenVerifier
+from .connections import Connection, ConnectionStore
+from .notifier import frame
+from .transport import ManagementTransport, Outcome
 
 logger = logging.getLogger(__name__)
 

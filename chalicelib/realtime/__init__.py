@@ -1,0 +1,69 @@
+"""Realtime notifications for a Chalice app: push event keys over a WebSocket, refetch over REST.
+
+    from chalicelib.realtime import caller_id, notify, realtime, realtime_auth
+
+    app.experimental_feature_flags.update(["WEBSOCKETS"])
+    app.register_blueprint(realtime)          # $connect, $disconnect, $default (ping/pong)
+
+    @app.route("/orders", methods=["POST"], authorizer=realtime_auth)
+    def create_order():
+        ...
+        notify(caller_id(), "orders-updated")  # DeliveryReport(delivered=2, gone=0, failed=0)
+
+This package is self-contained (relative imports only, nothing from the app that
+uses it): copy the folder into another app's `chalicelib/` and it works there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .auth import AuthUnavailable, FirebaseVerifier, InvalidToken, TokenVerifier
+from .blueprint import caller_id, realtime, realtime_auth
+from .delivery import DeliveryReport
+from .identifiers import validate_event_key
+from .notifier import Notifier, Notifies
+from .runtime import Realtime, current, use
+from .settings import ConfigurationError, RealtimeSettings
+
+
+def notify(user_id: str, event_key: str) -> DeliveryReport:
+    """Send `{"event": event_key}` to every live connection of `user_id`.
+
+    Works from any Lambda of the app and from plain Python; the Management API
+    endpoint comes from `WEBSOCKET_ENDPOINT`. Never raises for delivery problems;
+    a malformed key raises `ValueError` before any I/O.
+
+        notify("uid-1", "jobs-updated")  # DeliveryReport(delivered=2, gone=0, failed=0)
+    """
+    return current().notifier.notify(user_id, event_key)
+
+
+def notify_users(user_ids: Iterable[str], event_key: str) -> DeliveryReport:
+    """Send `{"event": event_key}` to every live connection of each user (duplicates once).
+
+    notify_users(["uid-1", "uid-2"], "chat-messages-updated")
+    """
+    return current().notifier.notify_users(user_ids, event_key)
+
+
+__all__ = [
+    "AuthUnavailable",
+    "ConfigurationError",
+    "DeliveryReport",
+    "FirebaseVerifier",
+    "InvalidToken",
+    "Notifier",
+    "Notifies",
+    "Realtime",
+    "RealtimeSettings",
+    "TokenVerifier",
+    "caller_id",
+    "current",
+    "notify",
+    "notify_users",
+    "realtime",
+    "realtime_auth",
+    "use",
+    "validate_event_key",
+]

@@ -1,0 +1,91 @@
+"""The core's Chalice `Blueprint`: the WebSocket routes and an authorizer for REST routes.
+
+    from chalicelib.realtime import caller_id, realtime, realtime_auth
+
+    app.experimental_feature_flags.update(["WEBSOCKETS"])
+    app.register_blueprint(realtime)
+
+    @app.route("/me", authorizer=realtime_auth)
+    def me():
+        return {"user_id": caller_id()}
+
+Deployed, each handler here is its own Lambda function whose handler is this module
+(`chalicelib.realtime.blueprint.ws_connect`, ...), so Lambda imports this module and not
+the app's `app.py`: the handlers configure logging and correlation themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+from chalice import AuthResponse, Blueprint, Response
+from chalice.app import AuthRequest, WebsocketAPI, WebsocketEvent
+
+from . import observability, runtime
+from .auth import AuthUnavailable, InvalidToken, bearer_token
+
+realtime = Blueprint(__name__)
+# Chalice hands WebSocket handlers a `WebsocketEvent` only when the decorating object has a
+# `websocket_api`; a Blueprint has none of its own.
+realtime.websocket_api = WebsocketAPI()
+
+
+@contextlib.contextmanager
+def _invocation(event: WebsocketEvent) -> Iterator[runtime.Realtime]:
+    """The core's components, with logging set up and the event's correlation id current."""
+    core = runtime.current()
+    observability.configure_logging_once(core.settings.log_level)
+    with observability.running(observability.invocation_of(event)):
+        yield core
+
+
+@realtime.authorizer()
+def realtime_auth(auth_request: AuthRequest) -> AuthResponse:
+    """`Authorization: Bearer <token>` checked by the core's `TokenVerifier`; the principal: its user id."""
+    core = runtime.current()
+    observability.configure_logging_once(core.settings.log_level)
+    try:
+        user_id = core.verifier.verify(bearer_token(auth_request.token))
+    except (InvalidToken, AuthUnavailable):
+        return AuthResponse(routes=[], principal_id="anonymous")
+    # '*' lets API Gateway cache this answer for the token across all routes.
+    return AuthResponse(routes=["*"], principal_id=user_id)
+
+
+def caller_id() -> str:
+    """The user id of the caller of the current REST request, as `realtime_auth` found it.
+
+    @app.route("/me", authorizer=realtime_auth)
+    def me():
+        return {"user_id": caller_id()}
+    """
+    request = realtime.current_request
+    return str(request.context["authorizer"]["principalId"])
+
+
+@realtime.on_ws_connect()
+def ws_connect(event: WebsocketEvent) -> Response:
+    with _invocation(event) as core:
+        raw = event.to_dict()
+        result = core.websocket.connect(
+            event.connection_id, raw.get("headers"), raw.get("queryStringParameters")
+        )
+    if not result.admitted:
+        return Response(body={"message": result.reason}, status_code=result.status)
+    headers: dict[str, str | list[str]] = (
+        {"Sec-WebSocket-Protocol": result.subprotocol} if result.subprotocol else {}
+    )
+    return Response(body="", status_code=200, headers=headers)
+
+
+@realtime.on_ws_disconnect()
+def ws_disconnect(event: WebsocketEvent) -> None:
+    with _invocation(event) as core:
+        core.websocket.disconnect(event.connection_id)
+
+
+@realtime.on_ws_message()
+def ws_message(event: WebsocketEvent) -> None:
+    with _invocation(event) as core:
+        core.websocket.receive(event.connection_id, event.to_dict().get("body"))

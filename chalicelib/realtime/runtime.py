@@ -1,0 +1,125 @@
+"""The core's components, built lazily from its settings once per process and reused while warm.
+
+The blueprint's handlers and `notify()` get them from `current()`; tests and scripts
+install their own with `use(...)` instead of patching modules:
+
+    realtime = Realtime(RealtimeSettings.from_env(environ), dynamodb=moto_client)
+    runtime.use(realtime)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from . import aws
+from .auth import FirebaseVerifier, TokenVerifier
+from .connections import ConnectionStore
+from .curl_transport import CurlTransport
+from .metrics import NotifyMetrics, NotifyObserver
+from .notifier import Notifier
+from .settings import RealtimeSettings, get_settings
+from .transport import AiohttpTransport, Boto3ThreadPoolTransport, ManagementTransport
+from .websocket import WebsocketSessions
+
+
+class Realtime:
+    """Lazily built core components; each is created on first use only.
+
+    realtime = Realtime(settings)
+    realtime.notifier.notify("uid-1", "jobs-updated")
+
+    Every collaborator can be passed in; what is not is built from `settings`. The
+    transport is the one `settings.transport` names unless one is given: injecting a
+    DynamoDB client never changes it.
+    """
+
+    def __init__(
+        self,
+        settings: RealtimeSettings,
+        *,
+        dynamodb: Any = None,
+        transport: ManagementTransport | None = None,
+        verifier: TokenVerifier | None = None,
+        observer: NotifyObserver | None = None,
+    ) -> None:
+        self.settings = settings
+        self._dynamodb = dynamodb
+        self._transport = transport
+        self._verifier = verifier
+        self._observer = observer
+
+    @functools.cached_property
+    def dynamodb(self) -> Any:
+        return self._dynamodb or aws.client("dynamodb", max_pool_connections=32)
+
+    @functools.cached_property
+    def transport(self) -> ManagementTransport:
+        return self._transport or transport_for(self.settings.transport, self.settings.websocket_endpoint)
+
+    @functools.cached_property
+    def verifier(self) -> TokenVerifier:
+        return self._verifier or FirebaseVerifier(
+            self.settings.firebase_project_id, check_revoked=self.settings.check_revoked_tokens
+        )
+
+    @functools.cached_property
+    def connections(self) -> ConnectionStore:
+        return ConnectionStore(self.settings.connections_table, self.dynamodb)
+
+    @functools.cached_property
+    def notifier(self) -> Notifier:
+        observer = self._observer or NotifyMetrics(self.settings.stage)
+        return Notifier(self.connections, self.transport, observer=observer)
+
+    @functools.cached_property
+    def websocket(self) -> WebsocketSessions:
+        return WebsocketSessions(
+            self.verifier,
+            self.connections,
+            self.transport,
+            max_connections_per_user=self.settings.max_connections_per_user,
+        )
+
+    def close(self) -> None:
+        """Stop what was started for this instance: the transport's loop and pooled connections (tests,
+        scripts; a Lambda process never needs it)."""
+        transport = self.__dict__.get("transport")  # only if it was built
+        close = getattr(transport, "close", None)
+        if callable(close):
+            close()
+
+
+def transport_for(kind: str, endpoint_url: str) -> ManagementTransport:
+    """The transport `REALTIME_TRANSPORT` names (`curl`, `aiohttp` or `boto3`) for `endpoint_url`.
+
+    transport = transport_for("curl", "https://abc.execute-api.eu-west-1.amazonaws.com/dev")
+    """
+    if kind == "curl":
+        return CurlTransport(endpoint_url)
+    if kind == "aiohttp":
+        return AiohttpTransport(endpoint_url)
+    if kind == "boto3":
+        return Boto3ThreadPoolTransport(endpoint_url)
+    raise ValueError(f"unknown transport {kind!r}: expected curl, aiohttp or boto3")
+
+
+_current: Realtime | None = None
+_lock = threading.Lock()
+
+
+def current() -> Realtime:
+    """The process's core components, built from the environment's settings on first use."""
+    global _current
+    if _current is None:
+        with _lock:
+            if _current is None:
+                _current = Realtime(get_settings())
+    return _current
+
+
+def use(realtime: Realtime | None) -> None:
+    """Install `realtime` for this process (tests, scripts); `None` rebuilds from settings on next use."""
+    global _current
+    _current = realtime

@@ -1,7 +1,8 @@
 """Secrets given by value (local stack, tests) or by reference to an SSM SecureString (AWS stages).
 
-The value is read once per process and kept while the Lambda is warm, so a
-webhook costs no SSM call after the first. Nothing here ever logs the value.
+A parameter is read through Powertools' parameters utility and kept for `max_age` seconds, so
+a warm Lambda costs no SSM call per webhook yet picks up a rotated secret within minutes.
+Nothing here ever logs the value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 from chalicelib.realtime import aws
 from chalicelib.settings import ConfigurationError
 
+# How long a value read from SSM is used before it is read again (a rotated secret takes this long).
+SECRET_MAX_AGE_SECONDS = 300
 # SSM answers these when the parameter or the permission to read it is missing: retrying cannot help.
 _CONFIGURATION_ERRORS = {
     "ParameterNotFound": "does not exist",
@@ -29,7 +32,7 @@ class SecretSetting:
     `ConfigurationError` too and is not cached, so fixing it needs no redeploy.
 
         secret = SecretSetting("STRIPE_WEBHOOK_SECRET", "", "STRIPE_WEBHOOK_SECRET_PARAM", "/prod/stripe")
-        secret.get()  # 'whsec_...', read from SSM on the first call only
+        secret.get()  # 'whsec_...', read from SSM at most once per `max_age` seconds
     """
 
     def __init__(
@@ -40,13 +43,15 @@ class SecretSetting:
         parameter_name: str,
         *,
         ssm: Any = None,
+        max_age: int = SECRET_MAX_AGE_SECONDS,
     ) -> None:
         self._variable = variable
         self._value = value
         self._parameter_variable = parameter_variable
         self._parameter_name = parameter_name
         self._ssm = ssm
-        self._cached: str | None = None
+        self._max_age = max_age
+        self._provider: Any = None  # Powertools' SSMProvider, built on first read
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -56,13 +61,6 @@ class SecretSetting:
 
     def get(self) -> str:
         """The secret; raises `ConfigurationError` (naming what to set) when it cannot be had."""
-        if self._cached is None:
-            with self._lock:
-                if self._cached is None:
-                    self._cached = self._resolve()
-        return self._cached
-
-    def _resolve(self) -> str:
         if self._value and self._parameter_name:
             raise ConfigurationError(
                 f"both {self._variable} and {self._parameter_variable} are set; set only one "
@@ -79,22 +77,29 @@ class SecretSetting:
         return self._read_parameter()
 
     def _read_parameter(self) -> str:
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
         from botocore.exceptions import ClientError
 
-        ssm = self._ssm or aws.client("ssm")
+        if self._provider is None:
+            with self._lock:
+                if self._provider is None:
+                    self._provider = SSMProvider(boto3_client=self._ssm or aws.client("ssm"))
         try:
-            response = ssm.get_parameter(Name=self._parameter_name, WithDecryption=True)
-        except ClientError as exc:
-            problem = _CONFIGURATION_ERRORS.get(exc.response.get("Error", {}).get("Code", ""))
+            value = self._provider.get(self._parameter_name, decrypt=True, max_age=self._max_age)
+        except GetParameterError as exc:
+            # Powertools wraps the SDK's error; the code that says what went wrong is on the original.
+            cause = exc.__context__
+            code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
+            problem = _CONFIGURATION_ERRORS.get(code)
             if problem is None:
                 raise  # throttling or an outage: transient, let the caller answer 5xx and be retried
             raise ConfigurationError(
                 f"the SSM parameter {self._parameter_name!r} named by {self._parameter_variable} {problem}; "
                 f"create it as a SecureString holding {self._variable}, or point {self._parameter_variable} "
                 "at the right name"
-            ) from exc
-        value = str(response["Parameter"].get("Value") or "")
-        if not value.strip():
+            ) from cause
+        if not isinstance(value, str) or not value.strip():
             raise ConfigurationError(
                 f"the SSM parameter {self._parameter_name!r} named by {self._parameter_variable} is empty"
             )

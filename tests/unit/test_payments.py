@@ -383,15 +383,28 @@ def ssm(aws: Any) -> Any:
     return boto3.client("ssm", region_name="us-east-1")
 
 
-def test_the_secret_is_read_from_an_ssm_securestring_once(ssm: Any) -> None:
+def test_the_secret_is_read_from_an_ssm_securestring_once_per_max_age(ssm: Any) -> None:
     ssm.put_parameter(Name="/chalice-realtime/stripe", Value="whsec_from_ssm", Type="SecureString")
     secret = SecretSetting(
         "STRIPE_WEBHOOK_SECRET", "", "STRIPE_WEBHOOK_SECRET_PARAM", "/chalice-realtime/stripe", ssm=ssm
     )
     assert secret.get() == "whsec_from_ssm"
     ssm.delete_parameter(Name="/chalice-realtime/stripe")
-    assert secret.get() == "whsec_from_ssm"  # cached for the life of the process
+    assert secret.get() == "whsec_from_ssm"  # kept while warm: no SSM call per webhook
     assert "whsec" not in repr(secret)
+
+
+def test_a_rotated_secret_is_picked_up_once_the_kept_value_is_older_than_max_age(ssm: Any) -> None:
+    name = "/chalice-realtime/rotating"
+    ssm.put_parameter(Name=name, Value="whsec_before", Type="SecureString")
+    kept = SecretSetting("STRIPE_WEBHOOK_SECRET", "", "STRIPE_WEBHOOK_SECRET_PARAM", name, ssm=ssm)
+    expiring = SecretSetting(
+        "STRIPE_WEBHOOK_SECRET", "", "STRIPE_WEBHOOK_SECRET_PARAM", name, ssm=ssm, max_age=0
+    )
+    assert kept.get() == expiring.get() == "whsec_before"
+    ssm.put_parameter(Name=name, Value="whsec_after", Type="SecureString", Overwrite=True)
+    assert kept.get() == "whsec_before"  # younger than its max_age (300 s)
+    assert expiring.get() == "whsec_after"  # older than its max_age: read again
 
 
 def test_a_missing_parameter_is_a_configuration_error_naming_it(ssm: Any) -> None:

@@ -151,7 +151,21 @@ class DynamoDBClock:
         self.seconds += time.perf_counter() - self._started
 
 
-def worker(endpoint: str, ns: list[int], sequential_max: int, warm_calls: int) -> dict[str, Any]:
+def round_trip(endpoint: str, posts: int = 40) -> float:
+    """Median seconds of one post at a time through the app's transport: the stand-in's delay plus what
+    loopback and this machine's scheduling add to it (no concurrency, so no queueing in the client)."""
+    transport = make_transport(OURS, endpoint)
+    times = []
+    for i in range(posts):
+        started = time.perf_counter()
+        transport.post_to_connections([f"probe-{i}="], b'{"event":"bench-probe"}')
+        times.append(time.perf_counter() - started)
+    return sorted(times)[len(times) // 2]
+
+
+def worker(
+    endpoint: str, ns: list[int], sequential_max: int, warm_calls: int, kinds: list[str]
+) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
 
@@ -168,7 +182,8 @@ def worker(endpoint: str, ns: list[int], sequential_max: int, warm_calls: int) -
     raw = boto3.client("dynamodb")
     dynamodb_clock = DynamoDBClock(dynamodb)
     results: list[dict[str, Any]] = []
-    for kind in KINDS:
+    rtt = round_trip(endpoint)
+    for kind in kinds:
         transport = make_transport(kind, endpoint)
         Notifier(ConnectionStore(table_name(3), dynamodb), transport).notify(USER, "bench-warm-up")
         for n in ns:
@@ -193,12 +208,12 @@ def worker(endpoint: str, ns: list[int], sequential_max: int, warm_calls: int) -
             )
     # Many small notifies (a warm Lambda's usual day): 1 Query + 3 posts each.
     small: list[dict[str, Any]] = []
-    for kind in ("curl", "plain", "aiohttp"):
+    for kind in [k for k in kinds if k != "boto3-sequential"]:
         notifier = Notifier(ConnectionStore(table_name(3), dynamodb), make_transport(kind, endpoint))
         notifier.notify(USER, "bench-warm-up")
         _, wall, cpu = measure(lambda: [notifier.notify(USER, "bench-small") for _ in range(warm_calls)])  # noqa: B023
         small.append({"kind": kind, "wall": wall / warm_calls, "cpu": cpu / warm_calls})
-    return {"fanout": results, "small": small}
+    return {"fanout": results, "small": small, "round_trip": rtt}
 
 
 def run_worker(pinned: bool, endpoint: str, dynamodb_url: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -216,6 +231,8 @@ def run_worker(pinned: bool, endpoint: str, dynamodb_url: str, args: argparse.Na
         str(min(args.sequential_max, 100) if pinned else args.sequential_max),
         "--warm-calls",
         str(args.warm_calls),
+        "--kinds",
+        ",".join(args.kinds),
     ]
     env = {**os.environ, **AWS_ENV, "AWS_ENDPOINT_URL_DYNAMODB": dynamodb_url}
     out = subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
@@ -365,6 +382,23 @@ def plot(free: dict[str, Any], pinned: dict[str, Any], delay: float, path: str) 
     fig.savefig(path, dpi=110)
 
 
+def round_trip_note(pinned: dict[str, Any], delay: float) -> str:
+    """What one post took in this run, and the fan-out times measured against that instead of `delay`."""
+    rtt = float(pinned["round_trip"])
+    parts = []
+    for n in (1000, 10000):
+        ours = find(pinned["fanout"], OURS, n)
+        if ours:
+            parts.append(f"{n:,}: {ours['fanout'] / (n * rtt / CONCURRENCY):.2f}x")
+    return (
+        f"One post at a time took {rtt * 1000:.1f} ms here (median of 40, pinned; the stand-in waits "
+        f"{delay * 1000:.0f} ms): loopback and the machine's scheduling add the rest. Measured against "
+        f"N x {rtt * 1000:.1f} ms / {CONCURRENCY} instead, the one-core fan-out times are "
+        + (", ".join(parts) or "not measured")
+        + "."
+    )
+
+
 def report(free: dict[str, Any], pinned: dict[str, Any], args: argparse.Namespace, loads: str) -> str:
     """The Markdown the command prints and writes to `--out`."""
     small_rows = [
@@ -383,6 +417,8 @@ def report(free: dict[str, Any], pinned: dict[str, Any], args: argparse.Namespac
             "### Targets, against the plain client in the same run",
             "",
             table(TARGET_HEADERS, targets(free, pinned, args.delay)),
+            "",
+            round_trip_note(pinned, args.delay),
             "",
             "### Fan-out, pinned to one core (`taskset -c 0`, as a 1,769 MB Lambda; sequential only to 100)",
             "",
@@ -415,13 +451,17 @@ def main() -> None:
     parser.add_argument(
         "--out", default=str(ROOT / "docs" / "fanout.md"), help="Markdown tables to write ('' for none)"
     )
+    parser.add_argument(
+        "--kinds", default=",".join(KINDS), help=f"transports to run, the baseline always ({','.join(KINDS)})"
+    )
     parser.add_argument("--worker", metavar="ENDPOINT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.ns = [int(n) for n in str(args.ns).split(",")]
+    args.kinds = [k for k in KINDS if k in {*str(args.kinds).split(","), OURS, BASELINE}]
     if args.quick:
         args.ns, args.sequential_max, args.warm_calls = [n for n in args.ns if n <= 1000], 100, 30
     if args.worker:
-        print(json.dumps(worker(args.worker, args.ns, args.sequential_max, args.warm_calls)))
+        print(json.dumps(worker(args.worker, args.ns, args.sequential_max, args.warm_calls, args.kinds)))
         return
 
     os.environ.update(AWS_ENV)

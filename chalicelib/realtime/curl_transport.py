@@ -69,8 +69,21 @@ class _Batch:
         self.failures[reason] = self.failures.get(reason, 0) + 1
 
 
+class _Handle:
+    """An easy handle and what it was last set to (attributes on pycurl's own objects are slow to read)."""
+
+    __slots__ = ("body", "curl", "method", "request", "timeout_ms")
+
+    def __init__(self, curl: Any) -> None:
+        self.curl = curl
+        self.method = "POST"
+        self.body: bytes | None = None
+        self.timeout_ms = 0
+        self.request: _Request | None = None
+
+
 class _Session:
-    """One thread's CurlMulti and its easy handles, kept for the process (a warm Lambda's connections)."""
+    """One CurlMulti and its easy handles, kept for the process (a warm Lambda's connections)."""
 
     def __init__(self, transport: CurlTransport) -> None:
         import pycurl  # on first post: Lambdas that never notify do not pay for it
@@ -79,26 +92,25 @@ class _Session:
         self.transport = transport
         self.multi = pycurl.CurlMulti()
         self.multi.setopt(pycurl.M_MAXCONNECTS, transport.concurrency)
-        self.idle: list[Any] = []
-        self.handles: list[Any] = []
+        self.idle: list[_Handle] = []
+        self.handles: dict[Any, _Handle] = {}  # by pycurl handle, as info_read returns them
 
     def close(self) -> None:
-        for handle in self.handles:
-            handle.close()
+        for curl in self.handles:
+            curl.close()
         self.multi.close()
-        self.handles, self.idle = [], []
+        self.handles, self.idle = {}, []
 
-    def _new_handle(self) -> Any:
+    def _new_handle(self) -> _Handle:
         pycurl, transport = self.pycurl, self.transport
-        handle = pycurl.Curl()
-        handle.setopt(pycurl.NOSIGNAL, 1)
-        handle.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(transport.connect_timeout * 1000))
-        handle.setopt(pycurl.WRITEFUNCTION, _discard)  # bodies are not read: the status says it all
+        curl = pycurl.Curl()
+        curl.setopt(pycurl.NOSIGNAL, 1)
+        curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        curl.setopt(pycurl.CONNECTTIMEOUT_MS, int(transport.connect_timeout * 1000))
+        curl.setopt(pycurl.WRITEFUNCTION, _discard)  # bodies are not read: the status says it all
         if transport.ca_bundle:
-            handle.setopt(pycurl.CAINFO, transport.ca_bundle)
-        handle.method, handle.body, handle.timeout_ms, handle.request = "POST", None, 0, None
-        self.handles.append(handle)
+            curl.setopt(pycurl.CAINFO, transport.ca_bundle)
+        handle = self.handles[curl] = _Handle(curl)
         return handle
 
     def run(self, batch: _Batch) -> None:
@@ -125,10 +137,10 @@ class _Session:
                 finished = 0
                 while True:
                     queued, succeeded, errored = multi.info_read()
-                    for handle in succeeded:
-                        self._finish(batch, handle, None, later)
-                    for handle, code, _message in errored:
-                        self._finish(batch, handle, code, later)
+                    for curl in succeeded:
+                        self._finish(batch, self.handles[curl], None, later)
+                    for curl, code, _message in errored:
+                        self._finish(batch, self.handles[curl], code, later)
                     finished += len(succeeded) + len(errored)
                     if not queued:
                         break
@@ -152,39 +164,41 @@ class _Session:
     def _start(self, batch: _Batch, request: _Request, remaining: float) -> None:
         pycurl, transport = self.pycurl, self.transport
         handle = self.idle.pop() if self.idle else self._new_handle()
+        curl = handle.curl
         quoted = quote_segment(request.connection_id)
         headers = transport.signer.sign(
             batch.credentials, request.method, transport.path + quoted, batch.data
         )
-        handle.setopt(pycurl.URL, transport.url + quoted)
-        handle.setopt(pycurl.HTTPHEADER, [*(f"{k}: {v}" for k, v in headers.items()), *_DROPPED_HEADERS])
+        curl.setopt(pycurl.URL, transport.url + quoted)
+        curl.setopt(pycurl.HTTPHEADER, [*(f"{k}: {v}" for k, v in headers.items()), *_DROPPED_HEADERS])
         # The call's deadline, when nearer than the per-request timeout, bounds this attempt.
         timeout_ms = max(1, int(min(transport.request_timeout, remaining) * 1000))
         if timeout_ms != handle.timeout_ms:
-            handle.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+            curl.setopt(pycurl.TIMEOUT_MS, timeout_ms)
             handle.timeout_ms = timeout_ms
         if request.method != handle.method:
             if request.method == "POST":
-                handle.unsetopt(pycurl.CUSTOMREQUEST)
+                curl.unsetopt(pycurl.CUSTOMREQUEST)
             else:
-                handle.setopt(pycurl.HTTPGET, 1)
-                handle.setopt(pycurl.CUSTOMREQUEST, request.method)
+                curl.setopt(pycurl.HTTPGET, 1)
+                curl.setopt(pycurl.CUSTOMREQUEST, request.method)
             handle.method, handle.body = request.method, None
         if request.method == "POST" and handle.body is not batch.data:
-            handle.setopt(pycurl.POSTFIELDS, batch.data)  # kept by the handle: one frame, many requests
+            curl.setopt(pycurl.POSTFIELDS, batch.data)  # kept by the handle: one frame, many requests
             handle.body = batch.data
         handle.request = request
-        self.multi.add_handle(handle)
+        self.multi.add_handle(curl)
 
     def _finish(
-        self, batch: _Batch, handle: Any, error: int | None, later: list[tuple[float, int, _Request]]
+        self, batch: _Batch, handle: _Handle, error: int | None, later: list[tuple[float, int, _Request]]
     ) -> None:
-        pycurl, policy = self.pycurl, self.transport.retry
-        request: _Request = handle.request
+        pycurl, policy, curl = self.pycurl, self.transport.retry, handle.curl
+        request = handle.request
+        assert request is not None
         handle.request = None
-        status = handle.getinfo(pycurl.RESPONSE_CODE) if error is None else None
-        retry_after = handle.getinfo(pycurl.RETRY_AFTER) if status is not None and status >= 300 else 0
-        self.multi.remove_handle(handle)
+        status = curl.getinfo(pycurl.RESPONSE_CODE) if error is None else None
+        retry_after = curl.getinfo(pycurl.RETRY_AFTER) if status is not None and status >= 300 else 0
+        self.multi.remove_handle(curl)
         self.idle.append(handle)
         if status is not None:
             if 200 <= status < 300:

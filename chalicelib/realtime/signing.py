@@ -14,7 +14,7 @@ import hmac
 import re
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -39,9 +39,12 @@ class FrozenCredentials(Protocol):
 
 @dataclass(frozen=True)
 class _Key:
+    """The day's signing key as HMAC-SHA256's two keyed hash states (RFC 2104), copied per request."""
+
     secret: str
     date: str
-    mac: hmac.HMAC | None  # HMAC-SHA256 keyed with the day's signing key, copied per request
+    inner: Any = None
+    outer: Any = None
 
 
 def host_header(endpoint_url: str) -> str:
@@ -102,7 +105,7 @@ class RequestSigner:
         self.host = host_header(endpoint_url)
         self._service = service
         self._region = region
-        self._key = _Key("", "", None)
+        self._key = _Key("", "")
         self._body = (b"", EMPTY_SHA256)
         self._second = (-1, "")
 
@@ -140,25 +143,33 @@ class RequestSigner:
         string_to_sign = (
             f"{ALGORITHM}\n{amz_date}\n{scope}\n{hashlib.sha256(canonical_request.encode()).hexdigest()}"
         )
-        mac = self._signing_mac(credentials.secret_key, date).copy()
-        mac.update(string_to_sign.encode())
-        signature = mac.hexdigest()
+        key = self._signing_key(credentials.secret_key, date)
+        inner, outer = key.inner.copy(), key.outer.copy()
+        inner.update(string_to_sign.encode())
+        outer.update(inner.digest())
+        signature = outer.hexdigest()  # HMAC-SHA256(signing key, string to sign)
         headers["Authorization"] = (
             f"{ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={signed_headers}, Signature={signature}"
         )
         return headers
 
-    def _signing_mac(self, secret: str, date: str) -> hmac.HMAC:
+    def _signing_key(self, secret: str, date: str) -> _Key:
         cached = self._key
-        if cached.mac is not None and cached.secret == secret and cached.date == date:
-            return cached.mac
+        if cached.inner is not None and cached.secret == secret and cached.date == date:
+            return cached
         key = _hmac(
             _hmac(_hmac(_hmac(f"AWS4{secret}".encode(), date), self._region), self._service), "aws4_request"
         )
-        mac = hmac.new(key, digestmod=hashlib.sha256)
-        self._key = _Key(secret, date, mac)  # one assignment: a concurrent reader sees old or new, whole
-        return mac
+        block = key.ljust(64, b"\0")  # a 32-byte key is zero-padded to SHA-256's 64-byte block
+        cached = _Key(
+            secret,
+            date,
+            hashlib.sha256(bytes(b ^ 0x36 for b in block)),
+            hashlib.sha256(bytes(b ^ 0x5C for b in block)),
+        )
+        self._key = cached  # one assignment: a concurrent reader sees old or new, whole
+        return cached
 
     def _payload_hash(self, body: bytes) -> str:
         # A fan-out posts the same frame to every connection: hash it once.

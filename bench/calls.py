@@ -139,7 +139,7 @@ def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
         ),
     )
 
-    store = current.connections
+    store = current.realtime.connections
     for k in (1, 3, 10):
         user = f"user-{k}"
         for n in range(k):

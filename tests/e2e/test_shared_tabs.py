@@ -260,3 +260,38 @@ def test_while_the_leader_reconnects_every_tab_shows_reconnecting_then_resyncs_o
     message(capped_stack, carol_token, uid, "after the outage")
     for tab in tabs:
         expect(received(tab, KEY)).to_have_count(1)
+
+
+def test_a_hung_leader_is_replaced_when_a_follower_is_looked_at_and_follows_once_it_runs_again(
+    new_tab: OpenTab, stack: LocalStack
+) -> None:
+    tabs, uid, _ = tabs_of_one_user(new_tab, 2, "hung")
+    leader, follower = tabs if roles(tabs)[0] == "leader" else tabs[::-1]
+    first = wait_for_connections(stack, uid, 1)
+
+    # The leader's main thread is busy for 12 s: it keeps its lock and socket but answers nothing, as
+    # a frozen background tab on a phone does. (Chromium's CDP freeze does not stop BroadcastChannel.)
+    leader.evaluate("setTimeout(() => { const end = Date.now() + 12_000; while (Date.now() < end); })")
+    follower.evaluate("document.dispatchEvent(new Event('visibilitychange'))")  # the user looks at it
+    expect(follower.get_by_test_id("connection-role")).to_have_attribute(
+        "data-role", "leader", timeout=10_000
+    )
+    expect(follower.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
+    expect(received(follower, "resync")).to_have_count(1)
+    _, carol_token = stack.sign_up()
+    message(stack, carol_token, uid, "while the old leader hangs")
+    expect(received(follower, KEY)).to_have_count(1)
+
+    # Running again, the old leader finds its lock taken, closes its socket and follows.
+    expect(leader.get_by_test_id("connection-role")).to_have_attribute(
+        "data-role", "follower", timeout=20_000
+    )
+    expect(leader.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
+    expect(received(leader, "resync")).to_have_count(1)  # it may have missed frames while it hung
+    live = wait_for_connections(stack, uid, 1)
+    assert len(live) == 1 and live != first, live
+    # The frame sent while it hung may have reached its old socket, or not: counted from here.
+    seen = received(leader, KEY).count()
+    message(stack, carol_token, uid, "after it runs again")
+    expect(received(follower, KEY)).to_have_count(2)
+    expect(received(leader, KEY)).to_have_count(seen + 1)

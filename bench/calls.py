@@ -3,7 +3,7 @@
     python -m bench.calls
 
 DynamoDB and SNS calls are counted with botocore's own event hook (`before-call`) on the
-app's clients; Management API calls (which the aiohttp transport makes outside botocore)
+app's clients; Management API calls (which the app's transport makes outside botocore)
 by the stand-in's request log; certificate downloads by `responses`. The app runs in this
 process as a Lambda would run it (handlers called with API-Gateway-shaped events, REST
 routes through `chalice.test.Client`), against moto's server and the Management API

@@ -4,7 +4,7 @@
 per request): the HTTP work happens in libcurl's C code, up to `concurrency` easy handles
 are reused with their keep-alive connections, and requests are signed with a key derived
 once a day (`signing.py`). The retry, `Retry-After`, deadline and 410 rules are
-those of `RetryPolicy`, as for the aiohttp transport.
+those of `RetryPolicy`, as for `AiohttpTransport`.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def test_every_live_connection_gets_each_frame_exactly_once_through_a_mix_of_fau
 ) -> None:
     users = {name: local_stack.sign_up() for name in ("alice", "bob", "carol")}
     uid = {name: user[0] for name, user in users.items()}
-    store = shipped.connections
+    store = shipped.realtime.connections
 
     async def scenario() -> dict[str, Any]:
         alice = await open_clients(local_stack, uid["alice"], users["alice"][1], 5)

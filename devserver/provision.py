@@ -6,13 +6,13 @@ definition the deployment uses.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from devserver.config import REGION, StackConfig
 from infra.tables import create_tables, create_topic
 
 
-def aws_client(config: StackConfig, service: str) -> Any:
+def aws_client(config: StackConfig, service: Literal["dynamodb", "sns"]) -> Any:
     """A boto3 client for `service` in the stack's moto server, with its fake credentials."""
     import boto3
 

@@ -175,10 +175,10 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server.start()
     url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    aws_clients.client.cache_clear()  # clients built before the variable was set point elsewhere
+    aws_clients.clear_clients()  # clients built before the variable was set point elsewhere
     yield url
     server.stop()
-    aws_clients.client.cache_clear()
+    aws_clients.clear_clients()
 
 
 def free_port() -> int:

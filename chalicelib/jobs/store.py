@@ -39,6 +39,7 @@ from chalicelib.jobs.model import (
     SUCCEEDED,
     Job,
 )
+from chalicelib.realtime import aws
 
 ACTIVE_INDEX = "active_jobs"
 ACTIVE_SHARDS = 4
@@ -67,7 +68,7 @@ def _shard(job_id: str) -> str:
 
 
 def _is_conditional_failure(exc: ClientError) -> bool:
-    return bool(exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException")
+    return aws.error_code(exc) == "ConditionalCheckFailedException"
 
 
 class JobStore:
@@ -177,8 +178,9 @@ class JobStore:
         except ClientError as exc:
             if not _is_conditional_failure(exc):
                 raise
+            # ReturnValuesOnConditionCheckFailure: the job as it was, if there is one.
             item = exc.response.get("Item")
-            return False, Job.from_item(item) if item else None
+            return False, Job.from_item(item) if isinstance(item, dict) and item else None
         return True, Job.from_item(response["Attributes"])
 
     def beat(self, owner: str, job_id: str, *, token: str, now_ms: int, progress: int | None = None) -> None:

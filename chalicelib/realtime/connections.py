@@ -9,16 +9,26 @@ past API Gateway's 2-hour connection limit, because `$disconnect` is best effort
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from botocore.exceptions import ClientError
+
+from .aws import error_code
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import WriteRequestUnionTypeDef
 
 USER_INDEX = "by_user"
 MAX_CONNECTION_SECONDS = 2 * 60 * 60
 TTL_SLACK_SECONDS = 10 * 60
 TTL_ATTRIBUTE = "expires_at"
+
+
+class _Condition(TypedDict, total=False):
+    ConditionExpression: str
 
 
 @dataclass(frozen=True)
@@ -36,7 +46,7 @@ class ConnectionStore:
     store.connection_ids_of("uid-1")  # ['abc=']
     """
 
-    def __init__(self, table_name: str, dynamodb: Any) -> None:
+    def __init__(self, table_name: str, dynamodb: DynamoDBClient) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
 
@@ -53,12 +63,12 @@ class ConnectionStore:
         try:
             self._put(connection, ConditionExpression="attribute_exists(connection_id)")
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
 
-    def _put(self, connection: Connection, **condition: str) -> None:
+    def _put(self, connection: Connection, **condition: Unpack[_Condition]) -> None:
         expires_at = connection.connected_at // 1000 + MAX_CONNECTION_SECONDS + TTL_SLACK_SECONDS
         self._dynamodb.put_item(
             TableName=self._table,
@@ -78,7 +88,7 @@ class ConnectionStore:
     def remove_many(self, connection_ids: list[str]) -> None:
         """Delete several rows, 25 per BatchWriteItem, retrying what DynamoDB leaves unprocessed."""
         for start in range(0, len(connection_ids), 25):
-            requests: list[dict[str, Any]] = [
+            requests: Sequence[WriteRequestUnionTypeDef] = [
                 {"DeleteRequest": {"Key": {"connection_id": {"S": cid}}}}
                 for cid in connection_ids[start : start + 25]
             ]

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote, urlsplit
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .aws import RETRIES
+from .aws import client_config, error_code
 
 if TYPE_CHECKING:
     import asyncio
+
+    from types_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,13 @@ class Boto3ThreadPoolTransport:
         transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
     """
 
-    def __init__(self, endpoint_url: str, *, concurrency: int = 32, client: Any = None) -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        concurrency: int = 32,
+        client: ApiGatewayManagementApiClient | None = None,
+    ) -> None:
         if not endpoint_url and client is None:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
         self._endpoint_url = endpoint_url
@@ -84,16 +91,24 @@ class Boto3ThreadPoolTransport:
         return list(self._executor().map(lambda cid: self._post(cid, data), connection_ids))
 
     def delete_connection(self, connection_id: str) -> Outcome:
-        return self._call("delete_connection", connection_id, ConnectionId=connection_id)
+        return self._call(
+            "delete_connection", connection_id, lambda api: api.delete_connection(ConnectionId=connection_id)
+        )
 
     def _post(self, connection_id: str, data: bytes) -> Outcome:
-        return self._call("post_to_connection", connection_id, ConnectionId=connection_id, Data=data)
+        return self._call(
+            "post_to_connection",
+            connection_id,
+            lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data),
+        )
 
-    def _call(self, operation: str, connection_id: str, **kwargs: Any) -> Outcome:
+    def _call(
+        self, operation: str, connection_id: str, call: Callable[[ApiGatewayManagementApiClient], object]
+    ) -> Outcome:
         try:
-            getattr(self._management_client(), operation)(**kwargs)
+            call(self._management_client())
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "GoneException" or status == 410:
                 return Outcome.GONE
@@ -113,7 +128,7 @@ class Boto3ThreadPoolTransport:
             return Outcome.FAILED
         return Outcome.DELIVERED
 
-    def _management_client(self) -> Any:
+    def _management_client(self) -> ApiGatewayManagementApiClient:
         if self._client is None:
             with self._lock:
                 if self._client is None:
@@ -122,11 +137,8 @@ class Boto3ThreadPoolTransport:
                     self._client = boto3.session.Session().client(
                         "apigatewaymanagementapi",
                         endpoint_url=self._endpoint_url,
-                        config=Config(
-                            retries=RETRIES,
-                            max_pool_connections=self._concurrency,
-                            connect_timeout=2,
-                            read_timeout=5,
+                        config=client_config(
+                            max_pool_connections=self._concurrency, connect_timeout=2, read_timeout=5
                         ),
                     )
         return self._client

@@ -93,7 +93,7 @@ class Deployment:
     @contextmanager
     def as_function(self, function: str) -> Iterator[Any]:
         """Run the block as `function`: its settings, fresh clients (as a cold Lambda), its calls recorded."""
-        aws_clients.client.cache_clear()
+        aws_clients.clear_clients()
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         sns = boto3.client("sns", region_name="us-east-1")
         for client in (dynamodb, sns):

@@ -186,3 +186,37 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------- an OpenID Connect issuer (AUTH_PROVIDER=oidc)
+
+
+@pytest.fixture(scope="session")
+def issuer_key() -> Any:
+    from tests.oidc_issuer import IssuerKey
+
+    return IssuerKey.rsa("oidc-kid-1")
+
+
+@pytest.fixture(scope="session")
+def oidc_attacker_key() -> Any:
+    from tests.oidc_issuer import IssuerKey
+
+    return IssuerKey.rsa("oidc-attacker-kid")
+
+
+@pytest.fixture
+def local_issuer(issuer_key: Any) -> Iterator[Any]:
+    """A Cognito-shaped issuer (discovery document and JWKS) on a free loopback port, fresh per test."""
+    from tests.oidc_issuer import LocalIssuer
+
+    issuer = LocalIssuer([issuer_key])
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture
+def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
+    from tests.oidc_issuer import OidcTokens
+
+    return OidcTokens(local_issuer.issuer, issuer_key)

@@ -23,6 +23,7 @@ from .blueprint import caller_id, realtime, realtime_auth
 from .delivery import DeliveryReport
 from .identifiers import validate_event_key
 from .notifier import Notifier, Notifies
+from .oidc import OidcVerifier
 from .runtime import Realtime, current, use
 from .settings import ConfigurationError, RealtimeSettings
 
@@ -55,6 +56,7 @@ __all__ = [
     "InvalidToken",
     "Notifier",
     "Notifies",
+    "OidcVerifier",
     "Realtime",
     "RealtimeSettings",
     "TokenVerifier",

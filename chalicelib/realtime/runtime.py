@@ -19,6 +19,7 @@ from .connections import ConnectionStore
 from .curl_transport import CurlTransport
 from .metrics import NotifyMetrics, NotifyObserver
 from .notifier import Notifier
+from .oidc import OidcVerifier
 from .settings import RealtimeSettings, get_settings
 from .transport import AiohttpTransport, Boto3ThreadPoolTransport, ManagementTransport
 from .websocket import WebsocketSessions
@@ -60,9 +61,7 @@ class Realtime:
 
     @functools.cached_property
     def verifier(self) -> TokenVerifier:
-        return self._verifier or FirebaseVerifier(
-            self.settings.firebase_project_id, check_revoked=self.settings.check_revoked_tokens
-        )
+        return self._verifier or verifier_for(self.settings)
 
     @functools.cached_property
     def connections(self) -> ConnectionStore:
@@ -89,6 +88,21 @@ class Realtime:
         close = getattr(transport, "close", None)
         if callable(close):
             close()
+
+
+def verifier_for(settings: RealtimeSettings) -> TokenVerifier:
+    """The verifier `AUTH_PROVIDER` names: Firebase ID tokens, or any OpenID Connect issuer's tokens.
+
+    verifier = verifier_for(RealtimeSettings.from_env(os.environ))
+    """
+    if settings.auth_provider == "oidc":
+        return OidcVerifier(
+            settings.oidc_issuer,
+            settings.oidc_audiences,
+            jwks_url=settings.oidc_jwks_url,
+            token_uses=settings.oidc_token_uses,
+        )
+    return FirebaseVerifier(settings.firebase_project_id, check_revoked=settings.check_revoked_tokens)
 
 
 def transport_for(kind: str, endpoint_url: str) -> ManagementTransport:

@@ -12,6 +12,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from .oidc import TOKEN_USES as OIDC_TOKEN_USES
+from .oidc import url_problem
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
@@ -19,6 +23,10 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # How frames reach the Management API: libcurl's multi interface (the least CPU per frame,
 # `python -m bench.fanout`), aiohttp (no native library) or a boto3 client on a thread pool.
 TRANSPORTS = ("curl", "aiohttp", "boto3")
+# Who issues the tokens `$connect` and `realtime_auth` accept: Firebase Authentication, or any
+# OpenID Connect issuer publishing a JWKS (Cognito user pools, Auth0, Keycloak).
+AUTH_PROVIDERS = ("firebase", "oidc")
+OIDC_VARIABLES = ("OIDC_ISSUER", "OIDC_AUDIENCE", "OIDC_JWKS_URL", "OIDC_TOKEN_USE")
 
 
 class ConfigurationError(RuntimeError):
@@ -28,9 +36,14 @@ class ConfigurationError(RuntimeError):
 @dataclass(frozen=True)
 class RealtimeSettings:
     stage: str = "dev"
+    auth_provider: str = "firebase"
     firebase_project_id: str = ""
     auth_emulator_host: str = ""
     check_revoked_tokens: bool = False
+    oidc_issuer: str = ""  # exactly as the tokens' `iss` claim
+    oidc_audiences: tuple[str, ...] = ()  # accepted `aud` (or Cognito access tokens' `client_id`)
+    oidc_jwks_url: str = ""  # '': the `jwks_uri` of the issuer's discovery document
+    oidc_token_uses: tuple[str, ...] = OIDC_TOKEN_USES
     websocket_endpoint: str = ""  # the Management API base URL, stage included
     connections_table: str = "realtime-connections"
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
@@ -58,11 +71,21 @@ class RealtimeSettings:
                 f"FIREBASE_AUTH_EMULATOR_HOST is set on stage {stage!r}; it makes firebase-admin accept "
                 "unsigned tokens and is allowed on the 'local' stage only. Unset it."
             )
+        provider = one_of(environ, "AUTH_PROVIDER", AUTH_PROVIDERS, default="firebase")
+        oidc = oidc_settings(environ) if provider == "oidc" else {}
+        stray = [name for name in OIDC_VARIABLES if environ.get(name, "").strip()]
+        if provider != "oidc" and stray:
+            raise ConfigurationError(
+                f"{', '.join(stray)} set but AUTH_PROVIDER is {provider!r}: set AUTH_PROVIDER=oidc to verify "
+                "tokens of that issuer, or unset them"
+            )
         return cls(
             stage=stage,
+            auth_provider=provider,
             firebase_project_id=environ.get("FIREBASE_PROJECT_ID", ""),
             auth_emulator_host=emulator,
             check_revoked_tokens=flag(environ, "FIREBASE_CHECK_REVOKED"),
+            **oidc,
             websocket_endpoint=environ.get("WEBSOCKET_ENDPOINT", "").rstrip("/"),
             connections_table=environ.get("CONNECTIONS_TABLE", "realtime-connections"),
             max_connections_per_user=positive_int(
@@ -71,6 +94,43 @@ class RealtimeSettings:
             transport=one_of(environ, "REALTIME_TRANSPORT", TRANSPORTS, default="curl"),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
         )
+
+
+def oidc_settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The `oidc_*` fields from `OIDC_*`, each checked; `ConfigurationError` naming the variable otherwise."""
+    issuer = environ.get("OIDC_ISSUER", "").strip()
+    if not issuer:
+        raise ConfigurationError(
+            "OIDC_ISSUER must be set with AUTH_PROVIDER=oidc: the issuer exactly as the tokens' `iss` claim "
+            "(Cognito: https://cognito-idp.<region>.amazonaws.com/<user-pool-id>)"
+        )
+    if problem := url_problem(issuer):
+        raise ConfigurationError(f"OIDC_ISSUER {issuer!r}: {problem}")
+    audiences = words(environ, "OIDC_AUDIENCE")
+    if not audiences:
+        raise ConfigurationError(
+            "OIDC_AUDIENCE must be set with AUTH_PROVIDER=oidc: the accepted audiences, comma-separated "
+            "(Cognito: the app client id)"
+        )
+    jwks_url = environ.get("OIDC_JWKS_URL", "").strip()
+    if jwks_url and (problem := url_problem(jwks_url)):
+        raise ConfigurationError(f"OIDC_JWKS_URL {jwks_url!r}: {problem}")
+    token_uses = words(environ, "OIDC_TOKEN_USE") or OIDC_TOKEN_USES
+    if unknown := [use for use in token_uses if use not in OIDC_TOKEN_USES]:
+        raise ConfigurationError(
+            f"OIDC_TOKEN_USE must be id, access or both (comma-separated), not {unknown[0]!r}"
+        )
+    return {
+        "oidc_issuer": issuer,
+        "oidc_audiences": audiences,
+        "oidc_jwks_url": jwks_url,
+        "oidc_token_uses": token_uses,
+    }
+
+
+def words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """`environ[name]` split at commas, blanks dropped."""
+    return tuple(word.strip() for word in environ.get(name, "").split(",") if word.strip())
 
 
 def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:

@@ -1,0 +1,391 @@
+"""`OidcVerifier` against a Cognito-shaped issuer serving its JWKS on a loopback socket.
+
+The forged-token table mirrors the Firebase path's (`tests/unit/test_auth.py`); keys are
+fetched over HTTP by PyJWT's `PyJWKClient`, as from Cognito, Auth0 or Keycloak.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from chalicelib.realtime import AuthUnavailable, InvalidToken, OidcVerifier
+from chalicelib.realtime.settings import ConfigurationError, RealtimeSettings
+from tests.oidc_issuer import CLIENT_ID, OTHER_CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
+
+BadToken = Callable[[OidcTokens, IssuerKey], str]
+
+# Each forged or broken token, and the reason the verifier gives (logged at `$connect`, never the token).
+# The verifier under test accepts ID tokens only (OIDC_TOKEN_USE=id), as the app's OIDC tests configure it.
+OIDC_BAD_TOKENS: dict[str, tuple[BadToken, str]] = {
+    "expired": (lambda t, k: t.id_token("alice", exp=int(time.time()) - 60), "token expired"),
+    "issued in the future": (
+        lambda t, k: t.id_token("alice", iat=int(time.time()) + 3600),
+        "token not yet valid",
+    ),
+    "not yet valid (nbf)": (
+        lambda t, k: t.id_token("alice", nbf=int(time.time()) + 3600),
+        "token not yet valid",
+    ),
+    "wrong audience": (lambda t, k: t.id_token("alice", aud=OTHER_CLIENT_ID), "wrong audience"),
+    "no audience": (lambda t, k: t.id_token("alice", aud=None), "wrong audience"),
+    "wrong issuer": (
+        lambda t, k: t.id_token("alice", iss="https://cognito-idp.us-east-1.amazonaws.com/us-east-1_Other"),
+        "wrong issuer",
+    ),
+    "signed by another key": (lambda t, k: t.id_token("alice", key=k, kid=t.key.kid), "bad signature"),
+    "unknown kid": (lambda t, k: t.id_token("alice", key=k), "unknown signing key"),
+    "no kid": (lambda t, k: t.id_token("alice", kid=""), "token names no signing key"),
+    "alg none": (lambda t, k: t.unsigned("alice"), "signing algorithm not accepted"),
+    "HS256 keyed with the public key": (
+        lambda t, k: t.hmac_with_public_key("alice"),
+        "signing algorithm not accepted",
+    ),
+    "wrong token_use (access)": (lambda t, k: t.access_token("alice"), "token use not accepted"),
+    "unknown token_use": (lambda t, k: t.id_token("alice", token_use="refresh"), "token use not accepted"),
+    "missing sub": (
+        lambda t, k: t.sign(
+            {c: v for c, v in t.claims("alice", aud=CLIENT_ID, token_use="id").items() if c != "sub"}
+        ),
+        "token has no 'sub' claim",
+    ),
+    "empty sub": (lambda t, k: t.id_token(""), "token has no subject"),
+    "missing exp": (lambda t, k: t.id_token("alice", exp=None), "token has no 'exp' claim"),
+    "signature stripped": (lambda t, k: t.id_token("alice").rsplit(".", 1)[0] + ".", "bad signature"),
+    "payload swapped": (
+        lambda t, k: ".".join(
+            [
+                t.id_token("alice").split(".")[0],
+                t.id_token("bob").split(".")[1],
+                t.id_token("alice").split(".")[2],
+            ]
+        ),
+        "bad signature",
+    ),
+    "not a jwt": (lambda t, k: "not-a-token", "not a JWT"),
+    "garbage segments": (lambda t, k: "a.b.c", "not a JWT"),
+}
+
+
+def verifier_of(issuer: LocalIssuer, **options: Any) -> OidcVerifier:
+    """A verifier of `issuer`'s tokens for CLIENT_ID, finding the JWKS through discovery."""
+    options.setdefault("token_uses", ("id",))
+    return OidcVerifier(issuer.issuer, [CLIENT_ID], **options)
+
+
+# ---------------------------------------------------------------- what is accepted
+
+
+def test_a_cognito_id_token_verifies_to_its_sub(local_issuer: LocalIssuer, oidc_tokens: OidcTokens) -> None:
+    assert verifier_of(local_issuer).verify(oidc_tokens.id_token("alice")) == "alice"
+
+
+def test_a_cognito_access_token_is_checked_by_client_id(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    verifier = verifier_of(local_issuer, token_uses=("id", "access"))
+    assert verifier.verify(oidc_tokens.access_token("alice")) == "alice"
+    with pytest.raises(InvalidToken, match=r"wrong audience \(client_id\)"):
+        verifier.verify(oidc_tokens.access_token("alice", client_id=OTHER_CLIENT_ID))
+    # An `aud` naming the client does not stand in for the access token's `client_id`.
+    with pytest.raises(InvalidToken, match=r"wrong audience \(client_id\)"):
+        verifier.verify(oidc_tokens.access_token("alice", client_id=None, aud=CLIENT_ID))
+    # An ID token's audience is its `aud`, never `client_id`.
+    with pytest.raises(InvalidToken, match="wrong audience"):
+        verifier.verify(oidc_tokens.id_token("alice", aud=OTHER_CLIENT_ID, client_id=CLIENT_ID))
+
+
+def test_access_tokens_only_refuses_id_tokens(local_issuer: LocalIssuer, oidc_tokens: OidcTokens) -> None:
+    verifier = verifier_of(local_issuer, token_uses=("access",))
+    assert verifier.verify(oidc_tokens.access_token("alice")) == "alice"
+    with pytest.raises(InvalidToken, match="token use not accepted"):
+        verifier.verify(oidc_tokens.id_token("alice"))
+
+
+def test_tokens_without_token_use_are_checked_by_audience(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    # Auth0 and Keycloak set no `token_use`: `aud` (a string or a list) must name an accepted audience.
+    verifier = verifier_of(local_issuer)
+    assert verifier.verify(oidc_tokens.generic("alice")) == "alice"
+    assert (
+        verifier.verify(oidc_tokens.generic("alice", aud=["https://api.example.com", CLIENT_ID])) == "alice"
+    )
+    with pytest.raises(InvalidToken, match="wrong audience"):
+        verifier.verify(oidc_tokens.generic("alice", aud=["https://api.example.com"]))
+    with pytest.raises(InvalidToken, match="wrong audience"):
+        verifier.verify(oidc_tokens.generic("alice", aud=[["nested", CLIENT_ID]]))
+
+
+def test_an_es256_key_verifies_and_a_token_cannot_pick_another_algorithm_for_it(
+    local_issuer: LocalIssuer,
+) -> None:
+    ec_key = IssuerKey.ec("oidc-ec-kid")
+    local_issuer.keys.append(ec_key)
+    tokens = OidcTokens(local_issuer.issuer, ec_key)
+    verifier = verifier_of(local_issuer)
+    assert verifier.verify(tokens.id_token("alice")) == "alice"
+    # The RSA key's kid on an ES256 token: PyJWT binds each published key to its algorithm.
+    with pytest.raises(InvalidToken):
+        verifier.verify(tokens.id_token("alice", kid="oidc-kid-1"))
+
+
+# ---------------------------------------------------------------- what is refused
+
+
+def test_the_table_covers_the_firebase_cases() -> None:
+    from tests.unit.test_auth import BAD_TOKENS
+
+    # Every forged-token case of the Firebase path has its OIDC counterpart (same name).
+    assert set(BAD_TOKENS) - {"empty sub"} <= set(OIDC_BAD_TOKENS)
+    assert "empty sub" in OIDC_BAD_TOKENS
+
+
+@pytest.mark.parametrize("case", OIDC_BAD_TOKENS)
+def test_every_forged_or_broken_token_is_refused_with_its_reason(
+    case: str, local_issuer: LocalIssuer, oidc_tokens: OidcTokens, oidc_attacker_key: IssuerKey
+) -> None:
+    make, reason = OIDC_BAD_TOKENS[case]
+    verifier = verifier_of(local_issuer)
+    assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"  # the control, same verifier
+    token = make(oidc_tokens, oidc_attacker_key)
+    with pytest.raises(InvalidToken) as refused:
+        verifier.verify(token)
+    assert str(refused.value) == reason
+    assert token not in str(refused.value)
+
+
+def test_tokens_refused_on_their_face_fetch_nothing(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens, oidc_attacker_key: IssuerKey
+) -> None:
+    # Garbage, `alg: none`, HS256 and kid-less tokens never make the verifier reach the issuer.
+    verifier = verifier_of(local_issuer)
+    for case in ("not a jwt", "garbage segments", "alg none", "HS256 keyed with the public key", "no kid"):
+        with pytest.raises(InvalidToken):
+            verifier.verify(OIDC_BAD_TOKENS[case][0](oidc_tokens, oidc_attacker_key))
+    with pytest.raises(InvalidToken, match="no token"):
+        verifier.verify("")
+    assert local_issuer.requests == {}
+
+
+# ---------------------------------------------------------------- keys: discovery, caching, rotation
+
+
+def test_keys_are_discovered_and_fetched_once_for_many_verifications(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    verifier = verifier_of(local_issuer)
+    for n in range(25):
+        assert verifier.verify(oidc_tokens.id_token(f"user-{n}")) == f"user-{n}"
+    assert local_issuer.requests == {local_issuer.discovery_path: 1, local_issuer.jwks_path: 1}
+
+
+def test_a_configured_jwks_url_skips_discovery(local_issuer: LocalIssuer, oidc_tokens: OidcTokens) -> None:
+    verifier = verifier_of(local_issuer, jwks_url=local_issuer.jwks_url)
+    assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"
+    assert local_issuer.requests == {local_issuer.jwks_path: 1}
+
+
+def test_a_rotated_key_is_fetched_on_first_sight_and_a_withdrawn_one_stops_verifying(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens, issuer_key: IssuerKey
+) -> None:
+    verifier = verifier_of(local_issuer, cooldown=0)
+    old_token = oidc_tokens.id_token("alice")
+    assert verifier.verify(old_token) == "alice"
+    new_key = IssuerKey.rsa("oidc-kid-2")
+    local_issuer.keys = [new_key]  # the issuer rotates: publishes the new key, withdraws the old one
+    assert verifier.verify(OidcTokens(local_issuer.issuer, new_key).id_token("bob")) == "bob"
+    assert local_issuer.requests[local_issuer.jwks_path] == 2  # the unknown kid refetched the set once
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        verifier.verify(old_token)
+
+
+def test_made_up_kids_refetch_the_keys_at_most_once_per_cooldown(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens, oidc_attacker_key: IssuerKey
+) -> None:
+    cooldown = 0.5
+    verifier = verifier_of(local_issuer, cooldown=cooldown)
+    assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"
+
+    def flood() -> None:
+        for _ in range(20):
+            with pytest.raises(InvalidToken, match="unknown signing key"):
+                verifier.verify(oidc_tokens.id_token("alice", key=oidc_attacker_key, kid=uuid.uuid4().hex))
+
+    flood()  # right after the first fetch: within the cooldown, no refetch at all
+    assert local_issuer.requests[local_issuer.jwks_path] == 1
+    time.sleep(cooldown + 0.1)
+    flood()  # after it: the first made-up kid refetches, the other 19 do not
+    assert local_issuer.requests[local_issuer.jwks_path] == 2
+    assert verifier.verify(oidc_tokens.id_token("bob")) == "bob"
+
+
+def test_the_key_set_is_reread_after_its_lifespan(local_issuer: LocalIssuer, oidc_tokens: OidcTokens) -> None:
+    verifier = verifier_of(local_issuer, lifespan=0.3)
+    token = oidc_tokens.id_token("alice")
+    assert verifier.verify(token) == "alice"
+    local_issuer.keys = [IssuerKey.rsa("oidc-kid-2")]  # the old key withdrawn
+    assert verifier.verify(token) == "alice"  # still the cached set
+    time.sleep(0.4)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        verifier.verify(token)
+    assert local_issuer.requests[local_issuer.jwks_path] == 2
+
+
+# ---------------------------------------------------------------- the issuer unreachable
+
+
+def test_an_issuer_that_does_not_listen_is_unavailable_not_a_refusal(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    token = oidc_tokens.id_token("alice")
+    local_issuer.stop()
+    with pytest.raises(AuthUnavailable, match="discovery document"):
+        verifier_of(local_issuer).verify(token)
+    with pytest.raises(AuthUnavailable, match="cannot fetch the token signing keys"):
+        verifier_of(local_issuer, jwks_url=local_issuer.jwks_url).verify(token)
+
+
+@pytest.mark.parametrize("fault", ["down", "garbage"])
+def test_a_jwks_endpoint_answering_an_error_or_html_is_unavailable_until_it_recovers(
+    fault: str, local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    verifier = verifier_of(local_issuer, jwks_url=local_issuer.jwks_url)
+    setattr(local_issuer, fault, True)
+    with pytest.raises(AuthUnavailable, match="cannot fetch the token signing keys"):
+        verifier.verify(oidc_tokens.id_token("alice"))
+    setattr(local_issuer, fault, False)
+    assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"  # a failure is not cached
+
+
+def test_a_failed_discovery_is_retried_on_the_next_token(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    verifier = verifier_of(local_issuer)
+    local_issuer.down = True
+    with pytest.raises(AuthUnavailable, match="discovery document"):
+        verifier.verify(oidc_tokens.id_token("alice"))
+    local_issuer.down = False
+    assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"
+
+
+def test_cached_keys_keep_verifying_while_the_issuer_is_down(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    verifier = verifier_of(local_issuer)
+    assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"
+    local_issuer.stop()
+    assert verifier.verify(oidc_tokens.id_token("bob")) == "bob"
+
+
+def test_a_discovery_document_naming_another_issuer_is_not_trusted(
+    local_issuer: LocalIssuer, oidc_tokens: OidcTokens
+) -> None:
+    # OpenID Connect Discovery: the document must name the issuer it was fetched for.
+    verifier = OidcVerifier(local_issuer.issuer + "-other", [CLIENT_ID])
+    local_issuer.discovery_path = (
+        f"/{local_issuer.issuer.rsplit('/', 1)[1]}-other/.well-known/openid-configuration"
+    )
+    with pytest.raises(AuthUnavailable, match="names another issuer"):
+        verifier.verify(oidc_tokens.id_token("alice"))
+    assert local_issuer.jwks_path not in local_issuer.requests
+
+
+# ---------------------------------------------------------------- settings
+
+
+COGNITO = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
+
+
+def test_oidc_settings_are_read_and_choose_the_oidc_verifier() -> None:
+    from chalicelib.realtime import Realtime
+
+    settings = RealtimeSettings.from_env(
+        {
+            "AUTH_PROVIDER": "oidc",
+            "OIDC_ISSUER": COGNITO,
+            "OIDC_AUDIENCE": "client-a, client-b",
+            "OIDC_TOKEN_USE": "access",
+            "OIDC_JWKS_URL": COGNITO + "/.well-known/jwks.json",
+        }
+    )
+    assert settings.auth_provider == "oidc"
+    assert settings.oidc_audiences == ("client-a", "client-b")
+    assert settings.oidc_token_uses == ("access",)
+    verifier = Realtime(settings).verifier
+    assert isinstance(verifier, OidcVerifier)
+    assert (verifier.issuer, verifier.audiences, verifier.token_uses) == (
+        COGNITO,
+        frozenset({"client-a", "client-b"}),
+        frozenset({"access"}),
+    )
+
+
+def test_firebase_stays_the_default_provider() -> None:
+    from chalicelib.realtime import FirebaseVerifier, Realtime
+
+    settings = RealtimeSettings.from_env({"FIREBASE_PROJECT_ID": "acme"})
+    assert settings.auth_provider == "firebase"
+    assert isinstance(Realtime(settings).verifier, FirebaseVerifier)
+    assert RealtimeSettings.from_env(
+        {"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": COGNITO, "OIDC_AUDIENCE": "a"}
+    ).oidc_token_uses == ("id", "access")
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"AUTH_PROVIDER": "cognito"}, "AUTH_PROVIDER must be one of firebase, oidc, not 'cognito'"),
+        ({"AUTH_PROVIDER": "oidc", "OIDC_AUDIENCE": "a"}, "OIDC_ISSUER must be set"),
+        ({"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": COGNITO}, "OIDC_AUDIENCE must be set"),
+        (
+            {"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": COGNITO, "OIDC_AUDIENCE": " , "},
+            "OIDC_AUDIENCE must be set",
+        ),
+        (
+            {"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": "http://idp.example.com", "OIDC_AUDIENCE": "a"},
+            "OIDC_ISSUER 'http://idp.example.com': it must be an https:// URL",
+        ),
+        (
+            {"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": "cognito", "OIDC_AUDIENCE": "a"},
+            "OIDC_ISSUER 'cognito': it must be an https:// URL",
+        ),
+        (
+            {
+                "AUTH_PROVIDER": "oidc",
+                "OIDC_ISSUER": COGNITO,
+                "OIDC_AUDIENCE": "a",
+                "OIDC_JWKS_URL": "file:///etc/passwd",
+            },
+            "OIDC_JWKS_URL 'file:///etc/passwd': it must be an https:// URL",
+        ),
+        (
+            {
+                "AUTH_PROVIDER": "oidc",
+                "OIDC_ISSUER": COGNITO,
+                "OIDC_AUDIENCE": "a",
+                "OIDC_TOKEN_USE": "id,refresh",
+            },
+            "OIDC_TOKEN_USE must be id, access or both",
+        ),
+        (
+            {"OIDC_ISSUER": COGNITO, "OIDC_AUDIENCE": "a"},
+            "OIDC_ISSUER, OIDC_AUDIENCE set but AUTH_PROVIDER is 'firebase'",
+        ),
+    ],
+)
+def test_bad_oidc_settings_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        RealtimeSettings.from_env(env)
+    assert message in str(refused.value)
+
+
+def test_an_issuer_on_this_machine_may_use_http() -> None:
+    # Keycloak in a container, the tests' issuer: nothing crosses a network.
+    for issuer in ("http://127.0.0.1:8080/realms/demo", "http://localhost:8080/realms/demo"):
+        env = {"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": issuer, "OIDC_AUDIENCE": "a"}
+        assert RealtimeSettings.from_env(env).oidc_issuer == issuer

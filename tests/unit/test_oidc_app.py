@@ -158,3 +158,34 @@ def test_importing_the_app_with_oidc_loads_no_jwt_library_and_refuses_a_half_con
     )
     assert run.returncode != 0
     assert "ConfigurationError: OIDC_AUDIENCE must be set with AUTH_PROVIDER=oidc" in run.stderr
+
+
+def test_an_auth0_shaped_token_and_its_subject_work_through_the_core(
+    oidc_client: Client, oidc_services: Any, oidc_tokens: OidcTokens, management_api: Any
+) -> None:
+    # Auth0 sets no `token_use` and names users `<connection>|<id>`: the core takes the subject as it is.
+    from chalicelib.realtime import notify
+
+    token = oidc_tokens.generic("auth0|64f1c2e9a0b1")
+    assert me(oidc_client, token) == (200, {"user_id": "auth0|64f1c2e9a0b1"})
+    assert connect(oidc_client, "c-1", token)["statusCode"] == 200
+    assert notify("auth0|64f1c2e9a0b1", "orders-updated").delivered == 1
+    assert received(management_api, "c-1") == [{"event": "orders-updated"}]
+
+
+def test_no_oidc_token_appears_in_the_logs(
+    oidc_client: Client,
+    oidc_tokens: OidcTokens,
+    oidc_attacker_key: IssuerKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG")
+    good = oidc_tokens.id_token("alice")
+    forged = oidc_tokens.id_token("alice", key=oidc_attacker_key, kid=oidc_tokens.key.kid)
+    for cid, token in (("c-1", forged), ("c-2", good)):
+        connect(oidc_client, cid, token)
+        me(oidc_client, token)
+    logged = caplog.text + " ".join(str(record.__dict__) for record in caplog.records)
+    assert "bad signature" in logged  # the refusal's reason is logged...
+    for token in (good, forged):
+        assert token.split(".")[1] not in logged  # ...never the token

@@ -1,4 +1,4 @@
-"""What `chalice package` ships: pycurl's shared objects, built for the Lambda runtime in the template.
+"""What `chalice package` ships: pycurl's and cryptography's shared objects, built for the Lambda runtime.
 
 Chalice takes the runtime from the interpreter that runs it and accepts a wheel only if its glibc
 tag fits that runtime (2.34 on Amazon Linux 2023, python3.12 and later). pycurl publishes
@@ -66,10 +66,7 @@ def test_the_package_carries_pycurl_and_libcurl_built_for_the_lambda_runtime(
     ]
     assert len(libcurl) == 1, "the libcurl that pycurl's wheel bundles is missing"
     for name in (extension, *libcurl):
-        data = files[name]
-        assert data[:4] == b"\x7fELF" and data[18:20] == b"\x3e\x00", f"{name} is not an x86-64 ELF object"
-        needed = {tuple(map(int, v)) for v in re.findall(rb"GLIBC_(\d+)\.(\d+)", data)}
-        assert needed and max(needed) <= LAMBDA_GLIBC, f"{name} needs glibc {max(needed)}"
+        assert_runs_on_lambda(name, files[name])
     (wheel,) = [
         name for name in files if re.fullmatch(rf"{SITE_PACKAGES}pycurl-[\d.]+\.dist-info/WHEEL", name)
     ]
@@ -78,3 +75,28 @@ def test_the_package_carries_pycurl_and_libcurl_built_for_the_lambda_runtime(
     for tag in tags:
         major, minor = map(int, re.findall(r"manylinux_(\d+)_(\d+)", tag)[0])
         assert (major, minor) <= LAMBDA_GLIBC
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_package_carries_pyjwt_and_cryptography_built_for_the_lambda_runtime(
+    packaged: dict[str, Path], stage: str
+) -> None:
+    # AUTH_PROVIDER=oidc verifies RS256/ES256 signatures with PyJWT on cryptography's Rust extension:
+    # an abi3 wheel, so one built for any CPython >= 3.7 runs on python3.13.
+    files = shipped(packaged, stage)
+    assert f"{SITE_PACKAGES}jwt/jwks_client.py" in files
+    extension = f"{SITE_PACKAGES}cryptography/hazmat/bindings/_rust.abi3.so"
+    assert extension in files, f"cryptography's extension module is missing from the package for {RUNTIME}"
+    assert_runs_on_lambda(extension, files[extension])
+    (wheel,) = [
+        name for name in files if re.fullmatch(rf"{SITE_PACKAGES}cryptography-[\d.]+\.dist-info/WHEEL", name)
+    ]
+    tags = re.findall(r"^Tag: (\S+)$", files[wheel].decode(), re.MULTILINE)
+    assert tags and all(re.fullmatch(r"cp3\d+-abi3-manylinux_\d+_\d+_x86_64", tag) for tag in tags), tags
+
+
+def assert_runs_on_lambda(name: str, data: bytes) -> None:
+    """`data` (the file `name`) is an x86-64 ELF object needing no newer glibc than Lambda's."""
+    assert data[:4] == b"\x7fELF" and data[18:20] == b"\x3e\x00", f"{name} is not an x86-64 ELF object"
+    needed = {tuple(map(int, v)) for v in re.findall(rb"GLIBC_(\d+)\.(\d+)", data)}
+    assert needed and max(needed) <= LAMBDA_GLIBC, f"{name} needs glibc {max(needed)}"

@@ -6,12 +6,15 @@ fetched over HTTP by PyJWT's `PyJWKClient`, as from Cognito, Auth0 or Keycloak.
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chalicelib.realtime import AuthUnavailable, InvalidToken, OidcVerifier
 from chalicelib.realtime.settings import ConfigurationError, RealtimeSettings
@@ -389,3 +392,53 @@ def test_an_issuer_on_this_machine_may_use_http() -> None:
     for issuer in ("http://127.0.0.1:8080/realms/demo", "http://localhost:8080/realms/demo"):
         env = {"AUTH_PROVIDER": "oidc", "OIDC_ISSUER": issuer, "OIDC_AUDIENCE": "a"}
         assert RealtimeSettings.from_env(env).oidc_issuer == issuer
+
+
+# ---------------------------------------------------------------- anything else
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None)
+@given(
+    header=st.fixed_dictionaries(
+        {},
+        optional={
+            "alg": st.sampled_from(["RS256", "ES256", "HS256", "none", ""]) | JSON_VALUES,
+            "kid": st.sampled_from(["oidc-kid-1", ""]) | JSON_VALUES,
+            "typ": JSON_VALUES,
+        },
+    ),
+    payload=st.dictionaries(
+        st.sampled_from(["iss", "sub", "aud", "exp", "iat", "nbf", "token_use", "client_id"]), JSON_VALUES
+    )
+    | JSON_VALUES,
+    signature=st.binary(max_size=300),
+)
+def test_any_token_shape_is_refused_as_invalid_and_nothing_else(
+    header: Any, payload: Any, signature: bytes
+) -> None:
+    # Whatever a client sends, the verifier answers InvalidToken: never another exception (a 500).
+    import base64
+    import json
+
+    def segment(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    token = ".".join(
+        segment(part) for part in (json.dumps(header).encode(), json.dumps(payload).encode(), signature)
+    )
+    with pytest.raises(InvalidToken):
+        fuzz_verifier().verify(token)
+
+
+@functools.cache
+def fuzz_verifier() -> OidcVerifier:
+    """One issuer and verifier for every example (hypothesis reuses no function-scoped fixture)."""
+    issuer = LocalIssuer([IssuerKey.rsa("oidc-kid-1")])
+    return OidcVerifier(issuer.issuer, [CLIENT_ID])

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from chalice import (
@@ -18,8 +18,7 @@ from chalice import (
 from chalice.app import CloudWatchEvent, SNSEvent
 
 from chalicelib import services
-from chalicelib.jobs import InvalidJobRequest, QueueUnavailable
-from chalicelib.messages import InvalidChatRequest
+from chalicelib.errors import RequestRefused, TemporarilyUnavailable
 from chalicelib.realtime import caller_id, observability, realtime, realtime_auth
 from chalicelib.settings import get_settings
 
@@ -64,13 +63,28 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-@contextlib.contextmanager
-def refused_as_400(*refusals: type[Exception]) -> Iterator[None]:
-    """Input a service refuses (`refusals`) becomes a 400 carrying the service's reason."""
-    try:
-        yield
-    except refusals as exc:
-        raise BadRequestError(str(exc)) from exc
+class ServiceUnavailable(ChaliceViewError):
+    """503: Chalice answers `{"Code": "ServiceUnavailable", "Message": ...}`."""
+
+    STATUS_CODE = 503
+
+
+def answers_errors[**P, R](view: Callable[P, R]) -> Callable[P, R]:
+    """The features' two error bases as HTTP answers, the same on every route that uses a feature:
+    `RequestRefused` is a 400 and `TemporarilyUnavailable` a 503, each carrying the feature's message.
+    Anything else stays a logged 500 that leaks nothing."""
+
+    @functools.wraps(view)
+    def answered(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return view(*args, **kwargs)
+        except RequestRefused as exc:
+            raise BadRequestError(str(exc)) from exc
+        except TemporarilyUnavailable as exc:
+            # Our fault and temporary (a job recorded but not queued): the same request may be sent again.
+            raise ServiceUnavailable(str(exc)) from exc
+
+    return answered
 
 
 # ---------------------------------------------------------------- core routes
@@ -96,28 +110,22 @@ JOBS_TOPIC = get_settings().jobs_topic_arn or f"{app.app_name}-{get_settings().r
 
 
 @app.route("/jobs", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
 def submit_job() -> Response:
-    body = json_object()
-    try:
-        with refused_as_400(InvalidJobRequest):
-            job = services.current().jobs.submit(caller_id(), body)
-    except QueueUnavailable as exc:
-        # Our fault and temporary: the job is marked failed, and the same request may be sent again.
-        return Response(body={"Code": "ServiceUnavailable", "Message": str(exc)}, status_code=503)
+    job = services.current().jobs.submit(caller_id(), json_object())
     return Response(body={"job_id": job.job_id, "status": job.status}, status_code=202)
 
 
 @app.route("/jobs", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
 def list_jobs() -> dict[str, Any]:
     params = query_params()
-    with refused_as_400(InvalidJobRequest):
-        page = services.current().jobs.page(
-            caller_id(), limit=params.get("limit"), cursor=params.get("cursor")
-        )
-    return {"jobs": [job.to_json() for job in page.jobs], "next_cursor": page.next_cursor}
+    page = services.current().jobs.page(caller_id(), limit=params.get("limit"), cursor=params.get("cursor"))
+    return page.to_json("jobs")
 
 
 @app.route("/jobs/{job_id}", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
 def get_job(job_id: str) -> dict[str, Any]:
     job = services.current().jobs.get(caller_id(), job_id)
     if job is None:
@@ -139,40 +147,35 @@ def sweep_stale_jobs(event: CloudWatchEvent) -> None:
 
 
 @app.route("/messages", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
 def send_message() -> Response:
     body = json_object()
-    chat = services.current().chat
-    with refused_as_400(InvalidChatRequest):
-        message = chat.send(caller_id(), body.get("to"), body.get("text"))
+    message = services.current().chat.send(caller_id(), body.get("to"), body.get("text"))
     return Response(body=message.to_json(), status_code=201)
 
 
 @app.route("/messages", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
 def list_messages() -> dict[str, Any]:
     params = query_params()
-    chat = services.current().chat
-    with refused_as_400(InvalidChatRequest):
-        page = chat.conversation(
-            caller_id(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
-        )
-    return {"messages": [m.to_json() for m in page.messages], "next_cursor": page.next_cursor}
+    page = services.current().chat.conversation(
+        caller_id(), params.get("with"), limit=params.get("limit"), cursor=params.get("cursor")
+    )
+    return page.to_json("messages")
 
 
 @app.route("/messages/unread-count", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
 def unread_count() -> dict[str, Any]:
-    chat = services.current().chat
-    with refused_as_400(InvalidChatRequest):
-        unread = chat.unread(caller_id())
+    unread = services.current().chat.unread(caller_id())
     return {"unread": unread.total, "by_user": unread.by_user}
 
 
 @app.route("/messages/read", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
 def mark_messages_read() -> dict[str, Any]:
-    body = json_object()
-    chat = services.current().chat
-    with refused_as_400(InvalidChatRequest):
-        peer = body.get("with")
-        marked = chat.mark_read(caller_id(), peer)
+    peer = json_object().get("with")
+    marked = services.current().chat.mark_read(caller_id(), peer)
     return {"with": peer, "marked_read": marked}
 
 
@@ -180,9 +183,9 @@ def mark_messages_read() -> dict[str, Any]:
 
 
 @app.route("/webhooks/stripe", methods=["POST"], content_types=["application/json"])
+@answers_errors
 def stripe_webhook() -> dict[str, Any]:
     """Public; authenticated by the `Stripe-Signature` header over the raw body, not by a token."""
-    from chalicelib.payments import InvalidWebhook
     from chalicelib.settings import ConfigurationError
 
     request = app.current_request
@@ -191,8 +194,6 @@ def stripe_webhook() -> dict[str, Any]:
         result = services.current().stripe_webhooks.handle(
             request.raw_body, request.headers.get("stripe-signature")
         )
-    except InvalidWebhook as exc:
-        raise BadRequestError(str(exc)) from None
     except ConfigurationError:
         # The reason (which variable or parameter is missing) is in the log; Stripe retries the 500.
         raise ChaliceViewError("the Stripe webhook is not configured on this stage") from None
@@ -200,12 +201,10 @@ def stripe_webhook() -> dict[str, Any]:
 
 
 @app.route("/payments", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
 def list_payments() -> dict[str, Any]:
-    from chalicelib.pagination import parse_limit
-
     params = query_params()
-    with refused_as_400(ValueError):  # a bad limit, or a cursor not made by this query (BadCursor)
-        page = services.current().payments.payments_of(
-            caller_id(), limit=parse_limit(params.get("limit")), cursor=params.get("cursor")
-        )
-    return {"payments": [p.to_json() for p in page.payments], "next_cursor": page.next_cursor}
+    page = services.current().payments.payments_of(
+        caller_id(), limit=params.get("limit"), cursor=params.get("cursor")
+    )
+    return page.to_json("payments")

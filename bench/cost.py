@@ -421,7 +421,7 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
     transport = MeteredTransport(services.Services(settings).realtime.transport)
     current = services.Services(settings, transport=transport)
     clock = InstantClock()
-    current.job_clock = clock
+    current.clock = clock
     services.use(current)
     capacity = CapacityMeter(boto3.client("dynamodb"), table_shapes(ENV))
     capacity.watch(current.dynamodb)

@@ -17,15 +17,18 @@ User ids are validated before they reach a key, so `#` can never appear inside o
 from __future__ import annotations
 
 import secrets
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.pagination import BadCursor, decode_cursor, encode_cursor, parse_limit
+from chalicelib.errors import RequestRefused
+from chalicelib.pagination import Page, query_page
 from chalicelib.realtime import Notifies
+from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock, epoch_ms, iso_utc
 from chalicelib.realtime.identifiers import validate_user_id
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
 
 EVENT_KEY = "chat-messages-updated"
 MAX_TEXT_CHARACTERS = 2000
@@ -36,7 +39,7 @@ UNREAD_PREFIX = "unread#"
 PEER_PREFIX = "peer#"
 
 
-class InvalidChatRequest(ValueError):
+class InvalidChatRequest(RequestRefused):
     """Input a user sent that the chat cannot accept; the message says why (a 400)."""
 
 
@@ -57,12 +60,6 @@ class Message:
             "text": self.text,
             "sent_at": self.sent_at,
         }
-
-
-@dataclass(frozen=True)
-class Page:
-    messages: list[Message]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -120,18 +117,12 @@ def new_message_id(now_ms: int) -> str:
     return f"{now_ms:013d}-{secrets.token_hex(8)}"
 
 
-def iso_utc(now_ms: int) -> str:
-    # Whole seconds plus exact milliseconds: a float division could round 0.999 up.
-    moment = datetime.fromtimestamp(now_ms // 1000, UTC).replace(microsecond=now_ms % 1000 * 1000)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Chat:
     """Sends and reads user-to-user messages and notifies both sides.
 
     chat = Chat(table_name, dynamodb_client, notifier)
     message = chat.send("alice", "bob", "hello")     # notifies bob and alice
-    chat.conversation("bob", "alice").messages        # [message], newest first
+    chat.conversation("bob", "alice").items           # (message,), newest first
     chat.unread("bob").total                          # 1
     chat.mark_read("bob", "alice")                    # 1 (counter reset, bob notified)
     """
@@ -139,10 +130,10 @@ class Chat:
     def __init__(
         self,
         table_name: str,
-        dynamodb: Any,
+        dynamodb: DynamoDBClient,
         notifier: Notifies,
         *,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
@@ -158,7 +149,7 @@ class Chat:
         sender = user_id(sender, "your user id")
         recipient = peer_of(sender, to, "to")
         body = message_text(text)
-        now_ms = int(self._clock() * 1000)
+        now_ms = epoch_ms(self._clock.now())
         message = Message(new_message_id(now_ms), sender, recipient, body, iso_utc(now_ms))
         self._dynamodb.transact_write_items(
             TransactItems=[
@@ -193,46 +184,32 @@ class Chat:
 
     def conversation(
         self, caller: str, with_user: object, *, limit: str | None = None, cursor: str | None = None
-    ) -> Page:
+    ) -> Page[Message]:
         """The caller's conversation with `with_user`, newest first, one Query per page.
 
         `limit` and `cursor` are the raw `?limit=` (1-100, default 20) and `?cursor=`; the cursor
-        must come from this same conversation, any other is an `InvalidChatRequest`.
+        must come from this same conversation, any other is an `InvalidPage`.
 
         chat.conversation("bob", "alice", limit="10").next_cursor  # None on the last page
         """
         caller = user_id(caller, "your user id")
         peer = peer_of(caller, with_user, "with")
-        try:
-            page_size = parse_limit(limit)
-        except ValueError as exc:
-            raise InvalidChatRequest(str(exc)) from exc
-        partition = conversation_key(caller, peer)
-        try:
-            start = decode_cursor(cursor, key_attributes={"pk", "sk"}, fixed={"pk": {"S": partition}})
-        except BadCursor as exc:
-            raise InvalidChatRequest(str(exc)) from exc
-        if start is not None and not start["sk"].get("S", "").startswith(MESSAGE_PREFIX):
-            raise InvalidChatRequest("invalid cursor")
-        query: dict[str, Any] = {
+        partition = {"pk": {"S": conversation_key(caller, peer)}}
+        query = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :msg)",
-            "ExpressionAttributeValues": {":pk": {"S": partition}, ":msg": {"S": MESSAGE_PREFIX}},
+            "ExpressionAttributeValues": {":pk": partition["pk"], ":msg": {"S": MESSAGE_PREFIX}},
             "ScanIndexForward": False,
-            # One extra item tells whether another page exists, so the last page has no cursor.
-            "Limit": page_size + 1,
         }
-        if start is not None:
-            query["ExclusiveStartKey"] = start
-        response = self._dynamodb.query(**query)
-        items = response.get("Items", [])
-        if len(items) > page_size:
-            items = items[:page_size]
-            next_cursor = encode_cursor({"pk": items[-1]["pk"], "sk": items[-1]["sk"]})
-        else:
-            # Fewer items but a LastEvaluatedKey: the 1 MB page limit cut the Query short.
-            next_cursor = encode_cursor(response.get("LastEvaluatedKey"))
-        return Page([self._message(item) for item in items], next_cursor)
+        return query_page(
+            self._dynamodb,
+            query,
+            key_attributes=("pk", "sk"),
+            partition=partition,
+            limit=limit,
+            cursor=cursor,
+            accepts_start=lambda key: key["sk"].get("S", "").startswith(MESSAGE_PREFIX),
+        ).map(self._message)
 
     def unread(self, caller: str) -> Unread:
         """Unread messages addressed to the caller, in total and per sender (one Query per 1 MB)."""

@@ -25,15 +25,20 @@ from __future__ import annotations
 import enum
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from chalicelib.pagination import decode_cursor, encode_cursor
-from chalicelib.realtime import Notifies
+from chalicelib.errors import RequestRefused
+from chalicelib.pagination import Page, query_page
+from chalicelib.realtime import Notifies, aws
+from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock
 from chalicelib.realtime.identifiers import validate_user_id
 from chalicelib.settings import ConfigurationError
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_dynamodb.type_defs import PutTypeDef, UpdateTypeDef
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +57,7 @@ CURRENCY_PATTERN = re.compile(r"[a-z]{3}")
 MAX_AMOUNT = 10**15
 
 
-class InvalidWebhook(ValueError):
+class InvalidWebhook(RequestRefused):
     """The request is not a Stripe-signed event (bad or missing signature, old timestamp, not JSON): 400."""
 
 
@@ -92,12 +97,6 @@ class Payment:
             "event_id": self.event_id,
             "created": self.created,
         }
-
-
-@dataclass(frozen=True)
-class PaymentPage:
-    payments: list[Payment]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True)
@@ -209,10 +208,10 @@ class PaymentStore:
 
     store = PaymentStore("realtime-payments", dynamodb_client)
     store.record(payment)                      # Outcome.RECORDED, then Outcome.DUPLICATE for the same event
-    store.payments_of("alice", limit=20)       # PaymentPage(payments=[...newest first], next_cursor=None)
+    store.payments_of("alice", limit="20")     # Page(items=(...newest first), next_cursor=None)
     """
 
-    def __init__(self, table_name: str, dynamodb: Any, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, table_name: str, dynamodb: DynamoDBClient, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
         self._clock = clock
@@ -234,7 +233,7 @@ class PaymentStore:
                 ]
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+            if aws.error_code(exc) != "TransactionCanceledException":
                 raise
             reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
             if reasons[:1] == ["ConditionalCheckFailed"]:
@@ -244,27 +243,31 @@ class PaymentStore:
             raise  # a conflicting concurrent write: the caller answers 5xx and Stripe retries
         return Outcome.RECORDED
 
-    def payments_of(self, user_id: str, *, limit: int, cursor: str | None = None) -> PaymentPage:
-        """The user's payments, newest first, one page; `BadCursor` for a cursor not from this query."""
-        partition = {"S": _user_pk(user_id)}
-        args: dict[str, Any] = {
+    def payments_of(
+        self, user_id: str, *, limit: str | None = None, cursor: str | None = None
+    ) -> Page[Payment]:
+        """The user's payments, newest first, one page (`?limit=`, `?cursor=`; `InvalidPage` if bad)."""
+        try:
+            partition = {"pk": {"S": _user_pk(user_id)}}
+        except ValueError as exc:  # a token whose uid cannot be a key: nothing of it is stored
+            raise RequestRefused(str(exc)) from exc
+        query = {
             "TableName": self._table,
             "IndexName": BY_CREATED_INDEX,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": partition},
+            "ExpressionAttributeValues": {":pk": partition["pk"]},
             "ScanIndexForward": False,
-            "Limit": limit,
         }
-        start = decode_cursor(cursor, key_attributes={"pk", "sk", "created_key"}, fixed={"pk": partition})
-        if start:
-            args["ExclusiveStartKey"] = start
-        response = self._dynamodb.query(**args)
-        return PaymentPage(
-            payments=[_payment_from_item(item) for item in response.get("Items", [])],
-            next_cursor=encode_cursor(response.get("LastEvaluatedKey")),
-        )
+        return query_page(
+            self._dynamodb,
+            query,
+            key_attributes=("pk", "sk", "created_key"),
+            partition=partition,
+            limit=limit,
+            cursor=cursor,
+        ).map(_payment_from_item)
 
-    def _event_marker(self, payment: Payment) -> dict[str, Any]:
+    def _event_marker(self, payment: Payment) -> PutTypeDef:
         return {
             "TableName": self._table,
             "Item": {
@@ -272,46 +275,51 @@ class PaymentStore:
                 "sk": {"S": "EVENT"},
                 "user_id": {"S": payment.user_id},
                 "payment_id": {"S": payment.payment_id},
-                "expires_at": {"N": str(int(self._clock()) + EVENT_MARKER_TTL_SECONDS)},
+                "expires_at": {"N": str(int(self._clock.now()) + EVENT_MARKER_TTL_SECONDS)},
             },
             "ConditionExpression": "attribute_not_exists(pk)",
         }
 
-    def _payment_update(self, payment: Payment) -> dict[str, Any]:
-        fields = {
-            "user_id": {"S": payment.user_id},
-            "payment_id": {"S": payment.payment_id},
-            "stripe_object_id": {"S": payment.stripe_object_id},
-            "amount": {"N": str(payment.amount)},
-            "currency": {"S": payment.currency},
-            "status": {"S": payment.status},
-            "event_id": {"S": payment.event_id},
-            "event_created": {"N": str(payment.event_created)},
+    def _payment_update(self, payment: Payment) -> UpdateTypeDef:
+        from boto3.dynamodb.types import TypeSerializer
+
+        fields: dict[str, str | int] = {
+            "user_id": payment.user_id,
+            "payment_id": payment.payment_id,
+            "stripe_object_id": payment.stripe_object_id,
+            "amount": payment.amount,
+            "currency": payment.currency,
+            "status": payment.status,
+            "event_id": payment.event_id,
+            "event_created": payment.event_created,
         }
         # The first event fixes when the payment was created, hence its place in the newest-first list.
-        first_only = {
-            "created": {"N": str(payment.created)},
-            "created_key": {"S": f"{payment.created:012d}#{payment.payment_id}"},
+        first_only: dict[str, str | int] = {
+            "created": payment.created,
+            "created_key": f"{payment.created:012d}#{payment.payment_id}",
         }
         assignments = [f"#{name} = :{name}" for name in fields] + [
             f"#{name} = if_not_exists(#{name}, :{name})" for name in first_only
         ]
-        update: dict[str, Any] = {
+        values = {**fields, **first_only}
+        condition = None
+        if payment.status == FAILED:
+            # Success is final for a PaymentIntent, and Stripe does not order deliveries: a failure
+            # only lands on a payment that has not succeeded and was not updated by a newer event.
+            condition = (
+                "attribute_not_exists(pk) OR (#status <> :succeeded AND #event_created <= :event_created)"
+            )
+            values["succeeded"] = SUCCEEDED
+        serialize = TypeSerializer().serialize
+        update: UpdateTypeDef = {
             "TableName": self._table,
             "Key": {"pk": {"S": _user_pk(payment.user_id)}, "sk": {"S": f"PAYMENT#{payment.payment_id}"}},
             "UpdateExpression": "SET " + ", ".join(assignments),
             "ExpressionAttributeNames": {f"#{name}": name for name in [*fields, *first_only]},
-            "ExpressionAttributeValues": {
-                f":{name}": value for name, value in {**fields, **first_only}.items()
-            },
+            "ExpressionAttributeValues": {f":{name}": serialize(value) for name, value in values.items()},
         }
-        if payment.status == FAILED:
-            # Success is final for a PaymentIntent, and Stripe does not order deliveries: a failure
-            # only lands on a payment that has not succeeded and was not updated by a newer event.
-            update["ConditionExpression"] = (
-                "attribute_not_exists(pk) OR (#status <> :succeeded AND #event_created <= :event_created)"
-            )
-            update["ExpressionAttributeValues"][":succeeded"] = {"S": SUCCEEDED}
+        if condition:
+            update["ConditionExpression"] = condition
         return update
 
 

@@ -8,10 +8,14 @@ Nothing here ever logs the value.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib.realtime import aws
 from chalicelib.settings import ConfigurationError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SSMProvider
+    from types_boto3_ssm.client import SSMClient
 
 # How long a value read from SSM is used before it is read again (a rotated secret takes this long).
 SECRET_MAX_AGE_SECONDS = 300
@@ -42,7 +46,7 @@ class SecretSetting:
         parameter_variable: str,
         parameter_name: str,
         *,
-        ssm: Any = None,
+        ssm: SSMClient | None = None,
         max_age: int = SECRET_MAX_AGE_SECONDS,
     ) -> None:
         self._variable = variable
@@ -51,7 +55,7 @@ class SecretSetting:
         self._parameter_name = parameter_name
         self._ssm = ssm
         self._max_age = max_age
-        self._provider: Any = None  # Powertools' SSMProvider, built on first read
+        self._provider: SSMProvider | None = None  # built on first read
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -90,7 +94,7 @@ class SecretSetting:
         except GetParameterError as exc:
             # Powertools wraps the SDK's error; the code that says what went wrong is on the original.
             cause = exc.__context__
-            code = cause.response.get("Error", {}).get("Code", "") if isinstance(cause, ClientError) else ""
+            code = aws.error_code(cause) if isinstance(cause, ClientError) else ""
             problem = _CONFIGURATION_ERRORS.get(code)
             if problem is None:
                 raise  # throttling or an outage: transient, let the caller answer 5xx and be retried

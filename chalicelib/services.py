@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from chalicelib import realtime as realtime_core
-from chalicelib.jobs import KINDS, Clock, JobKinds, JobQueue, JobRunner, JobStore, SystemClock
+from chalicelib.jobs import KINDS, JobKinds, JobQueue, JobRunner, JobStore
 from chalicelib.messages import Chat
 from chalicelib.payments import PaymentStore, StripeWebhooks
 from chalicelib.realtime import Notifies, Realtime, aws
 from chalicelib.realtime.auth import TokenVerifier
+from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock
 from chalicelib.realtime.transport import ManagementTransport
 from chalicelib.secrets import SecretSetting
 from chalicelib.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_sns.client import SNSClient
+    from types_boto3_ssm.client import SSMClient
 
 
 class Services:
@@ -37,8 +43,8 @@ class Services:
         settings: Settings,
         *,
         realtime: Realtime | None = None,
-        dynamodb: Any = None,
-        sns: Any = None,
+        dynamodb: DynamoDBClient | None = None,
+        sns: SNSClient | None = None,
         transport: ManagementTransport | None = None,
         verifier: TokenVerifier | None = None,
     ) -> None:
@@ -54,19 +60,19 @@ class Services:
         return self.realtime.notifier
 
     @functools.cached_property
-    def dynamodb(self) -> Any:
+    def dynamodb(self) -> DynamoDBClient:
         return self._dynamodb or aws.client("dynamodb", max_pool_connections=32)
 
     @functools.cached_property
-    def sns(self) -> Any:
+    def sns(self) -> SNSClient:
         return self._sns or aws.client("sns")
 
-    # ------------------------------------------------------------ jobs
-
     @functools.cached_property
-    def job_clock(self) -> Clock:
-        """The jobs' clock; tests assign a fake one before first use so jobs run without waiting."""
-        return SystemClock()
+    def clock(self) -> Clock:
+        """The features' clock; tests assign a fake one before first use, so jobs run without waiting."""
+        return SYSTEM_CLOCK
+
+    # ------------------------------------------------------------ jobs
 
     @functools.cached_property
     def job_kinds(self) -> JobKinds:
@@ -84,23 +90,23 @@ class Services:
             self.sns,
             self.settings.jobs_topic_arn,
             self.notifier,
-            self.job_clock,
+            self.clock,
         )
 
     @functools.cached_property
     def job_runner(self) -> JobRunner:
-        return JobRunner(self.job_store, self.notifier, self.job_kinds, self.job_clock)
+        return JobRunner(self.job_store, self.notifier, self.job_kinds, self.clock)
 
     # ------------------------------------------------------------ chat
 
     @functools.cached_property
     def chat(self) -> Chat:
-        return Chat(self.settings.messages_table, self.dynamodb, self.notifier)
+        return Chat(self.settings.messages_table, self.dynamodb, self.notifier, clock=self.clock)
 
     # ------------------------------------------------------------ payments
 
     @functools.cached_property
-    def ssm(self) -> Any:
+    def ssm(self) -> SSMClient:
         return aws.client("ssm")
 
     @functools.cached_property
@@ -116,7 +122,7 @@ class Services:
 
     @functools.cached_property
     def payments(self) -> PaymentStore:
-        return PaymentStore(self.settings.payments_table, self.dynamodb)
+        return PaymentStore(self.settings.payments_table, self.dynamodb, clock=self.clock)
 
     @functools.cached_property
     def stripe_webhooks(self) -> StripeWebhooks:

@@ -19,11 +19,9 @@ from chalicelib.jobs.model import (
     RUN_DEADLINE_SECONDS,
     RUNNER_TIMEOUT_SECONDS,
     STALE_AFTER_SECONDS,
-    Clock,
     Job,
-    SystemClock,
 )
-from chalicelib.jobs.queue import JobPage, JobQueue, QueueUnavailable
+from chalicelib.jobs.queue import JobQueue, QueueUnavailable
 from chalicelib.jobs.runner import JOBS_UPDATED, JobRunner, RunOutcome
 from chalicelib.jobs.store import JobStore
 
@@ -35,18 +33,15 @@ __all__ = [
     "RUNNER_TIMEOUT_SECONDS",
     "RUN_DEADLINE_SECONDS",
     "STALE_AFTER_SECONDS",
-    "Clock",
     "InvalidJobRequest",
     "Job",
     "JobContext",
     "JobError",
     "JobKinds",
-    "JobPage",
     "JobQueue",
     "JobRunner",
     "JobStore",
     "QueueUnavailable",
     "RunOutcome",
-    "SystemClock",
     "job_kind",
 ]

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from chalicelib.errors import RequestRefused
+
 ParamsValidator = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -23,7 +25,7 @@ class JobError(Exception):
     """A job failed for a reason the user may read (it becomes the job's `error`)."""
 
 
-class InvalidJobRequest(ValueError):
+class InvalidJobRequest(RequestRefused):
     """`POST /jobs` asked for something this API refuses; the message says what (a 400)."""
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
+
+from chalicelib.realtime.clock import iso_utc
 
 QUEUED = "queued"
 RUNNING = "running"
@@ -42,26 +42,6 @@ _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 JOB_ID_PATTERN = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
 
-class Clock(Protocol):
-    """Wall-clock time and sleeping, injected so tests run jobs without waiting."""
-
-    def now(self) -> float:
-        """Seconds since the epoch."""
-        ...
-
-    def sleep(self, seconds: float) -> None: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> float:
-        return time.time()
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
-
-
 def new_job_id(now: float) -> str:
     """A ULID: 48-bit milliseconds then 80 random bits, Crockford base32, so ids sort by creation time.
 
@@ -71,19 +51,8 @@ def new_job_id(now: float) -> str:
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 
-def epoch_ms(seconds: float) -> int:
-    """Epoch seconds (as `Clock.now()` gives them) -> integer milliseconds, as stored."""
-    return int(seconds * 1000)
-
-
 def is_job_id(value: object) -> bool:
     return isinstance(value, str) and JOB_ID_PATTERN.fullmatch(value) is not None
-
-
-def iso(epoch_ms: int) -> str:
-    """Epoch milliseconds -> `2024-05-01T12:00:00.123Z`."""
-    moment = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
 
 
 @dataclass(frozen=True)
@@ -119,8 +88,8 @@ class Job:
             "progress": self.progress,
             "result": self.result,
             "error": self.error,
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
+            "created_at": iso_utc(self.created_at),
+            "updated_at": iso_utc(self.updated_at),
         }
 
     @classmethod

@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chalicelib.errors import TemporarilyUnavailable
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
     QUEUED,
     QUEUED_STALE_SECONDS,
     RUNNING,
     STALE_AFTER_SECONDS,
-    Clock,
     Job,
-    epoch_ms,
     is_job_id,
     new_job_id,
 )
 from chalicelib.jobs.runner import JOBS_UPDATED, job_message
 from chalicelib.jobs.store import JobStore
-from chalicelib.pagination import BadCursor, decode_cursor, encode_cursor, parse_limit
+from chalicelib.pagination import Page
 from chalicelib.realtime import Notifies, observability
+from chalicelib.realtime.clock import Clock, epoch_ms
 from chalicelib.realtime.identifiers import validate_user_id
+
+if TYPE_CHECKING:
+    from types_boto3_sns.client import SNSClient
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +33,14 @@ PARAMS_MAX_BYTES = 4096
 SUBMIT_FIELDS = {"kind", "params"}
 
 
-class QueueUnavailable(RuntimeError):
+class QueueUnavailable(TemporarilyUnavailable):
     """The job was recorded but could not be published; it is marked failed. Safe to retry."""
-
-
-@dataclass(frozen=True)
-class JobPage:
-    jobs: list[Job]
-    next_cursor: str | None
 
 
 class JobQueue:
     """Submit jobs and read them back, always scoped to their owner.
 
-    queue = JobQueue(store, kinds, sns_client, topic_arn, notifier, SystemClock())
+    queue = JobQueue(store, kinds, sns_client, topic_arn, notifier, SYSTEM_CLOCK)
     job = queue.submit("uid-1", {"kind": "report", "params": {"seconds": 30}})
     queue.get("uid-1", job.job_id).status  # 'queued', later 'running', then 'succeeded'
     """
@@ -53,7 +49,7 @@ class JobQueue:
         self,
         store: JobStore,
         kinds: JobKinds,
-        sns: Any,
+        sns: SNSClient,
         topic_arn: str,
         notifier: Notifies,
         clock: Clock,
@@ -120,20 +116,12 @@ class JobQueue:
         job = self._store.get(owner, job_id)
         return self._retire_if_stale(job) if job else None
 
-    def page(self, owner: str, *, limit: str | None = None, cursor: str | None = None) -> JobPage:
+    def page(self, owner: str, *, limit: str | None = None, cursor: str | None = None) -> Page[Job]:
         """One page of the owner's jobs, newest first (stale rule applied).
 
-        `InvalidJobRequest` for a bad limit or a cursor this API did not issue for this owner.
+        `InvalidPage` (a 400) for a bad limit or a cursor this API did not issue for this owner.
         """
-        try:
-            page_size = parse_limit(limit)
-            start = decode_cursor(cursor, key_attributes={"owner", "job_id"}, fixed={"owner": {"S": owner}})
-            if start is not None and not is_job_id(start["job_id"].get("S")):
-                raise BadCursor("invalid cursor")
-        except ValueError as exc:  # BadCursor is one too
-            raise InvalidJobRequest(str(exc)) from exc
-        jobs, last_key = self._store.page(owner, limit=page_size, start_key=start)
-        return JobPage([self._retire_if_stale(job) for job in jobs], encode_cursor(last_key))
+        return self._store.page(owner, limit=limit, cursor=cursor).map(self._retire_if_stale)
 
     def sweep(self) -> int:
         """Fail every job the stale rule applies to and notify its owner; the number failed.

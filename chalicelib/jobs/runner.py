@@ -22,13 +22,12 @@ from chalicelib.jobs.model import (
     HEARTBEAT_SECONDS,
     PROGRESS_INTERVAL_SECONDS,
     RUN_DEADLINE_SECONDS,
-    Clock,
     Job,
-    epoch_ms,
     is_job_id,
 )
 from chalicelib.jobs.store import JobStore, LeaseLost
 from chalicelib.realtime import Notifies
+from chalicelib.realtime.clock import Clock, epoch_ms
 from chalicelib.realtime.identifiers import validate_user_id
 
 logger = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ class _Heartbeat:
 class JobRunner:
     """Runs the job named by an SNS message, at most once however often the message arrives.
 
-    runner = JobRunner(store, notifier, KINDS, SystemClock())
+    runner = JobRunner(store, notifier, KINDS, SYSTEM_CLOCK)
     runner.handle('{"owner": "uid-1", "job_id": "01JD5Q6V3ZK8W1X0J9N2C4B7TA"}')  # RunOutcome.RAN
     """
 

@@ -25,7 +25,7 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
@@ -38,8 +38,13 @@ from chalicelib.jobs.model import (
     STALE_AFTER_SECONDS,
     SUCCEEDED,
     Job,
+    is_job_id,
 )
+from chalicelib.pagination import Page, query_page
 from chalicelib.realtime import aws
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
 
 ACTIVE_INDEX = "active_jobs"
 ACTIVE_SHARDS = 4
@@ -79,7 +84,7 @@ class JobStore:
     claimed, current = store.claim("uid-1", job.job_id, token="t1", now_ms=now)
     """
 
-    def __init__(self, table_name: str, dynamodb: Any) -> None:
+    def __init__(self, table_name: str, dynamodb: DynamoDBClient) -> None:
         self._table = table_name
         self._dynamodb = dynamodb
 
@@ -92,22 +97,25 @@ class JobStore:
         )
         return Job.from_item(item["Item"]) if "Item" in item else None
 
-    def page(
-        self, owner: str, *, limit: int, start_key: dict[str, Any] | None
-    ) -> tuple[list[Job], dict[str, Any] | None]:
-        """One page of the owner's jobs, newest first, and the key to continue from (None at the end)."""
-        args: dict[str, Any] = {
+    def page(self, owner: str, *, limit: str | None, cursor: str | None) -> Page[Job]:
+        """One page of the owner's jobs, newest first (`?limit=`, `?cursor=`; `InvalidPage` if bad)."""
+        partition = {"owner": {"S": owner}}
+        query = {
             "TableName": self._table,
             "KeyConditionExpression": "#o = :o",
             "ExpressionAttributeNames": {"#o": "owner"},
-            "ExpressionAttributeValues": {":o": {"S": owner}},
+            "ExpressionAttributeValues": {":o": partition["owner"]},
             "ScanIndexForward": False,
-            "Limit": limit,
         }
-        if start_key:
-            args["ExclusiveStartKey"] = start_key
-        response = self._dynamodb.query(**args)
-        return [Job.from_item(item) for item in response.get("Items", [])], response.get("LastEvaluatedKey")
+        return query_page(
+            self._dynamodb,
+            query,
+            key_attributes=("owner", "job_id"),
+            partition=partition,
+            limit=limit,
+            cursor=cursor,
+            accepts_start=lambda key: is_job_id(key["job_id"].get("S")),
+        ).map(Job.from_item)
 
     def active_older_than(self, cutoff_ms: int) -> Iterator[ActiveJob]:
         """Queued or running jobs whose `updated_at` is before `cutoff_ms`: one Query per shard and page."""

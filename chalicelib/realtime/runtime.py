@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from . import aws
 from .auth import FirebaseVerifier, TokenVerifier
@@ -23,6 +23,9 @@ from .oidc import OidcVerifier
 from .settings import RealtimeSettings, get_settings
 from .transport import AiohttpTransport, Boto3ThreadPoolTransport, ManagementTransport
 from .websocket import WebsocketSessions
+
+if TYPE_CHECKING:
+    from types_boto3_dynamodb.client import DynamoDBClient
 
 
 class Realtime:
@@ -40,7 +43,7 @@ class Realtime:
         self,
         settings: RealtimeSettings,
         *,
-        dynamodb: Any = None,
+        dynamodb: DynamoDBClient | None = None,
         transport: ManagementTransport | None = None,
         verifier: TokenVerifier | None = None,
         observer: NotifyObserver | None = None,
@@ -52,7 +55,7 @@ class Realtime:
         self._observer = observer
 
     @functools.cached_property
-    def dynamodb(self) -> Any:
+    def dynamodb(self) -> DynamoDBClient:
         return self._dynamodb or aws.client("dynamodb", max_pool_connections=32)
 
     @functools.cached_property

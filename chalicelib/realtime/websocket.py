@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .auth import AuthUnavailable, InvalidToken, TokenVerifier
+from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import Connection, ConnectionStore
 from .notifier import frame
 from .transport import ManagementTransport, Outcome
@@ -74,13 +74,13 @@ class WebsocketSessions:
         transport: ManagementTransport,
         *,
         max_connections_per_user: int,
-        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._verifier = verifier
         self._store = store
         self._transport = transport
         self._cap = max_connections_per_user
-        self._clock_ms = clock_ms
+        self._clock = clock
 
     def connect(
         self,
@@ -105,7 +105,7 @@ class WebsocketSessions:
         except AuthUnavailable as exc:
             logger.error("connect refused", extra={"connection_id": connection_id, "reason": str(exc)})
             return ConnectResult(503, reason=str(exc))
-        connection = Connection(connection_id, user_id, self._clock_ms())
+        connection = Connection(connection_id, user_id, self._now_ms())
         try:
             self._store.add(connection)
         except Exception:
@@ -150,6 +150,9 @@ class WebsocketSessions:
             return
         logger.debug("ignored a frame with no known action", extra={"connection_id": connection_id})
 
+    def _now_ms(self) -> int:
+        return epoch_ms(self._clock.now())
+
     def _evict_beyond_cap(self, user_id: str, new_id: str) -> tuple[str, ...]:
         """Close and forget the user's oldest connections beyond the cap, strictly oldest first.
 
@@ -159,7 +162,7 @@ class WebsocketSessions:
         existing = list(self._store.connections_of(user_id))  # oldest first
         if all(c.connection_id != new_id for c in existing):
             # Not in the index yet (a GSI is eventually consistent): it is the newest.
-            existing.append(Connection(new_id, user_id, self._clock_ms()))
+            existing.append(Connection(new_id, user_id, self._now_ms()))
         excess = len(existing) - self._cap
         if excess <= 0:
             return ()
@@ -171,7 +174,7 @@ class WebsocketSessions:
         return tuple(c.connection_id for c in oldest)
 
     def _close_all(self, connections: list[Connection]) -> None:
-        now_ms = self._clock_ms()
+        now_ms = self._now_ms()
         for attempt in range(CLOSE_RETRIES + 1):
             # 410 for a connection stored moments ago: its own $connect may still be running (the gateway
             # knows it only once that returns), so the close is tried again shortly.
@@ -183,4 +186,4 @@ class WebsocketSessions:
             ]
             if not connections or attempt == CLOSE_RETRIES:
                 return
-            time.sleep(CLOSE_RETRY_SECONDS)
+            self._clock.sleep(CLOSE_RETRY_SECONDS)

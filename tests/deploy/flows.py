@@ -107,7 +107,7 @@ class Deployment:
             # in-process. The shipped one makes the same signed calls (tests/unit/test_transport.py).
             transport=Boto3ThreadPoolTransport(settings.realtime.websocket_endpoint),
         )
-        built.job_clock = self.clock
+        built.clock = self.clock
         services_module.use(built)
         self.functions_run.add(function)
         try:

@@ -208,7 +208,7 @@ def stand() -> Iterator[Stand]:
     settings = Settings.from_env(env)
     transport = CurlTransport(settings.realtime.websocket_endpoint)
     built = Services(settings, dynamodb=dynamodb, sns=sns, transport=transport)
-    built.job_clock = InstantClock()
+    built.clock = InstantClock()
     # Installed for the module, until the gateway has stopped: a `$disconnect` that runs after a test
     # must still find these services, not ones built from the test environment (which names real AWS).
     services_module.use(built)

@@ -18,6 +18,7 @@ from chalicelib.realtime.auth import FirebaseVerifier
 from chalicelib.realtime.connections import Connection, ConnectionStore
 from chalicelib.realtime.transport import Outcome
 from chalicelib.realtime.websocket import IN_FLIGHT_MS, WebsocketSessions
+from tests.clock import FakeClock
 from tests.firebase_tokens import TokenFactory
 
 CAP = 3
@@ -52,7 +53,8 @@ def store(services: Any) -> ConnectionStore:
 
 def sessions(store: ConnectionStore, gateway: Gateway, now_ms: int = NOW_MS) -> WebsocketSessions:
     verifier = FirebaseVerifier("test-project")
-    return WebsocketSessions(verifier, store, gateway, max_connections_per_user=CAP, clock_ms=lambda: now_ms)
+    clock = FakeClock(now_ms / 1000)
+    return WebsocketSessions(verifier, store, gateway, max_connections_per_user=CAP, clock=clock)
 
 
 def bearer(tokens: TokenFactory, uid: str) -> dict[str, str]:

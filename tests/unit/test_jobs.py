@@ -112,7 +112,7 @@ def dynamodb(services: Any, clock: FakeClock, kinds: SteeredKinds) -> CountingDy
     counting = CountingDynamoDB(services.dynamodb)
     # Installed before the jobs components are built from them.
     services.dynamodb = counting
-    services.job_clock = clock
+    services.clock = clock
     services.job_kinds = kinds.registry
     return counting
 

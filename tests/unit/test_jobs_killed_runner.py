@@ -58,7 +58,7 @@ def stack(moto_server: str, firebase_certs: Any) -> Iterator[dict[str, Any]]:
     create_tables(aws.client("dynamodb"), {k: v for k, v in env.items() if k.endswith("_TABLE")})
     env["JOBS_TOPIC_ARN"] = aws.client("sns").create_topic(Name="test-jobs")["TopicArn"]
     built = services_module.Services(Settings.from_env(env))
-    built.job_clock = LaterClock(0)
+    built.clock = LaterClock(0)
     services_module.use(built)
     yield {"env": env, "services": built}
     services_module.use(None)
@@ -112,7 +112,7 @@ def test_a_killed_runner_leaves_the_job_failed_and_the_owner_notified(
         assert frames_before >= 2  # running, and the progress it reached
 
         # The scheduled sweep, run as the minute after the heartbeat went stale.
-        services.job_clock.offset = STALE_AFTER_SECONDS + 15
+        services.clock.offset = STALE_AFTER_SECONDS + 15
         sweep = client.events.generate_cw_event("aws.events", "Scheduled Event", {}, resources=[])
         client.lambda_.invoke("sweep_stale_jobs", sweep)
 

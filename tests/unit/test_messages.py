@@ -6,7 +6,6 @@ Every request carries a real RSA-signed token; DynamoDB and the Management API r
 from __future__ import annotations
 
 import base64
-import itertools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +18,7 @@ from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
 from chalicelib.realtime.connections import Connection
 from tests.apigw import connect
+from tests.clock import FakeClock
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
 
@@ -43,10 +43,8 @@ def dynamodb(services: Any) -> CountingDynamoDB:
     counting = CountingDynamoDB(services.dynamodb)
     # Installed before anything is built from it, so every app call goes through the counter.
     services.dynamodb = services.realtime.dynamodb = counting
-    ticks = itertools.count(START_MS)
-    services.chat = Chat(
-        services.settings.messages_table, counting, services.notifier, clock=lambda: next(ticks) / 1000
-    )
+    clock = FakeClock(START_MS / 1000, tick=0.001)  # each message 1 ms after the last
+    services.chat = Chat(services.settings.messages_table, counting, services.notifier, clock=clock)
     return counting
 
 

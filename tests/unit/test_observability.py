@@ -101,7 +101,7 @@ class FakeClock:
 @pytest.fixture
 def clock(services: Any) -> FakeClock:
     fake = FakeClock()
-    services.job_clock = fake  # before the jobs components are built from it
+    services.clock = fake  # before the jobs components are built from it
     return fake
 
 

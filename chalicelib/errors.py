@@ -1,0 +1,20 @@
+"""The two errors every feature raises for its REST routes, one per HTTP outcome.
+
+A feature's own error subclasses one of them, and `app.py` answers the base the
+same way on every route, as Chalice gives each `ChaliceViewError` a `STATUS_CODE`:
+
+    class InvalidChatRequest(RequestRefused): ...   # 400 {"Code": "BadRequestError", "Message": ...}
+    class QueueUnavailable(TemporarilyUnavailable): ...  # 503 {"Code": "ServiceUnavailable", ...}
+
+The message is shown to the caller as it is: it says what to change, never an internal detail.
+"""
+
+from __future__ import annotations
+
+
+class RequestRefused(ValueError):
+    """Input a caller sent that the feature refuses; nothing was written (400). The message says why."""
+
+
+class TemporarilyUnavailable(RuntimeError):
+    """A service the feature needs failed; the same request may be sent again later (503)."""

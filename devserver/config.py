@@ -50,6 +50,9 @@ class StackConfig:
     state_file: str = str(PROJECT_ROOT / ".dev" / "stack.json")
     startup_timeout: float = 90.0
     stripe_webhook_secret: str = LOCAL_STRIPE_SECRET
+    # The Chalice app to serve (its `app.py`, `chalicelib/` and `.chalice/config.json`): this project's by
+    # default, or another app that adopted the realtime core (docs/adopt.md).
+    app_dir: str = str(PROJECT_ROOT)
     # Listen on an address other machines can reach (`--allow-remote`; never from the environment).
     allow_remote: bool = False
 
@@ -192,6 +195,7 @@ ENV_NAMES = {
     "startup_timeout": "DEV_STARTUP_TIMEOUT",
     # The app's own name: `stripe listen` prints a secret to use instead of the local one.
     "stripe_webhook_secret": "STRIPE_WEBHOOK_SECRET",
+    "app_dir": "DEV_APP_DIR",
 }
 
 

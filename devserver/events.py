@@ -29,9 +29,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
-from devserver.config import FAKE_ACCOUNT_ID, REGION, configure_logging
+from devserver.config import FAKE_ACCOUNT_ID, PROJECT_ROOT, REGION, configure_logging
 from devserver.lambdas import LambdaFunction, Schedule
 from devserver.local_only import JSON, LocalOnly, origin_of
 
@@ -247,10 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8003)
     parser.add_argument("--page-origin", default="http://127.0.0.1:8080", help="the demo page's origin")
+    parser.add_argument("--app-dir", type=Path, default=PROJECT_ROOT, help="the Chalice app's folder")
     args = parser.parse_args(argv)
     configure_logging()
-    app = load_app()
-    runner = EventRunner(sns_functions(app), schedules(app))
+    app = load_app(args.app_dir)
+    runner = EventRunner(sns_functions(app, args.app_dir), schedules(app, args.app_dir))
     runner.start_schedules()
     server = serve(
         runner, args.host, args.port, frozenset({args.page_origin, origin_of(args.host, args.port)})

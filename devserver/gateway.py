@@ -37,11 +37,17 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from devserver.config import AWS_IDLE_TIMEOUT_SECONDS, AWS_MAX_CONNECTION_AGE_SECONDS, configure_logging
+from devserver.config import (
+    AWS_IDLE_TIMEOUT_SECONDS,
+    AWS_MAX_CONNECTION_AGE_SECONDS,
+    PROJECT_ROOT,
+    configure_logging,
+)
 from devserver.faults import ERROR_TYPES, FaultPlan, FaultRule
 from devserver.lambdas import LambdaFunction
 from devserver.local_only import LocalOnly, origin_of
@@ -451,10 +457,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--idle-timeout", type=float, default=AWS_IDLE_TIMEOUT_SECONDS)
     parser.add_argument("--max-connection-age", type=float, default=AWS_MAX_CONNECTION_AGE_SECONDS)
     parser.add_argument("--page-origin", default="http://127.0.0.1:8080", help="the demo page's origin")
+    parser.add_argument("--app-dir", type=Path, default=PROJECT_ROOT, help="the Chalice app's folder")
     args = parser.parse_args(argv)
     configure_logging()
     gateway = Gateway(
-        websocket_functions(load_app()),
+        websocket_functions(load_app(args.app_dir), args.app_dir),
         domain_name=f"{args.host}:{args.port}",
         idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age,

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chalice.app import Chalice, Rate, ScheduledEventConfig, ScheduleExpression, SNSEventConfig
@@ -30,12 +31,29 @@ DEFAULT_TIMEOUT_SECONDS = 60
 DEFAULT_MEMORY_MB = 128
 
 
-def load_app() -> Chalice:
-    """Import `app.py` from the project root, as Lambda imports the deployed package."""
-    if str(PROJECT_ROOT) not in sys.path:
-        sys.path.insert(0, str(PROJECT_ROOT))
+class AppNotFound(RuntimeError):
+    """The app directory has no `app.py`, or its modules would come from somewhere else."""
+
+
+def load_app(app_dir: Path = PROJECT_ROOT) -> Chalice:
+    """Import `app.py` from `app_dir` (this project's by default), as Lambda imports the deployed package.
+
+    Its `chalicelib` is the one next to it: the check below refuses to serve an app whose
+    `app` or `chalicelib` module was found elsewhere on `sys.path` (this project's, say).
+    """
+    app_dir = app_dir.resolve()
+    if not (app_dir / "app.py").is_file():
+        raise AppNotFound(f"{app_dir} has no app.py: --app-dir names a Chalice app's folder")
+    if sys.path[:1] != [str(app_dir)]:
+        sys.path.insert(0, str(app_dir))
     import app as app_module
 
+    for name in ("app", "chalicelib"):
+        module = sys.modules.get(name)
+        found = Path(getattr(module, "__file__", None) or app_dir).resolve()
+        if module is not None and not found.is_relative_to(app_dir):
+            raise AppNotFound(f"`{name}` was imported from {found}, not from the app's folder {app_dir}")
+    logger.info("serving %s", app_dir / "app.py")
     return app_module.app
 
 
@@ -54,9 +72,9 @@ class LambdaFunction:
     memory_mb: int = DEFAULT_MEMORY_MB
 
     @classmethod
-    def named(cls, app: Chalice, name: str) -> LambdaFunction:
+    def named(cls, app: Chalice, name: str, app_dir: Path = PROJECT_ROOT) -> LambdaFunction:
         """The handler registered under `name`, with its timeout and memory from `.chalice/config.json`."""
-        config = chalice_config(name)
+        config = chalice_config(name, app_dir)
         return cls(
             name,
             app.handler_map[name],
@@ -79,8 +97,8 @@ class LambdaFunction:
             logger.debug("%s took %.0f ms", self.name, (time.monotonic() - started) * 1000)
 
 
-def chalice_config(function_name: str = "api_handler") -> Config:
-    """Chalice's view of `.chalice/config.json` for one function on stage `local`.
+def chalice_config(function_name: str = "api_handler", app_dir: Path = PROJECT_ROOT) -> Config:
+    """Chalice's view of the app's `.chalice/config.json` for one function on stage `local`.
 
     The file has no `local` stage: the top-level and per-function values apply,
     and the environment comes from the local stack, not from the file.
@@ -88,26 +106,26 @@ def chalice_config(function_name: str = "api_handler") -> Config:
     return Config.create(
         chalice_stage="local",
         function_name=function_name,
-        project_dir=str(PROJECT_ROOT),
-        config_from_disk=_config_from_disk(),
+        project_dir=str(app_dir),
+        config_from_disk=_config_from_disk(app_dir),
     )
 
 
 @functools.cache
-def _config_from_disk() -> dict[str, Any]:
-    path = PROJECT_ROOT / ".chalice" / "config.json"
+def _config_from_disk(app_dir: Path) -> dict[str, Any]:
+    path = app_dir / ".chalice" / "config.json"
     return dict(json.loads(path.read_text())) if path.exists() else {}
 
 
-def websocket_functions(app: Chalice) -> dict[str, LambdaFunction]:
+def websocket_functions(app: Chalice, app_dir: Path = PROJECT_ROOT) -> dict[str, LambdaFunction]:
     """Route key (`$connect`, `$default`, `$disconnect`) -> the app's handler for it."""
     return {
-        route_key: LambdaFunction.named(app, config.name)
+        route_key: LambdaFunction.named(app, config.name, app_dir)
         for route_key, config in app.websocket_handlers.items()
     }
 
 
-def sns_functions(app: Chalice) -> dict[str, list[LambdaFunction]]:
+def sns_functions(app: Chalice, app_dir: Path = PROJECT_ROOT) -> dict[str, list[LambdaFunction]]:
     """Topic name -> the handlers subscribed to it (`@app.on_sns_message(topic=...)`).
 
     A topic given as an ARN is keyed by its name, the last part of the ARN.
@@ -116,7 +134,7 @@ def sns_functions(app: Chalice) -> dict[str, list[LambdaFunction]]:
     for source in app.event_sources:
         if isinstance(source, SNSEventConfig):
             name = source.topic.rsplit(":", 1)[-1]
-            topics.setdefault(name, []).append(LambdaFunction.named(app, source.name))
+            topics.setdefault(name, []).append(LambdaFunction.named(app, source.name, app_dir))
     return topics
 
 
@@ -127,15 +145,14 @@ class Schedule:
     every_seconds: float | None  # None: a cron expression, which the local stack does not run
 
 
-def schedules(app: Chalice) -> list[Schedule]:
+def schedules(app: Chalice, app_dir: Path = PROJECT_ROOT) -> list[Schedule]:
     """Every `@app.schedule` handler with its period in seconds."""
     found = []
     for source in app.event_sources:
         if isinstance(source, ScheduledEventConfig):
             expression = _expression_text(source.schedule_expression)
-            found.append(
-                Schedule(LambdaFunction.named(app, source.name), expression, rate_seconds(expression))
-            )
+            function = LambdaFunction.named(app, source.name, app_dir)
+            found.append(Schedule(function, expression, rate_seconds(expression)))
     return found
 
 

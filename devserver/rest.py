@@ -9,10 +9,11 @@ needs that environment too (see `devserver.config.StackConfig.app_environment`).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from chalice.local import create_local_server
 
-from devserver.config import configure_logging
+from devserver.config import PROJECT_ROOT, configure_logging
 from devserver.lambdas import chalice_config, load_app
 
 
@@ -21,9 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m devserver.rest")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--app-dir", type=Path, default=PROJECT_ROOT, help="the Chalice app's folder")
     args = parser.parse_args(argv)
     configure_logging()
-    server = create_local_server(load_app(), chalice_config(), args.host, args.port)
+    app = load_app(args.app_dir)
+    server = create_local_server(app, chalice_config(app_dir=args.app_dir), args.host, args.port)
     server.serve_forever()
 
 

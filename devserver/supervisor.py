@@ -50,6 +50,7 @@ class Service:
     ready_url: str
     env: dict[str, str]
     cwd: Path
+    ready_statuses: range = range(200, 300)  # the answers of `ready_url` that mean it is up
     process: subprocess.Popen[bytes] | None = None
     held: bool = False  # stopped on purpose; not restarted until released
     restarts: list[float] = field(default_factory=list)
@@ -79,11 +80,13 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def answers(url: str, timeout: float = 1.0) -> bool:
-    """True when `url` answers 2xx."""
+def answers(url: str, timeout: float = 1.0, statuses: range = range(200, 300)) -> bool:
+    """True when `url` answers with one of `statuses` (2xx by default)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (local http URLs)
-            return 200 <= int(response.status) < 300
+            return int(response.status) in statuses
+    except urllib.error.HTTPError as error:
+        return error.code in statuses
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -235,6 +238,7 @@ class Supervisor:
         py = [sys.executable, "-m"]
         app_env = {**app_environ(c), "PYTHONUNBUFFERED": "1"}
         host = ["--host", c.host]
+        app = ["--app-dir", c.app_dir]  # the parts that run the app's handlers
         page = ["--page-origin", c.web_url]  # the one page allowed to call local-only endpoints
         web_args = ["--config", json.dumps(c.web_config())]  # the Stripe secret goes in its environment
         gateway_args = [
@@ -254,21 +258,24 @@ class Supervisor:
             "auth": self._auth_emulator(),
             "rest": Service(
                 "rest",
-                [*py, "devserver.rest", *host, "--port", str(c.rest_port)],
+                [*py, "devserver.rest", *host, *app, "--port", str(c.rest_port)],
                 f"{c.rest_url}/health",
                 app_env,
                 PROJECT_ROOT,
+                # This project's app answers 200; another may have no /health, and any answer short of a
+                # 5xx means its routes are served (the server listens only once the app is loaded).
+                range(200, 300) if Path(c.app_dir).resolve() == PROJECT_ROOT else range(200, 500),
             ),
             "gateway": Service(
                 "gateway",
-                [*py, "devserver.gateway", *host, "--port", str(c.ws_port), *page, *gateway_args],
+                [*py, "devserver.gateway", *host, *app, "--port", str(c.ws_port), *page, *gateway_args],
                 f"{c.management_url}/_health",
                 app_env,
                 PROJECT_ROOT,
             ),
             "events": Service(
                 "events",
-                [*py, "devserver.events", *host, "--port", str(c.events_port), *page],
+                [*py, "devserver.events", *host, *app, "--port", str(c.events_port), *page],
                 f"{c.events_url}/_health",
                 app_env,
                 PROJECT_ROOT,
@@ -355,7 +362,7 @@ class Supervisor:
                     raise StackError(
                         f"{service.name} exited with {code} while starting (its output is above)"
                     )
-                if answers(service.ready_url):
+                if answers(service.ready_url, statuses=service.ready_statuses):
                     pending.remove(service)
             if not pending:
                 return

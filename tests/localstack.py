@@ -93,7 +93,8 @@ def _die_with_parent() -> None:
 class LocalStack:
     """`python -m devserver` on free ports, started and stopped by the test.
 
-    `idle_timeout` / `max_connection_age` (seconds) shorten the gateway's AWS limits.
+    `idle_timeout` / `max_connection_age` (seconds) shorten the gateway's AWS limits; `app_dir`
+    serves another Chalice app than this project's (`python -m devserver --app-dir`).
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class LocalStack:
         max_connection_age: float | None = None,
         startup_timeout: float = 150.0,
         extra_env: dict[str, str] | None = None,
+        app_dir: Path | None = None,
     ) -> None:
         self.ports = {name: free_port() for name in PORT_NAMES}
         self._dir = Path(tempfile.mkdtemp(prefix="localstack-"))
@@ -119,6 +121,8 @@ class LocalStack:
             self._args.append(f"--idle-timeout={idle_timeout}")
         if max_connection_age is not None:
             self._args.append(f"--max-connection-age={max_connection_age}")
+        if app_dir is not None:
+            self._args.append(f"--app-dir={app_dir}")
         self.process: subprocess.Popen[bytes] | None = None
         self.project_id = "demo-realtime"
 

@@ -257,6 +257,7 @@ class CurlTransport:
         connect_timeout: float = 2.0,
         region: str | None = None,
         credentials: Any = None,
+        ca_bundle: str | None = None,
     ) -> None:
         if not endpoint_url:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
@@ -268,6 +269,7 @@ class CurlTransport:
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
         self.ca_bundle = ""
+        self._ca_bundle = ca_bundle  # the CA certificates an https endpoint is checked against
         self._base = base
         self._region = region
         self._credentials = credentials
@@ -356,7 +358,8 @@ class CurlTransport:
             if self._base.startswith("https:"):
                 from botocore.httpsession import DEFAULT_CA_BUNDLE
 
-                self.ca_bundle = DEFAULT_CA_BUNDLE  # the bundle boto3 trusts, wherever libcurl was built
+                # By default the bundle boto3 trusts, wherever libcurl was built.
+                self.ca_bundle = self._ca_bundle or DEFAULT_CA_BUNDLE
         if credentials is None:
             return None
         return credentials.get_frozen_credentials()

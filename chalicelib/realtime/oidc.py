@@ -1,6 +1,6 @@
 """Tokens of any OpenID Connect issuer that publishes its signing keys as a JWKS.
 
-Amazon Cognito user pools, Auth0, Keycloak, Okta, Entra ID: `OidcVerifier` checks the
+Amazon Cognito user pools, Auth0, Keycloak: `OidcVerifier` checks the
 signature against the issuer's published keys, then `iss`, the audience, `exp`, `nbf`,
 `iat` and Cognito's `token_use`. PyJWT is imported on first use, like firebase-admin in
 `auth.py`: most Lambdas of an app never verify a token.
@@ -142,18 +142,15 @@ class OidcVerifier:
         client = self._jwks_client()
         try:
             client.get_signing_keys()  # the cached set; fetched when missing or older than the lifespan
+            try:
+                # An unknown `kid` refetches the set once (rotation), at most once per cooldown.
+                return client.get_signing_key(kid)
+            except jwt.PyJWKClientConnectionError:
+                raise
+            except jwt.PyJWKClientError as exc:
+                raise InvalidToken("unknown signing key") from exc
         except (jwt.PyJWTError, OSError, ValueError) as exc:
-            logger.error("cannot fetch the token signing keys: %s", str(exc)[:200])
-            raise AuthUnavailable("cannot fetch the token signing keys") from exc
-        try:
-            # An unknown `kid` refetches the set once (rotation), at most once per cooldown.
-            return client.get_signing_key(kid)
-        except jwt.PyJWKClientConnectionError as exc:
-            logger.error("cannot fetch the token signing keys: %s", str(exc)[:200])
-            raise AuthUnavailable("cannot fetch the token signing keys") from exc
-        except jwt.PyJWKClientError as exc:
-            raise InvalidToken("unknown signing key") from exc
-        except (jwt.PyJWTError, OSError, ValueError) as exc:
+            # Unreachable, an error status, not JSON, no usable key: the issuer's problem, not the token's.
             logger.error("cannot fetch the token signing keys: %s", str(exc)[:200])
             raise AuthUnavailable("cannot fetch the token signing keys") from exc
 

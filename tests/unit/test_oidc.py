@@ -210,30 +210,32 @@ def test_a_rotated_key_is_fetched_on_first_sight_and_a_withdrawn_one_stops_verif
 def test_made_up_kids_refetch_the_keys_at_most_once_per_cooldown(
     local_issuer: LocalIssuer, oidc_tokens: OidcTokens, oidc_attacker_key: IssuerKey
 ) -> None:
-    cooldown = 0.5
+    cooldown = 2.0  # wide enough for a loaded machine: the floods below take milliseconds
+    made_up = [oidc_tokens.id_token("alice", key=oidc_attacker_key, kid=uuid.uuid4().hex) for _ in range(40)]
     verifier = verifier_of(local_issuer, cooldown=cooldown)
     assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"
 
-    def flood() -> None:
-        for _ in range(20):
+    def flood(tokens: list[str]) -> None:
+        for token in tokens:
             with pytest.raises(InvalidToken, match="unknown signing key"):
-                verifier.verify(oidc_tokens.id_token("alice", key=oidc_attacker_key, kid=uuid.uuid4().hex))
+                verifier.verify(token)
 
-    flood()  # right after the first fetch: within the cooldown, no refetch at all
+    flood(made_up[:20])  # right after the first fetch: within the cooldown, no refetch at all
     assert local_issuer.requests[local_issuer.jwks_path] == 1
     time.sleep(cooldown + 0.1)
-    flood()  # after it: the first made-up kid refetches, the other 19 do not
+    flood(made_up[20:])  # after it: the first made-up kid refetches, the other 19 do not
     assert local_issuer.requests[local_issuer.jwks_path] == 2
     assert verifier.verify(oidc_tokens.id_token("bob")) == "bob"
 
 
 def test_the_key_set_is_reread_after_its_lifespan(local_issuer: LocalIssuer, oidc_tokens: OidcTokens) -> None:
-    verifier = verifier_of(local_issuer, lifespan=0.3)
-    token = oidc_tokens.id_token("alice")
+    lifespan = 2.0
+    token, replacement = oidc_tokens.id_token("alice"), IssuerKey.rsa("oidc-kid-2")
+    verifier = verifier_of(local_issuer, lifespan=lifespan)
     assert verifier.verify(token) == "alice"
-    local_issuer.keys = [IssuerKey.rsa("oidc-kid-2")]  # the old key withdrawn
+    local_issuer.keys = [replacement]  # the old key withdrawn
     assert verifier.verify(token) == "alice"  # still the cached set
-    time.sleep(0.4)
+    time.sleep(lifespan + 0.1)
     with pytest.raises(InvalidToken, match="unknown signing key"):
         verifier.verify(token)
     assert local_issuer.requests[local_issuer.jwks_path] == 2

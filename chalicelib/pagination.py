@@ -105,7 +105,8 @@ def parse_limit(raw: str | None) -> int:
     """`?limit=` -> 1..100 (default 20); anything else is `InvalidPage` with the reason."""
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses, and "٣", which it reads as 3.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 3 or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidPage(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 

@@ -92,6 +92,14 @@ def aws(settings: Settings) -> Iterator[dict[str, Any]]:
         yield {"dynamodb": dynamodb, "sns": sns}
 
 
+@pytest.fixture
+def ssm(aws: dict[str, Any]) -> Any:
+    """moto's SSM, in the same in-process account as `aws`."""
+    import boto3
+
+    return boto3.client("ssm", region_name="us-east-1")
+
+
 @pytest.fixture(scope="session")
 def management_api_url() -> Iterator[str]:
     """moto's server on a free loopback port, standing in for API Gateway's Management API.

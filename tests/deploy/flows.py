@@ -36,28 +36,13 @@ from chalicelib.realtime.transport import Boto3ThreadPoolTransport
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.apigw import websocket_event
+from tests.clock import FakeClock
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
-
-
-class FakeClock:
-    """The jobs' clock: `sleep` advances it, so a job runs at once; `advance` makes jobs stale."""
-
-    def __init__(self) -> None:
-        self.t = time.time()
-
-    def now(self) -> float:
-        return self.t
-
-    def sleep(self, seconds: float) -> None:
-        self.t += seconds
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
 
 
 @dataclass
@@ -69,7 +54,7 @@ class Deployment:
     tokens: TokenFactory
     management_api: Any
     client: Client
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: FakeClock = field(default_factory=lambda: FakeClock(time.time(), tick=0.001))
     routes_called: set[tuple[str, str]] = field(default_factory=set)
     functions_run: set[str] = field(default_factory=set)
     failures: dict[str, str] = field(default_factory=dict)  # AWS operation -> error code it answers

@@ -44,6 +44,7 @@ from chalicelib.settings import Settings
 from devserver.gateway import Gateway
 from devserver.lambdas import websocket_functions
 from infra.tables import create_tables
+from tests.clock import FakeClock
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 from tests.integration.test_local_gateway import RunningGateway
@@ -160,19 +161,6 @@ class ScaledBackoff:
         time.sleep(seconds / 100)
 
 
-class InstantClock:
-    """The jobs' clock, with sleeps that pass at once (a `report` job then runs in milliseconds)."""
-
-    def __init__(self) -> None:
-        self._now = time.time()
-
-    def now(self) -> float:
-        return self._now
-
-    def sleep(self, seconds: float) -> None:
-        self._now += seconds
-
-
 @dataclass
 class Stand:
     """moto's server, the app's DynamoDB client with the fault injector, the gateway, the app's services."""
@@ -208,7 +196,8 @@ def stand() -> Iterator[Stand]:
     settings = Settings.from_env(env)
     transport = CurlTransport(settings.realtime.websocket_endpoint)
     built = Services(settings, dynamodb=dynamodb, sns=sns, transport=transport)
-    built.clock = InstantClock()
+    # Sleeps pass at once (a `report` job runs in milliseconds); each reading is 1 ms on: messages keep order.
+    built.clock = FakeClock(time.time(), tick=0.001)
     # Installed for the module, until the gateway has stopped: a `$disconnect` that runs after a test
     # must still find these services, not ones built from the test environment (which names real AWS).
     services_module.use(built)

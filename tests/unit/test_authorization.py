@@ -13,7 +13,6 @@ fails `test_every_route_is_in_the_table`, so a new route cannot ship without an 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,25 +22,12 @@ from chalice.test import Client
 
 from app import app
 from chalicelib.realtime.connections import Connection
+from tests.api import Api
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 from tests.stripe_events import build_test_event, signed_delivery
 
 ALICE, MALLORY, CAROL = "alice", "mallory", "carol"
-
-
-class Api:
-    """REST calls as a given user, each with a freshly minted RS256 token."""
-
-    def __init__(self, client: Client, tokens: TokenFactory) -> None:
-        self.client = client
-        self.tokens = tokens
-
-    def call(self, uid: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.tokens.mint(uid)}", "Content-Type": "application/json"}
-        raw = json.dumps(body).encode() if body is not None else None
-        response = self.client.http.request(method, path, headers=headers, body=raw)
-        return response.status_code, json.loads(response.body) if response.body else None
 
 
 @dataclass

@@ -33,47 +33,14 @@ from chalicelib.jobs.builtin import fail, report, report_params
 from chalicelib.jobs.kinds import int_param, no_params
 from chalicelib.jobs.store import LeaseLost
 from chalicelib.pagination import encode_cursor
+from tests.api import Api
 from tests.apigw import connect
+from tests.clock import FakeClock
+from tests.dynamodb import CountingDynamoDB
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
 
 EVENT = {"event": "jobs-updated"}
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    """`Clock` whose sleep advances time instead of waiting (kept in whole microseconds, so exact)."""
-
-    def __init__(self, start: float = START) -> None:
-        self._us = round(start * 1_000_000)
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        return self._us / 1_000_000
-
-    def sleep(self, seconds: float) -> None:
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._us += round(seconds * 1_000_000)
-
-
-class CountingDynamoDB:
-    """Wraps the moto client and records each operation (and index) the app uses."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[tuple[str, str | None]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        def call(**kwargs: Any) -> Any:
-            self.calls.append((name, kwargs.get("IndexName")))
-            return method(**kwargs)
-
-        return call
 
 
 class SteeredKinds:
@@ -123,18 +90,11 @@ def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
         yield test_client
 
 
-class Api:
-    """REST calls as a given user, with the test's signed tokens."""
-
-    def __init__(self, client: Client, tokens: TokenFactory) -> None:
-        self.client = client
-        self.tokens = tokens
-
-    def headers(self, uid: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens.mint(uid)}", "Content-Type": "application/json"}
+class JobsApi(Api):
+    """The jobs routes, as a given user."""
 
     def post_raw(self, uid: str, body: str) -> Any:
-        return self.client.http.post("/jobs", headers=self.headers(uid), body=body)
+        return self.post(uid, "/jobs", body)
 
     def submit(self, uid: str, kind: str, params: dict[str, Any] | None = None) -> str:
         body: dict[str, Any] = {"kind": kind}
@@ -144,23 +104,16 @@ class Api:
         assert response.status_code == 202, response.body
         return str(json.loads(response.body)["job_id"])
 
-    def get(self, uid: str, path: str) -> Any:
-        return self.client.http.get(path, headers=self.headers(uid))
-
     def job(self, uid: str, job_id: str) -> dict[str, Any]:
-        response = self.get(uid, f"/jobs/{job_id}")
-        assert response.status_code == 200, response.body
-        return dict(json.loads(response.body))
+        return self.ok(uid, f"/jobs/{job_id}")
 
     def jobs(self, uid: str, query: str = "") -> dict[str, Any]:
-        response = self.get(uid, f"/jobs?{query}")
-        assert response.status_code == 200, response.body
-        return dict(json.loads(response.body))
+        return self.ok(uid, f"/jobs?{query}")
 
 
 @pytest.fixture
-def api(client: Client, tokens: TokenFactory) -> Api:
-    return Api(client, tokens)
+def api(client: Client, tokens: TokenFactory) -> JobsApi:
+    return JobsApi(client, tokens)
 
 
 def published(services: Any) -> list[str]:
@@ -188,7 +141,7 @@ def row(aws: dict[str, Any], services: Any, owner: str, job_id: str) -> dict[str
 
 
 def test_a_report_runs_from_post_through_sns_to_the_owner_only(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any, clock: FakeClock
+    api: JobsApi, client: Client, tokens: TokenFactory, management_api: Any, services: Any, clock: FakeClock
 ) -> None:
     connect(client, tokens, "alice", "a1", "a2")
     connect(client, tokens, "bob", "b1")
@@ -225,7 +178,7 @@ def test_a_report_runs_from_post_through_sns_to_the_owner_only(
 
 
 def test_progress_is_visible_while_the_job_runs(
-    api: Api, client: Client, kinds: SteeredKinds, services: Any
+    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any
 ) -> None:
     seen: list[dict[str, Any]] = []
 
@@ -243,7 +196,12 @@ def test_progress_is_visible_while_the_job_runs(
 
 
 def test_progress_is_written_and_notified_at_most_once_a_second(
-    api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, management_api: Any, services: Any
+    api: JobsApi,
+    client: Client,
+    tokens: TokenFactory,
+    kinds: SteeredKinds,
+    management_api: Any,
+    services: Any,
 ) -> None:
     connect(client, tokens, "alice", "a1")
     seen: list[int] = []
@@ -265,7 +223,7 @@ def test_progress_is_written_and_notified_at_most_once_a_second(
 
 
 def test_the_fail_kind_ends_failed_with_a_readable_error(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any
+    api: JobsApi, client: Client, tokens: TokenFactory, management_api: Any, services: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     job_id = api.submit("alice", "fail")
@@ -280,7 +238,7 @@ def test_the_fail_kind_ends_failed_with_a_readable_error(
 
 
 def test_an_unexpected_error_in_a_kind_fails_the_job_without_leaking_internals(
-    api: Api, client: Client, kinds: SteeredKinds, services: Any
+    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any
 ) -> None:
     def during(ctx: JobContext) -> None:
         raise KeyError("secret-internal-detail")
@@ -295,7 +253,7 @@ def test_an_unexpected_error_in_a_kind_fails_the_job_without_leaking_internals(
 
 
 def test_a_job_past_its_deadline_fails_before_the_lambda_timeout(
-    api: Api, client: Client, kinds: SteeredKinds, services: Any, clock: FakeClock
+    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any, clock: FakeClock
 ) -> None:
     kinds.during = lambda ctx: ctx.sleep(RUN_DEADLINE_SECONDS + 300)
     job_id = api.submit("alice", "probe", {})
@@ -311,7 +269,7 @@ def test_a_job_past_its_deadline_fails_before_the_lambda_timeout(
 # ---------------------------------------------------------------- who may read what
 
 
-def test_reading_another_users_job_or_an_unknown_id_is_404(api: Api, services: Any) -> None:
+def test_reading_another_users_job_or_an_unknown_id_is_404(api: JobsApi, services: Any) -> None:
     job_id = api.submit("alice", "report", {"seconds": 5})
 
     for path in (f"/jobs/{job_id}", "/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV", "/jobs/not-a-job-id"):
@@ -360,7 +318,7 @@ def test_job_routes_need_a_token(client: Client) -> None:
     ],
 )
 def test_bad_input_is_a_400_with_the_reason_and_nothing_is_written(
-    api: Api, aws: dict[str, Any], services: Any, body: str, message: str
+    api: JobsApi, aws: dict[str, Any], services: Any, body: str, message: str
 ) -> None:
     response = api.post_raw("alice", body)
 
@@ -372,7 +330,7 @@ def test_bad_input_is_a_400_with_the_reason_and_nothing_is_written(
     assert published(services) == []
 
 
-def test_whole_number_floats_are_accepted_as_seconds(api: Api, services: Any) -> None:
+def test_whole_number_floats_are_accepted_as_seconds(api: JobsApi, services: Any) -> None:
     job_id = api.submit("alice", "report", {"seconds": 600.0})
     assert api.job("alice", job_id)["params"] == {"seconds": 600}
 
@@ -381,7 +339,12 @@ def test_whole_number_floats_are_accepted_as_seconds(api: Api, services: Any) ->
 
 
 def test_a_failed_publish_marks_the_job_failed_and_answers_503(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any, aws: dict[str, Any]
+    api: JobsApi,
+    client: Client,
+    tokens: TokenFactory,
+    management_api: Any,
+    services: Any,
+    aws: dict[str, Any],
 ) -> None:
     connect(client, tokens, "alice", "a1")
     # Installed before the job queue is built: a topic that does not exist, so moto's SNS refuses.
@@ -408,7 +371,12 @@ def test_a_failed_publish_marks_the_job_failed_and_answers_503(
 
 
 def test_the_same_message_delivered_three_times_runs_the_job_once(
-    api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, management_api: Any, services: Any
+    api: JobsApi,
+    client: Client,
+    tokens: TokenFactory,
+    kinds: SteeredKinds,
+    management_api: Any,
+    services: Any,
 ) -> None:
     connect(client, tokens, "alice", "a1")
     job_id = api.submit("alice", "probe", {})
@@ -441,7 +409,7 @@ def atomic_moto_updates(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_three_concurrent_deliveries_run_the_job_once(
-    api: Api,
+    api: JobsApi,
     client: Client,
     tokens: TokenFactory,
     kinds: SteeredKinds,
@@ -477,7 +445,7 @@ def test_three_concurrent_deliveries_run_the_job_once(
 
 @pytest.mark.parametrize("kind", ["probe", "fail"])
 def test_a_finished_job_never_moves_back(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any, kind: str
+    api: JobsApi, client: Client, tokens: TokenFactory, management_api: Any, services: Any, kind: str
 ) -> None:
     connect(client, tokens, "alice", "a1")
     job_id = api.submit("alice", kind, {})
@@ -499,7 +467,7 @@ def test_a_finished_job_never_moves_back(
 
 
 def test_a_late_message_for_a_job_that_failed_to_publish_does_not_run_it(
-    api: Api, client: Client, kinds: SteeredKinds, services: Any
+    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any
 ) -> None:
     job_id = api.submit("alice", "probe", {})
     services.job_store.fail_queued("alice", job_id, error="the job could not be queued", now_ms=1)
@@ -532,7 +500,9 @@ def test_a_malformed_or_unknown_message_is_dropped_without_writing(
 
 
 @pytest.fixture
-def crashed_job(api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any) -> str:
+def crashed_job(
+    api: JobsApi, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any
+) -> str:
     """A job whose runner died at 30 %: it is left `running`, and its heartbeat stops."""
     connect(client, tokens, "alice", "a1", "a2")
     connect(client, tokens, "bob", "b1")
@@ -556,7 +526,7 @@ STALE_ERROR = (
 )
 
 
-def assert_failed_as_stale(api: Api, management_api: Any, job_id: str, frames_before: int) -> None:
+def assert_failed_as_stale(api: JobsApi, management_api: Any, job_id: str, frames_before: int) -> None:
     job = api.job("alice", job_id)
     assert (job["status"], job["progress"], job["error"]) == ("failed", 30, STALE_ERROR)
     assert received(management_api, "a1") == [EVENT] * (frames_before + 1)
@@ -565,7 +535,7 @@ def assert_failed_as_stale(api: Api, management_api: Any, job_id: str, frames_be
 
 
 def test_a_redelivery_leaves_a_live_running_job_alone(
-    api: Api, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
+    api: JobsApi, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
 ) -> None:
     clock.advance(STALE_AFTER_SECONDS - 1)
     deliver(client, published(services)[0])
@@ -574,7 +544,7 @@ def test_a_redelivery_leaves_a_live_running_job_alone(
 
 
 def test_a_redelivery_fails_a_stale_running_job_and_notifies_the_owner(
-    api: Api, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
+    api: JobsApi, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
 ) -> None:
     clock.advance(STALE_AFTER_SECONDS + 1)
     runner = services.job_runner
@@ -584,7 +554,7 @@ def test_a_redelivery_fails_a_stale_running_job_and_notifies_the_owner(
 
 @pytest.mark.parametrize("path", ["/jobs/{id}", "/jobs"])
 def test_reading_a_stale_running_job_fails_it_and_notifies_the_owner(
-    api: Api, crashed_job: str, management_api: Any, clock: FakeClock, path: str
+    api: JobsApi, crashed_job: str, management_api: Any, clock: FakeClock, path: str
 ) -> None:
     clock.advance(STALE_AFTER_SECONDS + 1)
     response = api.get("alice", path.format(id=crashed_job))
@@ -600,7 +570,7 @@ def sweep(client: Client) -> None:
 
 
 def test_the_sweep_fails_stale_jobs_from_the_sparse_index_without_a_scan(
-    api: Api,
+    api: JobsApi,
     client: Client,
     crashed_job: str,
     management_api: Any,
@@ -612,7 +582,7 @@ def test_the_sweep_fails_stale_jobs_from_the_sparse_index_without_a_scan(
     never_started = api.submit("alice", "report", {"seconds": 5})  # its message is "lost"
     clock.advance(STALE_AFTER_SECONDS + 1)
     fresh = api.submit("bob", "report", {"seconds": 5})
-    dynamodb.calls.clear()
+    dynamodb.clear()
 
     sweep(client)
 
@@ -620,8 +590,8 @@ def test_the_sweep_fails_stale_jobs_from_the_sparse_index_without_a_scan(
     assert api.job("alice", never_started)["status"] == "queued"  # queued jobs get longer
     assert api.job("bob", fresh)["status"] == "queued"
     # One Query per shard of the sparse index; never a Scan.
-    assert dynamodb.calls.count(("query", "active_jobs")) == 4
-    assert not [call for call in dynamodb.calls if call[0] == "scan"]
+    assert dynamodb.calls_on("active_jobs") == ["query"] * 4
+    assert "scan" not in dynamodb.calls
     # Finished jobs leave the sparse index; active ones stay in it.
     rows = {item["job_id"]["S"]: item for item in job_rows(aws, services)}
     assert "active_shard" not in rows[crashed_job]
@@ -637,7 +607,7 @@ def test_the_sweep_fails_stale_jobs_from_the_sparse_index_without_a_scan(
 
 
 def test_a_runner_written_off_as_stale_stops_and_cannot_overwrite_the_failure(
-    api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any, clock: FakeClock
+    api: JobsApi, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any, clock: FakeClock
 ) -> None:
     after: list[str] = []
 
@@ -657,7 +627,7 @@ def test_a_runner_written_off_as_stale_stops_and_cannot_overwrite_the_failure(
 
 
 def test_the_heartbeat_keeps_a_silent_job_alive(
-    api: Api, services: Any, kinds: SteeredKinds, clock: FakeClock, aws: dict[str, Any]
+    api: JobsApi, services: Any, kinds: SteeredKinds, clock: FakeClock, aws: dict[str, Any]
 ) -> None:
     beaten = threading.Event()
 
@@ -681,7 +651,7 @@ def test_the_heartbeat_keeps_a_silent_job_alive(
 # ---------------------------------------------------------------- listing
 
 
-def test_jobs_are_listed_newest_first_page_by_page(api: Api, clock: FakeClock) -> None:
+def test_jobs_are_listed_newest_first_page_by_page(api: JobsApi, clock: FakeClock) -> None:
     created = []
     for _ in range(5):
         created.append(api.submit("alice", "report", {"seconds": 1}))
@@ -736,7 +706,7 @@ def tampered(cursor: str) -> str:
     ],
 )
 def test_a_tampered_cursor_or_bad_limit_is_a_400(
-    api: Api, clock: FakeClock, make_query: Callable[[str], str]
+    api: JobsApi, clock: FakeClock, make_query: Callable[[str], str]
 ) -> None:
     for _ in range(3):
         api.submit("alice", "report", {"seconds": 1})

@@ -17,25 +17,15 @@ from app import app
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
 from chalicelib.realtime.connections import Connection
+from tests.api import Api
 from tests.apigw import connect
 from tests.clock import FakeClock
+from tests.dynamodb import CountingDynamoDB
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
 
 EVENT = {"event": "chat-messages-updated"}
 START_MS = 1_700_000_000_000
-
-
-class CountingDynamoDB:
-    """Wraps the moto client and records each operation the app calls."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        self.calls.append(name)
-        return getattr(self.inner, name)
 
 
 @pytest.fixture
@@ -54,25 +44,11 @@ def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
         yield test_client
 
 
-class Api:
-    """REST calls as a given user, with the test's signed tokens."""
-
-    def __init__(self, client: Client, tokens: TokenFactory) -> None:
-        self.client = client
-        self.tokens = tokens
-
-    def headers(self, uid: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.tokens.mint(uid)}", "Content-Type": "application/json"}
+class ChatApi(Api):
+    """The chat routes, as a given user."""
 
     def send(self, uid: str, to: Any, text: Any) -> Any:
-        body = json.dumps({"to": to, "text": text})
-        return self.client.http.post("/messages", headers=self.headers(uid), body=body)
-
-    def post(self, uid: str, path: str, body: str) -> Any:
-        return self.client.http.post(path, headers=self.headers(uid), body=body)
-
-    def get(self, uid: str, path: str) -> Any:
-        return self.client.http.get(path, headers=self.headers(uid))
+        return self.post(uid, "/messages", json.dumps({"to": to, "text": text}))
 
     def conversation(self, uid: str, query: str) -> dict[str, Any]:
         response = self.get(uid, f"/messages?{query}")
@@ -91,8 +67,8 @@ class Api:
 
 
 @pytest.fixture
-def api(client: Client, tokens: TokenFactory) -> Api:
-    return Api(client, tokens)
+def api(client: Client, tokens: TokenFactory) -> ChatApi:
+    return ChatApi(client, tokens)
 
 
 def table_items(aws: dict[str, Any], services: Any) -> list[dict[str, Any]]:
@@ -108,7 +84,7 @@ def texts(page: dict[str, Any]) -> list[str]:
 
 
 def test_a_message_is_stored_and_both_sides_sessions_get_exactly_the_event(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any
+    api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "alice", "a1", "a2")
     connect(client, tokens, "bob", "b1", "b2")
@@ -132,7 +108,7 @@ def test_a_message_is_stored_and_both_sides_sessions_get_exactly_the_event(
     assert api.conversation("alice", "with=bob") == {"messages": [message], "next_cursor": None}
 
 
-def test_text_is_stripped_and_counted_in_characters_not_bytes(api: Api) -> None:
+def test_text_is_stripped_and_counted_in_characters_not_bytes(api: ChatApi) -> None:
     assert json.loads(api.send("alice", "bob", "  hi there \n").body)["text"] == "hi there"
     emoji = "\N{GRINNING FACE}" * 2000  # 8000 UTF-8 bytes, 2000 characters
     assert api.send("alice", "bob", emoji).status_code == 201
@@ -140,7 +116,7 @@ def test_text_is_stripped_and_counted_in_characters_not_bytes(api: Api) -> None:
     assert texts(api.conversation("bob", "with=alice"))[:2] == ["x" * 2000, emoji]
 
 
-def test_conversations_are_private_to_their_two_users(api: Api) -> None:
+def test_conversations_are_private_to_their_two_users(api: ChatApi) -> None:
     api.send("alice", "bob", "alice to bob")
     api.send("bob", "alice", "bob to alice")
     api.send("carol", "bob", "carol to bob")
@@ -155,7 +131,7 @@ def test_conversations_are_private_to_their_two_users(api: Api) -> None:
 
 
 def test_unread_count_rises_for_the_recipient_only_and_read_resets_it(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any
+    api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     connect(client, tokens, "bob", "b1", "b2")
@@ -179,7 +155,7 @@ def test_unread_count_rises_for_the_recipient_only_and_read_resets_it(
 
 
 def test_marking_an_already_read_conversation_notifies_nobody(
-    api: Api, client: Client, tokens: TokenFactory, management_api: Any
+    api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "bob", "b1")
     api.send("alice", "bob", "hi")
@@ -192,7 +168,7 @@ def test_marking_an_already_read_conversation_notifies_nobody(
     assert len(received(management_api, "b1")) == frames
 
 
-def test_new_messages_after_reading_count_again(api: Api) -> None:
+def test_new_messages_after_reading_count_again(api: ChatApi) -> None:
     api.send("alice", "bob", "1")
     api.read("bob", "alice")
     api.send("alice", "bob", "2")
@@ -202,7 +178,7 @@ def test_new_messages_after_reading_count_again(api: Api) -> None:
 # ---------------------------------------------------------------- pagination
 
 
-def test_pages_run_newest_first_and_the_last_has_no_cursor(api: Api) -> None:
+def test_pages_run_newest_first_and_the_last_has_no_cursor(api: ChatApi) -> None:
     for n in range(1, 6):
         api.send("alice" if n % 2 else "bob", "bob" if n % 2 else "alice", f"m{n}")
 
@@ -233,7 +209,7 @@ def tampered(cursor: str, **changes: str) -> str:
     return encoded
 
 
-def test_a_cursor_only_pages_within_the_callers_own_conversation(api: Api) -> None:
+def test_a_cursor_only_pages_within_the_callers_own_conversation(api: ChatApi) -> None:
     for n in range(3):
         api.send("alice", "bob", f"ab{n}")
         api.send("alice", "carol", f"ac{n}")
@@ -285,7 +261,13 @@ BAD_SENDS: dict[str, tuple[str, str]] = {
 
 @pytest.mark.parametrize("case", BAD_SENDS)
 def test_bad_sends_are_400_with_a_message_and_write_nothing(
-    case: str, api: Api, aws: Any, services: Any, client: Client, tokens: TokenFactory, management_api: Any
+    case: str,
+    api: ChatApi,
+    aws: Any,
+    services: Any,
+    client: Client,
+    tokens: TokenFactory,
+    management_api: Any,
 ) -> None:
     connect(client, tokens, "alice", "a1")
     connect(client, tokens, "bob", "b1")
@@ -310,7 +292,7 @@ BAD_CONVERSATION_QUERIES = {
 
 
 @pytest.mark.parametrize("case", BAD_CONVERSATION_QUERIES)
-def test_bad_conversation_queries_are_400_with_a_message(case: str, api: Api) -> None:
+def test_bad_conversation_queries_are_400_with_a_message(case: str, api: ChatApi) -> None:
     query, message = BAD_CONVERSATION_QUERIES[case]
     response = api.get("alice", f"/messages?{query}")
     assert response.status_code == 400
@@ -330,7 +312,7 @@ BAD_READS = {
 
 @pytest.mark.parametrize("case", BAD_READS)
 def test_bad_reads_are_400_and_change_nothing(
-    case: str, api: Api, client: Client, tokens: TokenFactory, management_api: Any
+    case: str, api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     api.send("alice", "bob", "hi")
     connect(client, tokens, "bob", "b1")
@@ -356,7 +338,7 @@ def test_every_chat_route_needs_a_token(client: Client, method: str, path: str) 
     assert response.status_code == 401
 
 
-def test_a_caller_whose_uid_cannot_be_a_key_gets_400(api: Api, aws: Any, services: Any) -> None:
+def test_a_caller_whose_uid_cannot_be_a_key_gets_400(api: ChatApi, aws: Any, services: Any) -> None:
     # Firebase allows custom uids with any characters; '#' would break the key scheme.
     response = api.send("mallory#bob", "alice", "hi")
     assert response.status_code == 400
@@ -367,10 +349,10 @@ def test_a_caller_whose_uid_cannot_be_a_key_gets_400(api: Api, aws: Any, service
 
 
 def test_every_route_uses_keys_only_never_a_scan(
-    api: Api, client: Client, tokens: TokenFactory, dynamodb: CountingDynamoDB
+    api: ChatApi, client: Client, tokens: TokenFactory, dynamodb: CountingDynamoDB
 ) -> None:
     connect(client, tokens, "bob", "b1")
-    dynamodb.calls.clear()
+    dynamodb.clear()
 
     api.send("alice", "bob", "hi")
     # One transaction (message + counter), then one connection Query per notified user.
@@ -382,21 +364,16 @@ def test_every_route_uses_keys_only_never_a_scan(
         (lambda: api.read("bob", "alice"), ["delete_item", "query"]),
         (lambda: api.read("bob", "alice"), ["delete_item"]),
     ]:
-        dynamodb.calls.clear()
+        dynamodb.clear()
         do()
         assert dynamodb.calls == expected
 
 
 def test_the_unread_badge_reads_every_page_of_counters(services: Any, dynamodb: CountingDynamoDB) -> None:
-    class SmallPages(CountingDynamoDB):
-        def query(self, **kwargs: Any) -> Any:
-            self.calls.append("query")
-            return self.inner.query(Limit=2, **kwargs)
-
     chat = services.chat
     for n in range(5):
         chat.send(f"user{n}", "bob", "hi")
-    paged = SmallPages(dynamodb.inner)
+    paged = CountingDynamoDB(dynamodb.inner, page_size=2)
     unread = Chat(services.settings.messages_table, paged, services.notifier).unread("bob")
     assert unread.total == 5
     assert paged.calls == ["query"] * 3

@@ -15,6 +15,7 @@ from chalicelib.realtime.connections import Connection, ConnectionStore
 from chalicelib.realtime.identifiers import validate_event_key
 from chalicelib.realtime.notifier import DeliveryReport, Notifier, frame
 from chalicelib.realtime.transport import Boto3ThreadPoolTransport, Outcome
+from tests.dynamodb import CountingDynamoDB
 from tests.management_api import received
 
 
@@ -84,18 +85,6 @@ def test_frame_is_exactly_the_event_key() -> None:
     assert frame("jobs-updated") == b'{"event":"jobs-updated"}'
 
 
-class CountingDynamoDB:
-    """Wraps a real client and records each operation name."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.calls: list[str] = []
-
-    def __getattr__(self, name: str) -> Any:
-        self.calls.append(name)
-        return getattr(self.inner, name)
-
-
 def test_notify_makes_one_query_and_no_scan(services: Any, management_api: Any) -> None:
     add(services, "alice", "a1", "a2", "a3")
     counting = CountingDynamoDB(services.dynamodb)
@@ -107,13 +96,8 @@ def test_notify_makes_one_query_and_no_scan(services: Any, management_api: Any) 
 
 
 def test_connections_are_read_page_by_page(services: Any) -> None:
-    class SmallPages(CountingDynamoDB):
-        def query(self, **kwargs: Any) -> Any:
-            self.calls.append("query")
-            return self.inner.query(Limit=2, **kwargs)
-
     add(services, "alice", *[f"a{n}" for n in range(5)])
-    counting = SmallPages(services.dynamodb)
+    counting = CountingDynamoDB(services.dynamodb, page_size=2)
     store = ConnectionStore(services.settings.realtime.connections_table, counting)
     assert store.connection_ids_of("alice") == [f"a{n}" for n in range(5)]
     assert counting.calls == ["query"] * 3

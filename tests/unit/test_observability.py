@@ -35,13 +35,13 @@ from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.realtime.observability import Invocation, JsonFormatter, invocation_of, redact, running
 from chalicelib.settings import ConfigurationError, Settings
 from tests.apigw import websocket_event
+from tests.clock import FakeClock
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import SigningKey, TokenFactory
 from tests.stripe_events import build_test_event, signed_delivery
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]
-START = 1_700_000_000.0
 SNS_MESSAGE_ID = "abcdefgh-51e4-5ae2-9964-b296c8d65d1a"  # what chalice.test's generate_sns_event uses
 SCHEDULE_EVENT_ID = "7bf73129-1428-4cd3-a780-95db273d1602"  # and generate_cw_event
 
@@ -81,21 +81,6 @@ def logs() -> Iterator[Logs]:
         root.removeHandler(handler)
     for name, level in levels.items():
         logging.getLogger(name).setLevel(level)
-
-
-class FakeClock:
-    """The jobs' clock: sleeping advances it, so a job runs at once."""
-
-    def __init__(self) -> None:
-        self.now_s = START
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        return self.now_s
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now_s += seconds
 
 
 @pytest.fixture

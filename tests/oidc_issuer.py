@@ -145,7 +145,9 @@ class OidcTokens:
     def sign(self, claims: dict[str, Any], *, key: IssuerKey | None = None, kid: str | None = None) -> str:
         signer = key or self.key
         headers = {"kid": kid if kid is not None else signer.kid}
-        return jwt.encode(claims, signer.private_key, algorithm=signer.algorithm, headers=headers)
+        # PyJWS rather than jwt.encode, which refuses some claim types: a test may sign anything.
+        payload = json.dumps(claims, separators=(",", ":")).encode()
+        return jwt.api_jws.encode(payload, signer.private_key, algorithm=signer.algorithm, headers=headers)
 
     def id_token(
         self, sub: str, *, key: IssuerKey | None = None, kid: str | None = None, **claims: Any

@@ -124,11 +124,12 @@ class OidcVerifier:
 
     def _check_audience(self, claims: dict[str, Any]) -> None:
         token_use = claims.get("token_use")
-        if token_use is not None and token_use not in self.token_uses:
+        if token_use is not None and not (isinstance(token_use, str) and token_use in self.token_uses):
             raise InvalidToken("token use not accepted")
         if token_use == "access":  # noqa: S105 (a claim value, not a password)
             # Cognito access tokens carry the app client in `client_id` and no `aud`.
-            if claims.get("client_id") not in self.audiences:
+            client_id = claims.get("client_id")
+            if not (isinstance(client_id, str) and client_id in self.audiences):
                 raise InvalidToken("wrong audience (client_id)")
             return
         audience = claims.get("aud")

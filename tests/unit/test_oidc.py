@@ -94,6 +94,11 @@ def test_a_cognito_access_token_is_checked_by_client_id(
     assert verifier.verify(oidc_tokens.access_token("alice")) == "alice"
     with pytest.raises(InvalidToken, match=r"wrong audience \(client_id\)"):
         verifier.verify(oidc_tokens.access_token("alice", client_id=OTHER_CLIENT_ID))
+    # Claims of another type than the issuer's (a list where a string belongs) are refused, not a crash.
+    with pytest.raises(InvalidToken, match=r"wrong audience \(client_id\)"):
+        verifier.verify(oidc_tokens.access_token("alice", client_id=[CLIENT_ID]))
+    with pytest.raises(InvalidToken, match="token use not accepted"):
+        verifier.verify(oidc_tokens.access_token("alice", token_use=["access"]))
     # An `aud` naming the client does not stand in for the access token's `client_id`.
     with pytest.raises(InvalidToken, match=r"wrong audience \(client_id\)"):
         verifier.verify(oidc_tokens.access_token("alice", client_id=None, aud=CLIENT_ID))
@@ -439,8 +444,41 @@ def test_any_token_shape_is_refused_as_invalid_and_nothing_else(
         fuzz_verifier().verify(token)
 
 
+ABSENT = object()
+CLAIMS = ("iss", "sub", "aud", "client_id", "token_use", "exp", "iat", "nbf")
+
+
+@settings(max_examples=200, derandomize=True, database=None, deadline=None)
+@given(
+    token_use=st.sampled_from(["id", "access"]),
+    bent=st.dictionaries(st.sampled_from(CLAIMS), st.just(ABSENT) | JSON_VALUES, min_size=1, max_size=2),
+)
+def test_any_claims_signed_by_the_issuer_verify_or_are_refused_as_invalid(
+    token_use: str, bent: dict[str, Any]
+) -> None:
+    # Even the issuer's own signature over a valid token with one or two claims removed or of any
+    # type never makes the verifier crash (a 500): it answers the subject or InvalidToken.
+    verifier, tokens = fuzz_verifier(), fuzz_tokens()
+    claims = tokens.claims("alice", aud=CLIENT_ID, client_id=CLIENT_ID, token_use=token_use)
+    claims.update(bent)
+    claims = {name: value for name, value in claims.items() if value is not ABSENT}
+    try:
+        subject = verifier.verify(tokens.sign(claims))
+    except InvalidToken:
+        return
+    assert subject == claims["sub"] and isinstance(subject, str) and subject
+
+
+@functools.cache
+def fuzz_tokens() -> OidcTokens:
+    return OidcTokens(fuzz_verifier().issuer, FUZZ_KEY)
+
+
+FUZZ_KEY = IssuerKey.rsa("oidc-kid-1")
+
+
 @functools.cache
 def fuzz_verifier() -> OidcVerifier:
     """One issuer and verifier for every example (hypothesis reuses no function-scoped fixture)."""
-    issuer = LocalIssuer([IssuerKey.rsa("oidc-kid-1")])
-    return OidcVerifier(issuer.issuer, [CLIENT_ID])
+    issuer = LocalIssuer([FUZZ_KEY])
+    return OidcVerifier(issuer.issuer, [CLIENT_ID], token_uses=("id", "access"))

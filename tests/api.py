@@ -10,14 +10,14 @@ from chalice.test import Client
 from tests.firebase_tokens import TokenFactory
 
 
-class Api:
+class RestApi:
     """What a browser does over REST, as `uid`: `Authorization: Bearer <RS256 token>` on every call.
 
-    api = Api(client, tokens)
+    api = RestApi(client, tokens)
     api.get("alice", "/jobs").status_code            # 200
     api.call("alice", "POST", "/messages", {...})    # (201, {"message_id": ...})
 
-    Feature tests subclass it with their routes' calls (`JobsApi.submit`, `ChatApi.send`).
+    Feature tests subclass it as their `Api`, adding their routes' calls (`submit`, `send`).
     """
 
     def __init__(self, client: Client, tokens: TokenFactory) -> None:

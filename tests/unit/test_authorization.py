@@ -22,7 +22,7 @@ from chalice.test import Client
 
 from app import app
 from chalicelib.realtime.connections import Connection
-from tests.api import Api
+from tests.api import RestApi as Api
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 from tests.stripe_events import build_test_event, signed_delivery

@@ -11,7 +11,7 @@ from chalice.test import Client
 
 from app import answers_errors, app
 from chalicelib.errors import RequestRefused, TemporarilyUnavailable
-from tests.api import Api
+from tests.api import RestApi
 from tests.firebase_tokens import TokenFactory
 
 # Routes that call no feature: nothing of theirs can raise a feature's error.
@@ -32,9 +32,9 @@ class RaisingJobs:
 
 
 @pytest.fixture
-def api(services: Any, tokens: TokenFactory) -> Iterator[Api]:
+def api(services: Any, tokens: TokenFactory) -> Iterator[RestApi]:
     with Client(app) as client:
-        yield Api(client, tokens)
+        yield RestApi(client, tokens)
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def api(services: Any, tokens: TokenFactory) -> Iterator[Api]:
     ],
 )
 def test_a_features_error_is_answered_by_its_base(
-    api: Api, services: Any, error: Exception, status: int, body: dict[str, str]
+    api: RestApi, services: Any, error: Exception, status: int, body: dict[str, str]
 ) -> None:
     services.jobs = RaisingJobs(error)
     for method, route_body in [("POST", {"kind": "report"}), ("GET", None)]:

@@ -33,7 +33,7 @@ from chalicelib.jobs.builtin import fail, report, report_params
 from chalicelib.jobs.kinds import int_param, no_params
 from chalicelib.jobs.store import LeaseLost
 from chalicelib.pagination import encode_cursor
-from tests.api import Api
+from tests.api import RestApi
 from tests.apigw import connect
 from tests.clock import FakeClock
 from tests.dynamodb import CountingDynamoDB
@@ -90,7 +90,7 @@ def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
         yield test_client
 
 
-class JobsApi(Api):
+class Api(RestApi):
     """The jobs routes, as a given user."""
 
     def post_raw(self, uid: str, body: str) -> Any:
@@ -112,8 +112,8 @@ class JobsApi(Api):
 
 
 @pytest.fixture
-def api(client: Client, tokens: TokenFactory) -> JobsApi:
-    return JobsApi(client, tokens)
+def api(client: Client, tokens: TokenFactory) -> Api:
+    return Api(client, tokens)
 
 
 def published(services: Any) -> list[str]:
@@ -141,7 +141,7 @@ def row(aws: dict[str, Any], services: Any, owner: str, job_id: str) -> dict[str
 
 
 def test_a_report_runs_from_post_through_sns_to_the_owner_only(
-    api: JobsApi, client: Client, tokens: TokenFactory, management_api: Any, services: Any, clock: FakeClock
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any, clock: FakeClock
 ) -> None:
     connect(client, tokens, "alice", "a1", "a2")
     connect(client, tokens, "bob", "b1")
@@ -178,7 +178,7 @@ def test_a_report_runs_from_post_through_sns_to_the_owner_only(
 
 
 def test_progress_is_visible_while_the_job_runs(
-    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any
+    api: Api, client: Client, kinds: SteeredKinds, services: Any
 ) -> None:
     seen: list[dict[str, Any]] = []
 
@@ -196,12 +196,7 @@ def test_progress_is_visible_while_the_job_runs(
 
 
 def test_progress_is_written_and_notified_at_most_once_a_second(
-    api: JobsApi,
-    client: Client,
-    tokens: TokenFactory,
-    kinds: SteeredKinds,
-    management_api: Any,
-    services: Any,
+    api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, management_api: Any, services: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     seen: list[int] = []
@@ -223,7 +218,7 @@ def test_progress_is_written_and_notified_at_most_once_a_second(
 
 
 def test_the_fail_kind_ends_failed_with_a_readable_error(
-    api: JobsApi, client: Client, tokens: TokenFactory, management_api: Any, services: Any
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     job_id = api.submit("alice", "fail")
@@ -238,7 +233,7 @@ def test_the_fail_kind_ends_failed_with_a_readable_error(
 
 
 def test_an_unexpected_error_in_a_kind_fails_the_job_without_leaking_internals(
-    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any
+    api: Api, client: Client, kinds: SteeredKinds, services: Any
 ) -> None:
     def during(ctx: JobContext) -> None:
         raise KeyError("secret-internal-detail")
@@ -253,7 +248,7 @@ def test_an_unexpected_error_in_a_kind_fails_the_job_without_leaking_internals(
 
 
 def test_a_job_past_its_deadline_fails_before_the_lambda_timeout(
-    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any, clock: FakeClock
+    api: Api, client: Client, kinds: SteeredKinds, services: Any, clock: FakeClock
 ) -> None:
     kinds.during = lambda ctx: ctx.sleep(RUN_DEADLINE_SECONDS + 300)
     job_id = api.submit("alice", "probe", {})
@@ -269,7 +264,7 @@ def test_a_job_past_its_deadline_fails_before_the_lambda_timeout(
 # ---------------------------------------------------------------- who may read what
 
 
-def test_reading_another_users_job_or_an_unknown_id_is_404(api: JobsApi, services: Any) -> None:
+def test_reading_another_users_job_or_an_unknown_id_is_404(api: Api, services: Any) -> None:
     job_id = api.submit("alice", "report", {"seconds": 5})
 
     for path in (f"/jobs/{job_id}", "/jobs/01ARZ3NDEKTSV4RRFFQ69G5FAV", "/jobs/not-a-job-id"):
@@ -318,7 +313,7 @@ def test_job_routes_need_a_token(client: Client) -> None:
     ],
 )
 def test_bad_input_is_a_400_with_the_reason_and_nothing_is_written(
-    api: JobsApi, aws: dict[str, Any], services: Any, body: str, message: str
+    api: Api, aws: dict[str, Any], services: Any, body: str, message: str
 ) -> None:
     response = api.post_raw("alice", body)
 
@@ -330,7 +325,7 @@ def test_bad_input_is_a_400_with_the_reason_and_nothing_is_written(
     assert published(services) == []
 
 
-def test_whole_number_floats_are_accepted_as_seconds(api: JobsApi, services: Any) -> None:
+def test_whole_number_floats_are_accepted_as_seconds(api: Api, services: Any) -> None:
     job_id = api.submit("alice", "report", {"seconds": 600.0})
     assert api.job("alice", job_id)["params"] == {"seconds": 600}
 
@@ -339,12 +334,7 @@ def test_whole_number_floats_are_accepted_as_seconds(api: JobsApi, services: Any
 
 
 def test_a_failed_publish_marks_the_job_failed_and_answers_503(
-    api: JobsApi,
-    client: Client,
-    tokens: TokenFactory,
-    management_api: Any,
-    services: Any,
-    aws: dict[str, Any],
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any, aws: dict[str, Any]
 ) -> None:
     connect(client, tokens, "alice", "a1")
     # Installed before the job queue is built: a topic that does not exist, so moto's SNS refuses.
@@ -371,12 +361,7 @@ def test_a_failed_publish_marks_the_job_failed_and_answers_503(
 
 
 def test_the_same_message_delivered_three_times_runs_the_job_once(
-    api: JobsApi,
-    client: Client,
-    tokens: TokenFactory,
-    kinds: SteeredKinds,
-    management_api: Any,
-    services: Any,
+    api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, management_api: Any, services: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     job_id = api.submit("alice", "probe", {})
@@ -409,7 +394,7 @@ def atomic_moto_updates(aws: Any, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_three_concurrent_deliveries_run_the_job_once(
-    api: JobsApi,
+    api: Api,
     client: Client,
     tokens: TokenFactory,
     kinds: SteeredKinds,
@@ -445,7 +430,7 @@ def test_three_concurrent_deliveries_run_the_job_once(
 
 @pytest.mark.parametrize("kind", ["probe", "fail"])
 def test_a_finished_job_never_moves_back(
-    api: JobsApi, client: Client, tokens: TokenFactory, management_api: Any, services: Any, kind: str
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any, services: Any, kind: str
 ) -> None:
     connect(client, tokens, "alice", "a1")
     job_id = api.submit("alice", kind, {})
@@ -467,7 +452,7 @@ def test_a_finished_job_never_moves_back(
 
 
 def test_a_late_message_for_a_job_that_failed_to_publish_does_not_run_it(
-    api: JobsApi, client: Client, kinds: SteeredKinds, services: Any
+    api: Api, client: Client, kinds: SteeredKinds, services: Any
 ) -> None:
     job_id = api.submit("alice", "probe", {})
     services.job_store.fail_queued("alice", job_id, error="the job could not be queued", now_ms=1)
@@ -500,9 +485,7 @@ def test_a_malformed_or_unknown_message_is_dropped_without_writing(
 
 
 @pytest.fixture
-def crashed_job(
-    api: JobsApi, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any
-) -> str:
+def crashed_job(api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any) -> str:
     """A job whose runner died at 30 %: it is left `running`, and its heartbeat stops."""
     connect(client, tokens, "alice", "a1", "a2")
     connect(client, tokens, "bob", "b1")
@@ -526,7 +509,7 @@ STALE_ERROR = (
 )
 
 
-def assert_failed_as_stale(api: JobsApi, management_api: Any, job_id: str, frames_before: int) -> None:
+def assert_failed_as_stale(api: Api, management_api: Any, job_id: str, frames_before: int) -> None:
     job = api.job("alice", job_id)
     assert (job["status"], job["progress"], job["error"]) == ("failed", 30, STALE_ERROR)
     assert received(management_api, "a1") == [EVENT] * (frames_before + 1)
@@ -535,7 +518,7 @@ def assert_failed_as_stale(api: JobsApi, management_api: Any, job_id: str, frame
 
 
 def test_a_redelivery_leaves_a_live_running_job_alone(
-    api: JobsApi, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
+    api: Api, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
 ) -> None:
     clock.advance(STALE_AFTER_SECONDS - 1)
     deliver(client, published(services)[0])
@@ -544,7 +527,7 @@ def test_a_redelivery_leaves_a_live_running_job_alone(
 
 
 def test_a_redelivery_fails_a_stale_running_job_and_notifies_the_owner(
-    api: JobsApi, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
+    api: Api, client: Client, crashed_job: str, management_api: Any, services: Any, clock: FakeClock
 ) -> None:
     clock.advance(STALE_AFTER_SECONDS + 1)
     runner = services.job_runner
@@ -554,7 +537,7 @@ def test_a_redelivery_fails_a_stale_running_job_and_notifies_the_owner(
 
 @pytest.mark.parametrize("path", ["/jobs/{id}", "/jobs"])
 def test_reading_a_stale_running_job_fails_it_and_notifies_the_owner(
-    api: JobsApi, crashed_job: str, management_api: Any, clock: FakeClock, path: str
+    api: Api, crashed_job: str, management_api: Any, clock: FakeClock, path: str
 ) -> None:
     clock.advance(STALE_AFTER_SECONDS + 1)
     response = api.get("alice", path.format(id=crashed_job))
@@ -570,7 +553,7 @@ def sweep(client: Client) -> None:
 
 
 def test_the_sweep_fails_stale_jobs_from_the_sparse_index_without_a_scan(
-    api: JobsApi,
+    api: Api,
     client: Client,
     crashed_job: str,
     management_api: Any,
@@ -607,7 +590,7 @@ def test_the_sweep_fails_stale_jobs_from_the_sparse_index_without_a_scan(
 
 
 def test_a_runner_written_off_as_stale_stops_and_cannot_overwrite_the_failure(
-    api: JobsApi, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any, clock: FakeClock
+    api: Api, client: Client, tokens: TokenFactory, kinds: SteeredKinds, services: Any, clock: FakeClock
 ) -> None:
     after: list[str] = []
 
@@ -627,7 +610,7 @@ def test_a_runner_written_off_as_stale_stops_and_cannot_overwrite_the_failure(
 
 
 def test_the_heartbeat_keeps_a_silent_job_alive(
-    api: JobsApi, services: Any, kinds: SteeredKinds, clock: FakeClock, aws: dict[str, Any]
+    api: Api, services: Any, kinds: SteeredKinds, clock: FakeClock, aws: dict[str, Any]
 ) -> None:
     beaten = threading.Event()
 
@@ -651,7 +634,7 @@ def test_the_heartbeat_keeps_a_silent_job_alive(
 # ---------------------------------------------------------------- listing
 
 
-def test_jobs_are_listed_newest_first_page_by_page(api: JobsApi, clock: FakeClock) -> None:
+def test_jobs_are_listed_newest_first_page_by_page(api: Api, clock: FakeClock) -> None:
     created = []
     for _ in range(5):
         created.append(api.submit("alice", "report", {"seconds": 1}))
@@ -706,7 +689,7 @@ def tampered(cursor: str) -> str:
     ],
 )
 def test_a_tampered_cursor_or_bad_limit_is_a_400(
-    api: JobsApi, clock: FakeClock, make_query: Callable[[str], str]
+    api: Api, clock: FakeClock, make_query: Callable[[str], str]
 ) -> None:
     for _ in range(3):
         api.submit("alice", "report", {"seconds": 1})

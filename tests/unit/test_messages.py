@@ -17,7 +17,7 @@ from app import app
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
 from chalicelib.realtime.connections import Connection
-from tests.api import Api
+from tests.api import RestApi
 from tests.apigw import connect
 from tests.clock import FakeClock
 from tests.dynamodb import CountingDynamoDB
@@ -44,7 +44,7 @@ def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
         yield test_client
 
 
-class ChatApi(Api):
+class Api(RestApi):
     """The chat routes, as a given user."""
 
     def send(self, uid: str, to: Any, text: Any) -> Any:
@@ -67,8 +67,8 @@ class ChatApi(Api):
 
 
 @pytest.fixture
-def api(client: Client, tokens: TokenFactory) -> ChatApi:
-    return ChatApi(client, tokens)
+def api(client: Client, tokens: TokenFactory) -> Api:
+    return Api(client, tokens)
 
 
 def table_items(aws: dict[str, Any], services: Any) -> list[dict[str, Any]]:
@@ -84,7 +84,7 @@ def texts(page: dict[str, Any]) -> list[str]:
 
 
 def test_a_message_is_stored_and_both_sides_sessions_get_exactly_the_event(
-    api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "alice", "a1", "a2")
     connect(client, tokens, "bob", "b1", "b2")
@@ -108,7 +108,7 @@ def test_a_message_is_stored_and_both_sides_sessions_get_exactly_the_event(
     assert api.conversation("alice", "with=bob") == {"messages": [message], "next_cursor": None}
 
 
-def test_text_is_stripped_and_counted_in_characters_not_bytes(api: ChatApi) -> None:
+def test_text_is_stripped_and_counted_in_characters_not_bytes(api: Api) -> None:
     assert json.loads(api.send("alice", "bob", "  hi there \n").body)["text"] == "hi there"
     emoji = "\N{GRINNING FACE}" * 2000  # 8000 UTF-8 bytes, 2000 characters
     assert api.send("alice", "bob", emoji).status_code == 201
@@ -116,7 +116,7 @@ def test_text_is_stripped_and_counted_in_characters_not_bytes(api: ChatApi) -> N
     assert texts(api.conversation("bob", "with=alice"))[:2] == ["x" * 2000, emoji]
 
 
-def test_conversations_are_private_to_their_two_users(api: ChatApi) -> None:
+def test_conversations_are_private_to_their_two_users(api: Api) -> None:
     api.send("alice", "bob", "alice to bob")
     api.send("bob", "alice", "bob to alice")
     api.send("carol", "bob", "carol to bob")
@@ -131,7 +131,7 @@ def test_conversations_are_private_to_their_two_users(api: ChatApi) -> None:
 
 
 def test_unread_count_rises_for_the_recipient_only_and_read_resets_it(
-    api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     connect(client, tokens, "bob", "b1", "b2")
@@ -155,7 +155,7 @@ def test_unread_count_rises_for_the_recipient_only_and_read_resets_it(
 
 
 def test_marking_an_already_read_conversation_notifies_nobody(
-    api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
+    api: Api, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "bob", "b1")
     api.send("alice", "bob", "hi")
@@ -168,7 +168,7 @@ def test_marking_an_already_read_conversation_notifies_nobody(
     assert len(received(management_api, "b1")) == frames
 
 
-def test_new_messages_after_reading_count_again(api: ChatApi) -> None:
+def test_new_messages_after_reading_count_again(api: Api) -> None:
     api.send("alice", "bob", "1")
     api.read("bob", "alice")
     api.send("alice", "bob", "2")
@@ -178,7 +178,7 @@ def test_new_messages_after_reading_count_again(api: ChatApi) -> None:
 # ---------------------------------------------------------------- pagination
 
 
-def test_pages_run_newest_first_and_the_last_has_no_cursor(api: ChatApi) -> None:
+def test_pages_run_newest_first_and_the_last_has_no_cursor(api: Api) -> None:
     for n in range(1, 6):
         api.send("alice" if n % 2 else "bob", "bob" if n % 2 else "alice", f"m{n}")
 
@@ -209,7 +209,7 @@ def tampered(cursor: str, **changes: str) -> str:
     return encoded
 
 
-def test_a_cursor_only_pages_within_the_callers_own_conversation(api: ChatApi) -> None:
+def test_a_cursor_only_pages_within_the_callers_own_conversation(api: Api) -> None:
     for n in range(3):
         api.send("alice", "bob", f"ab{n}")
         api.send("alice", "carol", f"ac{n}")
@@ -261,13 +261,7 @@ BAD_SENDS: dict[str, tuple[str, str]] = {
 
 @pytest.mark.parametrize("case", BAD_SENDS)
 def test_bad_sends_are_400_with_a_message_and_write_nothing(
-    case: str,
-    api: ChatApi,
-    aws: Any,
-    services: Any,
-    client: Client,
-    tokens: TokenFactory,
-    management_api: Any,
+    case: str, api: Api, aws: Any, services: Any, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     connect(client, tokens, "alice", "a1")
     connect(client, tokens, "bob", "b1")
@@ -292,7 +286,7 @@ BAD_CONVERSATION_QUERIES = {
 
 
 @pytest.mark.parametrize("case", BAD_CONVERSATION_QUERIES)
-def test_bad_conversation_queries_are_400_with_a_message(case: str, api: ChatApi) -> None:
+def test_bad_conversation_queries_are_400_with_a_message(case: str, api: Api) -> None:
     query, message = BAD_CONVERSATION_QUERIES[case]
     response = api.get("alice", f"/messages?{query}")
     assert response.status_code == 400
@@ -312,7 +306,7 @@ BAD_READS = {
 
 @pytest.mark.parametrize("case", BAD_READS)
 def test_bad_reads_are_400_and_change_nothing(
-    case: str, api: ChatApi, client: Client, tokens: TokenFactory, management_api: Any
+    case: str, api: Api, client: Client, tokens: TokenFactory, management_api: Any
 ) -> None:
     api.send("alice", "bob", "hi")
     connect(client, tokens, "bob", "b1")
@@ -338,7 +332,7 @@ def test_every_chat_route_needs_a_token(client: Client, method: str, path: str) 
     assert response.status_code == 401
 
 
-def test_a_caller_whose_uid_cannot_be_a_key_gets_400(api: ChatApi, aws: Any, services: Any) -> None:
+def test_a_caller_whose_uid_cannot_be_a_key_gets_400(api: Api, aws: Any, services: Any) -> None:
     # Firebase allows custom uids with any characters; '#' would break the key scheme.
     response = api.send("mallory#bob", "alice", "hi")
     assert response.status_code == 400
@@ -349,7 +343,7 @@ def test_a_caller_whose_uid_cannot_be_a_key_gets_400(api: ChatApi, aws: Any, ser
 
 
 def test_every_route_uses_keys_only_never_a_scan(
-    api: ChatApi, client: Client, tokens: TokenFactory, dynamodb: CountingDynamoDB
+    api: Api, client: Client, tokens: TokenFactory, dynamodb: CountingDynamoDB
 ) -> None:
     connect(client, tokens, "bob", "b1")
     dynamodb.clear()

@@ -84,14 +84,24 @@ def core_environment_variables() -> list[str]:
 
 
 def core_functions() -> list[str]:
-    """The Chalice function names the core's Blueprint adds to an app: authorizer, WebSocket handlers."""
+    """The Chalice function names the core's Blueprint adds to an app: authorizer, WebSocket handlers.
+
+    A fresh copy of the blueprint's module is registered on a throwaway app: registering the
+    process's own `realtime` Blueprint would tie its `current_request` to that app.
+    """
+    import importlib.util
+
     from chalice import Chalice
 
-    from chalicelib.realtime import realtime
+    from chalicelib.realtime import blueprint
 
+    spec = importlib.util.spec_from_file_location(blueprint.__name__, blueprint.__file__)
+    assert spec is not None and spec.loader is not None
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
     app = Chalice(app_name="adopter")
     app.experimental_feature_flags.update(["WEBSOCKETS"])
-    app.register_blueprint(realtime)
+    app.register_blueprint(fresh.realtime)
     authorizers = [authorizer.name for authorizer in app.builtin_auth_handlers]
     return [*authorizers, *(WEBSOCKET_FUNCTIONS[route] for route in app.websocket_handlers)]
 

@@ -112,3 +112,19 @@ def test_the_core_settings_read_the_variables_the_page_lists() -> None:
     listed = re.findall(r"^\| `([A-Z0-9_]+)` \|", adopt.environment_table(), re.MULTILINE)
     assert listed == adopt.core_environment_variables()
     assert {"CONNECTIONS_TABLE", "WEBSOCKET_ENDPOINT", "FIREBASE_PROJECT_ID", "APP_STAGE"} <= set(listed)
+
+
+def test_reading_the_core_functions_leaves_the_process_blueprint_alone() -> None:
+    """Generating the page in a process that serves the app (tests, the local stack) changes nothing."""
+    import app as project_app
+    from chalicelib.realtime import realtime
+
+    before = realtime.current_app
+    assert before is project_app.app
+    assert adopt.core_functions() == [
+        "realtime_auth",
+        "websocket_connect",
+        "websocket_disconnect",
+        "websocket_message",
+    ]
+    assert realtime.current_app is before

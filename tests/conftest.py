@@ -141,10 +141,11 @@ def services(
 
 @pytest.fixture
 def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
-    """moto's Management API: `.connections[cid].data` is what was posted; ids in `.gone` answer 410."""
-    from tests.management_api import gone_capable_backend
+    """moto's Management API: `.connections[cid].data` is what was posted; `.faults` (a
+    `devserver.faults.FaultPlan`) and `.gone` (ids answering 410) inject what AWS would answer."""
+    from tests.management_api import faulty_backend
 
-    return gone_capable_backend(monkeypatch)
+    return faulty_backend(monkeypatch)
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from tests.deploy.flows import FLOWS, Deployment
 from tests.deploy.recording import Call, CallRecorder, recording
 from tests.deploy.stack import FakeStack
 from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory
-from tests.management_api import GoneError
+from tests.management_api import faulty_backend, restore_backend
 
 # The first test builds the dependency layer (pip, about a minute on a clean clone) for both stages.
 pytestmark = pytest.mark.timeout(900)
@@ -57,7 +57,6 @@ def deployment(
     import responses
     from chalice.test import Client
     from moto import mock_aws
-    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
     from app import app
 
@@ -74,24 +73,7 @@ def deployment(
             json={signing_key.kid: signing_key.certificate_pem()},
             headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
         )
-        management_api = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-        management_api.gone = set()
-        post = management_api.post_to_connection
-
-        def post_or_gone(data: bytes, connection_id: str) -> None:
-            if connection_id in management_api.gone:  # moto never answers 410 by itself
-                raise GoneError()
-            post(data, connection_id)
-
-        close = management_api.delete_connection
-
-        def close_or_gone(connection_id: str) -> None:
-            if connection_id in management_api.gone:
-                raise GoneError()
-            close(connection_id)
-
-        management_api.post_to_connection = post_or_gone
-        management_api.delete_connection = close_or_gone
+        management_api = faulty_backend()
         try:
             deployed = Deployment(stack, recorder, tokens, management_api, client)
             deployed.prepare()
@@ -100,8 +82,7 @@ def deployment(
                     path(deployed)
             yield deployed
         finally:
-            del management_api.post_to_connection
-            del management_api.delete_connection
+            restore_backend(management_api)
 
 
 # ---------------------------------------------------------------- the template is valid

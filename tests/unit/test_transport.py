@@ -9,13 +9,10 @@ checked on both of them.
 
 from __future__ import annotations
 
-import http.server
-import threading
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import pytest
 from botocore.auth import SigV4Auth
@@ -35,114 +32,14 @@ from chalicelib.realtime.transport import (
     retry_after_seconds,
 )
 from tests.conftest import TEST_ENV
-
-
-@dataclass
-class Seen:
-    method: str
-    connection_id: str
-    raw_path: str
-    body: bytes
-    headers: dict[str, str]
-    at: float
-    client_port: int
-    status: str
-
-
-@dataclass
-class StandIn:
-    """A Management API on a real socket, answering from a script per connection id.
-
-    `script["c1"] = ["429", "200"]` answers c1's first request 429, the next 200; `"drop"`
-    closes the TCP connection without answering; `"429+2"` sends `Retry-After: 2`.
-    Unscripted requests get 200. Only answered 2xx POSTs count as delivered frames.
-    """
-
-    url: str = ""
-    script: dict[str, list[str]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def frames(self, connection_id: str) -> list[bytes]:
-        return [
-            s.body
-            for s in self.seen
-            if s.connection_id == connection_id and s.method == "POST" and s.status.startswith("2")
-        ]
-
-    def requests(self, connection_id: str) -> list[Seen]:
-        return [s for s in self.seen if s.connection_id == connection_id]
-
-    def answer(self, connection_id: str) -> str:
-        with self.lock:
-            steps = self.script.get(connection_id)
-            return steps.pop(0) if steps else "200"
-
-
-def make_handler(stand_in: StandIn) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_POST(self) -> None:
-            self.handle_call()
-
-        def do_DELETE(self) -> None:
-            self.handle_call()
-
-        def handle_call(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            raw_id = self.path.rsplit("/@connections/", 1)[-1]
-            connection_id = unquote(raw_id)
-            step = stand_in.answer(connection_id)
-            if step == "drop":
-                # The peer vanishes mid-request: no status line, the socket just closes.
-                self.close_connection = True
-                return
-            status, _, retry_after = step.partition("+")
-            with stand_in.lock:
-                stand_in.seen.append(
-                    Seen(
-                        self.command,
-                        connection_id,
-                        self.path,
-                        body,
-                        dict(self.headers),
-                        time.time(),
-                        self.client_address[1],
-                        status,
-                    )
-                )
-            errors = {"410": "GoneException", "429": "LimitExceededException", "403": "ForbiddenException"}
-            error = errors.get(status, "InternalServerError")
-            payload = b"" if status.startswith("2") else b'{"message": "stand-in"}'
-            self.send_response(int(status))
-            if not status.startswith("2"):
-                self.send_header("x-amzn-ErrorType", error)
-                self.send_header("Content-Type", "application/json")
-            if retry_after:
-                self.send_header("Retry-After", retry_after)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    return Handler
+from tests.management_api import FaultRule, Seen, serving
+from tests.management_api import ManagementApiStandIn as StandIn
 
 
 @pytest.fixture
 def stand_in() -> Iterator[StandIn]:
-    state = StandIn()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    yield state
-    server.shutdown()
-    server.server_close()
+    with serving() as stand_in:
+        yield stand_in
 
 
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.1, deadline=8.0)
@@ -214,17 +111,27 @@ def test_every_connection_gets_the_frame_once(stand_in: StandIn, make_transport:
 
 
 def test_gone_is_gone(stand_in: StandIn, make_transport: Any) -> None:
-    stand_in.script["old"] = ["410"]
+    stand_in.fail(FaultRule(status=410, connection_id="old"))
     transport = make_transport(stand_in.url)
     assert transport.post_to_connections(["old", "new"], FRAME) == [Outcome.GONE, Outcome.DELIVERED]
     assert len(stand_in.requests("old")) == 1  # a 410 is final, never retried
 
 
-@pytest.mark.parametrize("first", ["429", "429+1", "500", "503", "drop"])
+@pytest.mark.parametrize(
+    "first",
+    [
+        FaultRule(status=429),
+        FaultRule(status=429, retry_after=1),
+        FaultRule(status=500),
+        FaultRule(status=503),
+        FaultRule(drop=True),
+    ],
+    ids=["429", "429+1", "500", "503", "drop"],
+)
 def test_throttling_server_errors_and_dropped_connections_are_retried(
-    stand_in: StandIn, make_transport: Any, first: str
+    stand_in: StandIn, make_transport: Any, first: FaultRule
 ) -> None:
-    stand_in.script["c1"] = [first, "200"]
+    stand_in.fail(dataclasses.replace(first, connection_id="c1", times=1))
     transport = make_transport(stand_in.url)
     assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
     assert stand_in.frames("c1") == [FRAME]  # delivered exactly once
@@ -232,7 +139,7 @@ def test_throttling_server_errors_and_dropped_connections_are_retried(
 
 def test_retry_after_is_honoured(stand_in: StandIn, make_own_transport: Any) -> None:
     # botocore's retry modes ignore Retry-After; our transports wait as told.
-    stand_in.script["c1"] = ["429+1", "200"]
+    stand_in.fail(FaultRule(status=429, connection_id="c1", retry_after=1, times=1))
     transport = make_own_transport(stand_in.url, retry=FAST_RETRIES)
     assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
     first, second = stand_in.requests("c1")
@@ -240,7 +147,7 @@ def test_retry_after_is_honoured(stand_in: StandIn, make_own_transport: Any) -> 
 
 
 def test_a_retry_after_beyond_the_deadline_fails_at_once(stand_in: StandIn, make_own_transport: Any) -> None:
-    stand_in.script["c1"] = ["429+30", "200"]
+    stand_in.fail(FaultRule(status=429, connection_id="c1", retry_after=30, times=1))
     transport = make_own_transport(stand_in.url, retry=RetryPolicy(deadline=2.0))
     started = time.monotonic()
     assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
@@ -298,7 +205,7 @@ def test_refreshed_credentials_sign_the_next_call(stand_in: StandIn, make_own_tr
 
 
 def test_retries_exhausted_is_failed_not_raised(stand_in: StandIn, make_transport: Any) -> None:
-    stand_in.script["bad"] = ["503"] * 10
+    stand_in.fail(FaultRule(status=503, connection_id="bad"))
     transport = make_transport(stand_in.url)
     assert transport.post_to_connections(["bad", "good"], FRAME) == [Outcome.FAILED, Outcome.DELIVERED]
     assert len(stand_in.requests("bad")) == 5  # 5 attempts in all for both (botocore: 4 retries)
@@ -306,7 +213,7 @@ def test_retries_exhausted_is_failed_not_raised(stand_in: StandIn, make_transpor
 
 
 def test_a_client_error_is_failed_without_retrying(stand_in: StandIn, make_transport: Any) -> None:
-    stand_in.script["c1"] = ["403"]
+    stand_in.fail(FaultRule(status=403, connection_id="c1", times=1))
     transport = make_transport(stand_in.url)
     assert transport.post_to_connections(["c1"], FRAME) == [Outcome.FAILED]
     assert len(stand_in.requests("c1")) == 1
@@ -323,7 +230,7 @@ def test_nothing_listening_is_failed_not_raised(make_transport: Any) -> None:
 
 
 def test_delete_closes_the_connection(stand_in: StandIn, make_transport: Any) -> None:
-    stand_in.script["gone"] = ["410"]
+    stand_in.fail(FaultRule(status=410, connection_id="gone"))
     transport = make_transport(stand_in.url)
     assert transport.delete_connection("live") == Outcome.DELIVERED
     assert transport.delete_connection("gone") == Outcome.GONE
@@ -369,8 +276,12 @@ def test_the_notifier_cleans_gone_rows_and_reports_every_outcome(
     for n, cid in enumerate(["a1", "a2", "a3", "a4", "a5", "a6"]):
         services.realtime.connections.add(Connection(cid, "alice", 1_700_000_000_000 + n))
     services.realtime.connections.add(Connection("b1", "bob", 1_700_000_000_000))
-    stand_in.script.update(
-        {"a2": ["410"], "a3": ["500"] * 10, "a4": ["429", "200"], "a5": ["drop", "200"], "b1": ["410"]}
+    stand_in.fail(
+        FaultRule(status=410, connection_id="a2"),
+        FaultRule(status=500, connection_id="a3"),
+        FaultRule(status=429, connection_id="a4", times=1),
+        FaultRule(drop=True, connection_id="a5", times=1),
+        FaultRule(status=410, connection_id="b1"),
     )
     notifier = Notifier(services.realtime.connections, make_transport(stand_in.url))
     report = notifier.notify_users(["alice", "bob"], "chat-messages-updated")
@@ -387,7 +298,7 @@ def test_the_notifier_posts_concurrently_to_many_users(services: Any, stand_in: 
     for user in users:
         for k in range(3):
             services.realtime.connections.add(Connection(f"{user}-{k}", user, 1_700_000_000_000 + k))
-    stand_in.script.update({"u3-1": ["410"], "u7-0": ["410"]})
+    stand_in.fail(FaultRule(status=410, connection_id="u3-1"), FaultRule(status=410, connection_id="u7-0"))
     transport = aiohttp_transport(stand_in.url)
     try:
         report = Notifier(services.realtime.connections, transport).notify_users(users, "jobs-updated")
@@ -413,7 +324,7 @@ def test_calls_made_at_once_from_several_threads_each_deliver(
     from concurrent.futures import ThreadPoolExecutor
 
     transport = make_own_transport(stand_in.url, retry=FAST_RETRIES)
-    stand_in.script.update({f"t{n}-1": ["429", "200"] for n in range(8)})
+    stand_in.fail(*[FaultRule(status=429, connection_id=f"t{n}-1", times=1) for n in range(8)])
     with ThreadPoolExecutor(8) as pool:
         results = list(
             pool.map(
@@ -437,7 +348,7 @@ def test_when_signing_fails_frames_fail_and_nothing_is_sent(
 
 
 def test_per_call_event_loop_mode_delivers_too(stand_in: StandIn) -> None:
-    stand_in.script["c2"] = ["410"]
+    stand_in.fail(FaultRule(status=410, connection_id="c2"))
     transport = AiohttpTransport(stand_in.url, retry=FAST_RETRIES, persistent_loop=False)
     assert transport.post_to_connections(["c1", "c2"], FRAME) == [Outcome.DELIVERED, Outcome.GONE]
     assert transport.post_to_connections(["c1"], FRAME) == [Outcome.DELIVERED]
@@ -494,7 +405,7 @@ def test_notify_to_k_connections_is_one_query_and_k_posts(services: Any, stand_i
 def test_gone_rows_cost_one_batch_write_per_25(services: Any, stand_in: StandIn) -> None:
     for n in range(30):
         services.realtime.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
-    stand_in.script.update({f"a{n}": ["410"] for n in range(27)})
+    stand_in.gone.update(f"a{n}" for n in range(27))
     calls = count_aws_calls(services.dynamodb)
     transport = aiohttp_transport(stand_in.url)
     try:

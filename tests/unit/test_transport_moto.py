@@ -15,14 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.server import ThreadedMotoServer
 
 from chalicelib.realtime.connections import Connection
 from chalicelib.realtime.curl_transport import CurlTransport
 from chalicelib.realtime.notifier import DeliveryReport, Notifier
 from chalicelib.realtime.transport import AiohttpTransport, Outcome
-from tests.management_api import GoneError
+from tests.management_api import faulty_backend
 
 
 @pytest.fixture
@@ -32,16 +31,7 @@ def moto_management_api(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
         port = sock.getsockname()[1]
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
-    backend = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
-    backend.gone = set()
-    original = backend.post_to_connection
-
-    def post_to_connection(data: bytes, connection_id: str) -> None:
-        if connection_id in backend.gone:
-            raise GoneError()
-        original(data, connection_id)
-
-    monkeypatch.setattr(backend, "post_to_connection", post_to_connection)
+    backend = faulty_backend(monkeypatch)
     yield f"http://127.0.0.1:{port}", backend
     server.stop()
 

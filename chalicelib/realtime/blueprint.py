@@ -17,6 +17,7 @@ the app's `app.py`: the handlers configure logging and correlation themselves.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 from chalice import AuthResponse, Blueprint, Response
@@ -24,6 +25,8 @@ from chalice.app import AuthRequest, WebsocketAPI, WebsocketEvent
 
 from . import observability, runtime
 from .auth import AuthUnavailable, InvalidToken, bearer_token
+
+logger = logging.getLogger(__name__)
 
 realtime = Blueprint(__name__)
 # Chalice hands WebSocket handlers a `WebsocketEvent` only when the decorating object has a
@@ -42,13 +45,22 @@ def _invocation(event: WebsocketEvent) -> Iterator[runtime.Realtime]:
 
 @realtime.authorizer()
 def realtime_auth(auth_request: AuthRequest) -> AuthResponse:
-    """`Authorization: Bearer <token>` checked by the core's `TokenVerifier`; the principal: its user id."""
+    """`Authorization: Bearer <token>` checked by the core's `TokenVerifier`; the principal: its user id.
+
+    An invalid token gets a Deny (403), which API Gateway caches for the token. When tokens cannot be
+    checked at all (`AuthUnavailable`: certificates or the revocation lookup unreachable) it raises:
+    API Gateway answers 500 and caches nothing, so the token works again as soon as the outage ends,
+    where a cached Deny would refuse it for the authorizer's whole TTL.
+    """
     core = runtime.current()
     observability.configure_logging_once(core.settings.log_level)
     try:
         user_id = core.verifier.verify(bearer_token(auth_request.token))
-    except (InvalidToken, AuthUnavailable):
+    except InvalidToken:
         return AuthResponse(routes=[], principal_id="anonymous")
+    except AuthUnavailable as exc:
+        logger.error("cannot check tokens; answering an error API Gateway does not cache: %s", exc)
+        raise
     # '*' lets API Gateway cache this answer for the token across all routes.
     return AuthResponse(routes=["*"], principal_id=user_id)
 

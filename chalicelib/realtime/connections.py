@@ -25,6 +25,10 @@ USER_INDEX = "by_user"
 MAX_CONNECTION_SECONDS = 2 * 60 * 60
 TTL_SLACK_SECONDS = 10 * 60
 TTL_ATTRIBUTE = "expires_at"
+# How long a row may belong to a connection whose `$connect` has not returned yet: API Gateway waits at
+# most 29 s for a `$connect` integration. Until it returns, the Management API answers 410 for the
+# connection, so a 410 for a row younger than this proves nothing and must not delete it.
+IN_FLIGHT_MS = 30_000
 
 
 class _Condition(TypedDict, total=False):
@@ -110,6 +114,17 @@ class ConnectionStore:
                 user_id=item["user_id"]["S"],
                 connected_at=int(item["connected_at"]["N"]),
             )
+
+    def connection_times_of(self, user_id: str) -> list[tuple[str, int]]:
+        """`(connection id, connected_at)` of the user's connections, oldest first: what a notify reads.
+
+        `connected_at` tells the notifier whether a 410 may come from a connect still in flight
+        (`IN_FLIGHT_MS`); it is the index's sort key, so reading it costs no read units.
+        """
+        return [
+            (item["connection_id"]["S"], int(item["connected_at"]["N"]))
+            for item in self._items_of(user_id, "connection_id, connected_at")
+        ]
 
     def connection_ids_of(self, user_id: str) -> list[str]:
         """Just the ids of the user's connections, oldest first.

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .auth import AuthUnavailable, InvalidToken, TokenVerifier
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
-from .connections import Connection, ConnectionStore
+from .connections import IN_FLIGHT_MS, Connection, ConnectionStore
 from .notifier import frame
 from .transport import ManagementTransport, Outcome
 
@@ -18,8 +18,6 @@ logger = logging.getLogger(__name__)
 
 SUBPROTOCOL = "bearer"
 PONG = frame("pong")
-# A row younger than this whose close gets 410 may belong to a connect still being admitted.
-IN_FLIGHT_MS = 10_000
 CLOSE_RETRIES = 4
 CLOSE_RETRY_SECONDS = 0.25
 
@@ -168,12 +166,15 @@ class WebsocketSessions:
             return ()
         oldest = existing[:excess]
         others = [c for c in oldest if c.connection_id != new_id]
-        self._close_all(others)
-        self._store.remove_many([c.connection_id for c in others])
+        still_connecting = {c.connection_id for c in self._close_all(others)}
+        # A row whose connection could not be closed because its $connect is still running stays: deleted,
+        # that socket would open with no row. It is over the cap until the next connect or notify.
+        self._store.remove_many([c.connection_id for c in others if c.connection_id not in still_connecting])
         logger.info("closed oldest connections beyond the cap", extra={"user_id": user_id, "count": excess})
         return tuple(c.connection_id for c in oldest)
 
-    def _close_all(self, connections: list[Connection]) -> None:
+    def _close_all(self, connections: list[Connection]) -> list[Connection]:
+        """Close each connection; those still answering 410 while young enough to be connecting."""
         now_ms = self._now_ms()
         for attempt in range(CLOSE_RETRIES + 1):
             # 410 for a connection stored moments ago: its own $connect may still be running (the gateway
@@ -185,5 +186,6 @@ class WebsocketSessions:
                 and now_ms - c.connected_at < IN_FLIGHT_MS
             ]
             if not connections or attempt == CLOSE_RETRIES:
-                return
+                return connections
             self._clock.sleep(CLOSE_RETRY_SECONDS)
+        return connections

@@ -144,13 +144,15 @@ class Deployment:
     ) -> None:
         """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410.
 
-        `connected_at` (epoch ms, default now) orders them among the user's connections.
+        `connected_at` (epoch ms) orders them among the user's connections; by default now, and for gone
+        ones an hour ago (a 410 for a younger row may be a connect still in flight: its row is kept).
         """
         store = services_module.Services(
             self.settings_of("APIHandler"), dynamodb=boto3.client("dynamodb", region_name="us-east-1")
         ).realtime.connections
+        now_ms = int(time.time() * 1000)
         for cid in connection_ids:
-            store.add(Connection(cid, user_id, connected_at or int(time.time() * 1000)))
+            store.add(Connection(cid, user_id, connected_at or (now_ms - 3_600_000 if gone else now_ms)))
             if gone:
                 self.management_api.gone.add(cid)
 

@@ -157,10 +157,10 @@ def test_report_counts_every_outcome(services: Any) -> None:
 
 def test_a_failing_lookup_is_reported_not_raised(services: Any) -> None:
     class BrokenStore:
-        def connection_ids_of(self, user_id: str) -> list[str]:
+        def connection_times_of(self, user_id: str) -> list[tuple[str, int]]:
             if user_id == "broken":
                 raise RuntimeError("throttled")
-            return ["ok-1"]
+            return [("ok-1", 1_700_000_000_000)]
 
         def remove_many(self, ids: list[str]) -> None:
             pass

@@ -14,7 +14,9 @@ import requests
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from chalicelib.realtime.connections import IN_FLIGHT_MS
 from chalicelib.realtime.curl_transport import CurlTransport
+from chalicelib.realtime.notifier import Notifier
 from chalicelib.realtime.transport import RetryPolicy
 from chalicelib.services import Services
 from chalicelib.settings import Settings
@@ -138,3 +140,15 @@ def shipped_services(stack: LocalStack) -> Iterator[Services]:
         yield built
     finally:
         transport.close()
+
+
+def notifier_later(services: Services) -> Notifier:
+    """`services`' notifier as it runs once the in-flight window has passed for every row stored now.
+
+    A notify right after a connect keeps the row of a connection answering 410 (its `$connect` may
+    still be running); this one, like a notify half a minute later, deletes it.
+    """
+    core = services.realtime
+    return Notifier(
+        core.connections, core.transport, clock_ms=lambda: int(time.time() * 1000) + IN_FLIGHT_MS + 1000
+    )

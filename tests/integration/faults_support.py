@@ -149,6 +149,17 @@ def notifier_later(services: Services) -> Notifier:
     still be running); this one, like a notify half a minute later, deletes it.
     """
     core = services.realtime
-    return Notifier(
-        core.connections, core.transport, clock_ms=lambda: int(time.time() * 1000) + IN_FLIGHT_MS + 1000
-    )
+    return Notifier(core.connections, core.transport, clock=_Later(IN_FLIGHT_MS / 1000 + 1))
+
+
+class _Later:
+    """The system clock, `seconds` ahead."""
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+
+    def now(self) -> float:
+        return time.time() + self._seconds
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -132,11 +133,21 @@ def services(
     settings: Settings, aws: dict[str, Any], firebase_certs: Any, management_api_url: str
 ) -> Iterator[Any]:
     """The app's services against moto, installed for the handlers in `app.py` and the core's blueprint."""
+    with installed_services(settings, management_api_url, aws) as built:
+        yield built
+
+
+@contextlib.contextmanager
+def installed_services(settings: Settings, management_api_url: str, aws: dict[str, Any]) -> Iterator[Any]:
+    """`services_for(settings, ...)` against moto's clients (`aws`), installed for the handlers in
+    `app.py` and the core's blueprint until the block ends."""
     built = services_for(settings, management_api_url, dynamodb=aws["dynamodb"], sns=aws["sns"])
     services_module.use(built)
-    yield built
-    services_module.use(None)
-    built.realtime.close()
+    try:
+        yield built
+    finally:
+        services_module.use(None)
+        built.realtime.close()
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import base64
 import dataclasses
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -19,7 +19,6 @@ from moto.dynamodb.models import dynamodb_backends
 from moto.sns.models import sns_backends
 
 import app as app_module
-from app import app
 from chalicelib.jobs import (
     QUEUED_STALE_SECONDS,
     RUN_DEADLINE_SECONDS,
@@ -74,7 +73,7 @@ def kinds() -> SteeredKinds:
     return SteeredKinds()
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)  # before `client`: the app's components are built from it
 def dynamodb(services: Any, clock: FakeClock, kinds: SteeredKinds) -> CountingDynamoDB:
     counting = CountingDynamoDB(services.dynamodb)
     # Installed before the jobs components are built from them.
@@ -82,12 +81,6 @@ def dynamodb(services: Any, clock: FakeClock, kinds: SteeredKinds) -> CountingDy
     services.clock = clock
     services.job_kinds = kinds.registry
     return counting
-
-
-@pytest.fixture
-def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
 
 
 class Api(RestApi):

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from chalice.test import Client
 
-from app import app
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
 from chalicelib.realtime.connections import Connection
@@ -28,7 +26,7 @@ EVENT = {"event": "chat-messages-updated"}
 START_MS = 1_700_000_000_000
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)  # before `client`: the app's components are built from it
 def dynamodb(services: Any) -> CountingDynamoDB:
     counting = CountingDynamoDB(services.dynamodb)
     # Installed before anything is built from it, so every app call goes through the counter.
@@ -36,12 +34,6 @@ def dynamodb(services: Any) -> CountingDynamoDB:
     clock = FakeClock(START_MS / 1000, tick=0.001)  # each message 1 ms after the last
     services.chat = Chat(services.settings.messages_table, counting, services.notifier, clock=clock)
     return counting
-
-
-@pytest.fixture
-def client(services: Any, dynamodb: CountingDynamoDB) -> Iterator[Client]:
-    with Client(app) as test_client:
-        yield test_client
 
 
 class Api(RestApi):

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from chalice.test import Client
 
-from chalicelib import services as services_module
 from chalicelib.realtime import AuthUnavailable, OidcVerifier
 from chalicelib.settings import Settings
 from tests.apigw import websocket_event
-from tests.conftest import TEST_ENV, services_for
+from tests.conftest import TEST_ENV, installed_services
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
 from tests.oidc_issuer import CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
@@ -44,11 +43,8 @@ def oidc_env(issuer: str) -> dict[str, str]:
 @pytest.fixture
 def oidc_services(local_issuer: LocalIssuer, aws: dict[str, Any], management_api_url: str) -> Iterator[Any]:
     settings = Settings.from_env(oidc_env(local_issuer.issuer))
-    built = services_for(settings, management_api_url, dynamodb=aws["dynamodb"], sns=aws["sns"])
-    services_module.use(built)
-    yield built
-    services_module.use(None)
-    built.realtime.close()
+    with installed_services(settings, management_api_url, aws) as built:
+        yield built
 
 
 @pytest.fixture

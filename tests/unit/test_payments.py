@@ -17,11 +17,10 @@ import pytest
 from chalice.test import Client
 
 from app import app
-from chalicelib import services as services_module
 from chalicelib.payments import Outcome, UnprocessableEvent, payment_from_event
 from chalicelib.realtime.connections import Connection
 from chalicelib.settings import Settings
-from tests.conftest import TEST_ENV, services_for
+from tests.conftest import TEST_ENV, installed_services
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received
 from tests.stripe_events import build_test_event, sign, signed_delivery
@@ -384,11 +383,9 @@ def ssm_services(
     settings = Settings.from_env(
         {**TEST_ENV, "STRIPE_WEBHOOK_SECRET": "", "STRIPE_WEBHOOK_SECRET_PARAM": "/test/stripe-webhook"}
     )
-    built = services_for(settings, management_api_url, dynamodb=aws["dynamodb"], sns=aws["sns"])
-    built.ssm = ssm
-    services_module.use(built)
-    yield built
-    services_module.use(None)
+    with installed_services(settings, management_api_url, aws) as built:
+        built.ssm = ssm  # before the secret is first read
+        yield built
 
 
 def test_the_webhook_verifies_with_the_secret_from_ssm(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import RequestRefused
-from chalicelib.pagination import Page, query_page
+from chalicelib.pagination import Listing, Page, query_page
 from chalicelib.realtime import Notifies
 from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock, epoch_ms, iso_utc
 from chalicelib.realtime.identifiers import validate_user_id
@@ -37,6 +37,10 @@ CONVERSATION_PREFIX = "conv#"
 MESSAGE_PREFIX = "msg#"
 UNREAD_PREFIX = "unread#"
 PEER_PREFIX = "peer#"
+# `GET /messages`: a conversation's messages, whose cursors name a message of it (never a counter).
+MESSAGES_OF_CONVERSATION = Listing(
+    ("pk", "sk"), accepts_start=lambda key: key["sk"].get("S", "").startswith(MESSAGE_PREFIX)
+)
 
 
 class InvalidChatRequest(RequestRefused):
@@ -201,15 +205,10 @@ class Chat:
             "ExpressionAttributeValues": {":pk": partition["pk"], ":msg": {"S": MESSAGE_PREFIX}},
             "ScanIndexForward": False,
         }
-        return query_page(
-            self._dynamodb,
-            query,
-            key_attributes=("pk", "sk"),
-            partition=partition,
-            limit=limit,
-            cursor=cursor,
-            accepts_start=lambda key: key["sk"].get("S", "").startswith(MESSAGE_PREFIX),
-        ).map(self._message)
+        page = query_page(
+            self._dynamodb, query, MESSAGES_OF_CONVERSATION, partition, limit=limit, cursor=cursor
+        )
+        return page.map(self._message)
 
     def unread(self, caller: str) -> Unread:
         """Unread messages addressed to the caller, in total and per sender (one Query per 1 MB)."""

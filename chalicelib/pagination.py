@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,6 +40,21 @@ class InvalidPage(RequestRefused):
 
 class BadCursor(InvalidPage):
     """The cursor was not made by this API for this query."""
+
+
+def _any_start(key: Item) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The key shape of one listing's Query, which each of its cursors must have.
+
+    JOBS_OF_OWNER = Listing(("owner", "job_id"), accepts_start=lambda key: is_job_id(key["job_id"]["S"]))
+    """
+
+    key_attributes: tuple[str, ...]  # what a key of the Query holds: the table's key, and the index's
+    accepts_start: Callable[[Item], bool] = _any_start  # a check beyond that shape
 
 
 class ShownAsJson(Protocol):
@@ -65,27 +80,24 @@ class Page[T]:
 def query_page(
     dynamodb: DynamoDBClient,
     query: Mapping[str, Any],
-    *,
-    key_attributes: Collection[str],
+    listing: Listing,
     partition: Mapping[str, Any],
+    *,
     limit: str | None,
     cursor: str | None,
-    accepts_start: Callable[[Item], bool] = lambda key: True,
 ) -> Page[Item]:
     """One page of `query` (a Query's arguments, without `Limit` and `ExclusiveStartKey`).
 
-    `key_attributes` are the attributes a key of this Query holds (the table's and the
-    index's), `partition` the caller's partition key, which every cursor must carry;
-    `accepts_start` may refuse a cursor's key beyond that shape. `InvalidPage` (a 400)
-    for a bad `limit` or `cursor`.
+    `listing` says what a key of this Query holds, `partition` is the caller's partition
+    key, which every cursor must carry. `InvalidPage` (a 400) for a bad `limit` or `cursor`.
 
         query_page(dynamodb, {"TableName": "jobs", "KeyConditionExpression": "#o = :o", ...},
-                   key_attributes=("owner", "job_id"), partition={"owner": {"S": "alice"}},
-                   limit="10", cursor=None)  # Page(items=(...10 items), next_cursor='eyJ...')
+                   JOBS_OF_OWNER, {"owner": {"S": "alice"}}, limit="10", cursor=None)
+        # Page(items=(...10 items), next_cursor='eyJ...')
     """
     page_size = parse_limit(limit)
-    start = decode_cursor(cursor, key_attributes=set(key_attributes), fixed=partition)
-    if start is not None and not accepts_start(start):
+    start = decode_cursor(cursor, key_attributes=set(listing.key_attributes), fixed=partition)
+    if start is not None and not listing.accepts_start(start):
         raise BadCursor("invalid cursor")
     arguments: dict[str, Any] = {**query, "Limit": page_size + 1}
     if start is not None:
@@ -94,7 +106,7 @@ def query_page(
     items: list[Item] = list(response.get("Items", []))
     if len(items) > page_size:
         items = items[:page_size]
-        next_cursor = encode_cursor({name: items[-1][name] for name in key_attributes})
+        next_cursor = encode_cursor({name: items[-1][name] for name in listing.key_attributes})
     else:
         # Fewer items but a LastEvaluatedKey: the 1 MB page limit cut the Query short.
         next_cursor = encode_cursor(response.get("LastEvaluatedKey"))

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.errors import RequestRefused
-from chalicelib.pagination import Page, query_page
+from chalicelib.pagination import Listing, Page, query_page
 from chalicelib.realtime import Notifies, aws
 from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock
 from chalicelib.realtime.identifiers import validate_user_id
@@ -50,6 +50,8 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 EVENT_MARKER_TTL_SECONDS = 90 * 24 * 3600
 BY_CREATED_INDEX = "by_created"
+# `GET /payments`: a user's payments on the `by_created` index (its key: the table's and `created_key`).
+PAYMENTS_OF_USER = Listing(("pk", "sk", "created_key"))
 
 # Stripe ids (`evt_...`, `pi_...`, `cs_test_...`) end up in DynamoDB keys: letters, digits and '_' only.
 STRIPE_ID_PATTERN = re.compile(r"[A-Za-z0-9_]{1,255}")
@@ -258,14 +260,8 @@ class PaymentStore:
             "ExpressionAttributeValues": {":pk": partition["pk"]},
             "ScanIndexForward": False,
         }
-        return query_page(
-            self._dynamodb,
-            query,
-            key_attributes=("pk", "sk", "created_key"),
-            partition=partition,
-            limit=limit,
-            cursor=cursor,
-        ).map(_payment_from_item)
+        page = query_page(self._dynamodb, query, PAYMENTS_OF_USER, partition, limit=limit, cursor=cursor)
+        return page.map(_payment_from_item)
 
     def _event_marker(self, payment: Payment) -> PutTypeDef:
         return {

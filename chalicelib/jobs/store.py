@@ -40,7 +40,7 @@ from chalicelib.jobs.model import (
     Job,
     is_job_id,
 )
-from chalicelib.pagination import Page, query_page
+from chalicelib.pagination import Listing, Page, query_page
 from chalicelib.realtime import aws
 
 if TYPE_CHECKING:
@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 ACTIVE_INDEX = "active_jobs"
 ACTIVE_SHARDS = 4
 ERROR_MAX_CHARS = 500
+# `GET /jobs`: an owner's jobs, whose cursors name one of that owner's job ids.
+JOBS_OF_OWNER = Listing(("owner", "job_id"), accepts_start=lambda key: is_job_id(key["job_id"].get("S")))
 
 
 class LeaseLost(BaseException):
@@ -107,15 +109,8 @@ class JobStore:
             "ExpressionAttributeValues": {":o": partition["owner"]},
             "ScanIndexForward": False,
         }
-        return query_page(
-            self._dynamodb,
-            query,
-            key_attributes=("owner", "job_id"),
-            partition=partition,
-            limit=limit,
-            cursor=cursor,
-            accepts_start=lambda key: is_job_id(key["job_id"].get("S")),
-        ).map(Job.from_item)
+        page = query_page(self._dynamodb, query, JOBS_OF_OWNER, partition, limit=limit, cursor=cursor)
+        return page.map(Job.from_item)
 
     def active_older_than(self, cutoff_ms: int) -> Iterator[ActiveJob]:
         """Queued or running jobs whose `updated_at` is before `cutoff_ms`: one Query per shard and page."""

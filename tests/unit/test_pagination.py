@@ -17,6 +17,7 @@ from chalicelib.pagination import (
     DEFAULT_LIMIT,
     BadCursor,
     InvalidPage,
+    Listing,
     Page,
     encode_cursor,
     parse_limit,
@@ -44,15 +45,7 @@ def page_of(
         "ExpressionAttributeValues": {":pk": MINE["pk"]},
         "ScanIndexForward": False,
     }
-    page = query_page(
-        dynamodb,
-        query,
-        key_attributes=("pk", "sk"),
-        partition=MINE,
-        limit=limit,
-        cursor=cursor,
-        **options,
-    )
+    page = query_page(dynamodb, query, Listing(("pk", "sk"), **options), MINE, limit=limit, cursor=cursor)
     return page.map(lambda item: str(item["sk"]["S"]))
 
 

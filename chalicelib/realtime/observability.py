@@ -25,10 +25,11 @@ import logging
 import os
 import re
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .clock import iso_utc
 
 logger = logging.getLogger(__name__)
 
@@ -249,8 +250,8 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            # Whole seconds plus logging's own milliseconds: exact, where created * 1000 may round down.
+            "timestamp": iso_utc(int(record.created) * 1000 + int(record.msecs)),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from datetime import datetime
@@ -37,3 +38,14 @@ def test_the_system_clock_is_wall_clock_time_and_really_sleeps() -> None:
     SYSTEM_CLOCK.sleep(0.02)
     now = SYSTEM_CLOCK.now()
     assert before + 0.02 <= now <= time.time()
+
+
+def test_log_lines_carry_the_same_timestamp_format_to_the_millisecond() -> None:
+    import logging
+
+    from chalicelib.realtime.observability import JsonFormatter
+
+    record = logging.LogRecord("chalicelib.test", logging.INFO, __file__, 1, "hello", None, None)
+    record.created, record.msecs = 1_714_564_800.999, 999.0  # never rounded into the next second
+    line = json.loads(JsonFormatter().format(record))
+    assert line["timestamp"] == "2024-05-01T12:00:00.999Z"

@@ -19,7 +19,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from chalicelib.realtime.connections import Connection
+from chalicelib.realtime.connections import Connection, ConnectionStore
 from chalicelib.realtime.curl_transport import CurlTransport
 from chalicelib.realtime.notifier import DeliveryReport, Notifier, frame
 from chalicelib.realtime.transport import (
@@ -32,6 +32,7 @@ from chalicelib.realtime.transport import (
     retry_after_seconds,
 )
 from tests.conftest import TEST_ENV
+from tests.dynamodb import CountingDynamoDB
 from tests.management_api import FaultRule, Seen, serving
 from tests.management_api import ManagementApiStandIn as StandIn
 
@@ -380,25 +381,24 @@ def test_an_empty_endpoint_is_refused(transport: Callable[[str], Any]) -> None:
         transport("")
 
 
-def count_aws_calls(client: Any) -> list[str]:
-    """Every API call `client` makes from now on, by operation name (botocore's own event hook)."""
-    calls: list[str] = []
-    client.meta.events.register("before-call.*.*", lambda model, **_: calls.append(model.name))
-    return calls
+def notify_alice(services: Any, stand_in: StandIn) -> tuple[DeliveryReport, list[str]]:
+    """Notify alice's connections through the shipped transport; the report and the DynamoDB calls made."""
+    counting = CountingDynamoDB(services.dynamodb)
+    store = ConnectionStore(services.settings.realtime.connections_table, counting)
+    transport = aiohttp_transport(stand_in.url)
+    try:
+        return Notifier(store, transport).notify("alice", "jobs-updated"), counting.calls
+    finally:
+        transport.close()
 
 
 @pytest.mark.parametrize("k", [1, 5, 40])
 def test_notify_to_k_connections_is_one_query_and_k_posts(services: Any, stand_in: StandIn, k: int) -> None:
     for n in range(k):
         services.realtime.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
-    calls = count_aws_calls(services.dynamodb)
-    transport = aiohttp_transport(stand_in.url)
-    try:
-        report = Notifier(services.realtime.connections, transport).notify("alice", "jobs-updated")
-    finally:
-        transport.close()
+    report, calls = notify_alice(services, stand_in)
     assert report == DeliveryReport(delivered=k)
-    assert calls == ["Query"]
+    assert calls == ["query"]
     assert [(s.method, s.status) for s in stand_in.seen] == [("POST", "200")] * k
 
 
@@ -406,11 +406,6 @@ def test_gone_rows_cost_one_batch_write_per_25(services: Any, stand_in: StandIn)
     for n in range(30):
         services.realtime.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))
     stand_in.gone.update(f"a{n}" for n in range(27))
-    calls = count_aws_calls(services.dynamodb)
-    transport = aiohttp_transport(stand_in.url)
-    try:
-        report = Notifier(services.realtime.connections, transport).notify("alice", "jobs-updated")
-    finally:
-        transport.close()
+    report, calls = notify_alice(services, stand_in)
     assert report == DeliveryReport(delivered=3, gone=27)
-    assert calls == ["Query", "BatchWriteItem", "BatchWriteItem"]
+    assert calls == ["query", "batch_write_item", "batch_write_item"]

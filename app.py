@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from chalice import (
     BadRequestError,
     Chalice,
     ChaliceViewError,
+    ConflictError,
     CORSConfig,
     NotFoundError,
     Rate,
@@ -18,7 +19,9 @@ from chalice import (
 from chalice.app import CloudWatchEvent, SNSEvent
 
 from chalicelib import services
-from chalicelib.errors import RequestRefused, TemporarilyUnavailable
+from chalicelib.errors import RequestRefused, TemporarilyUnavailable, TooManyRequests
+from chalicelib.jobs.model import FAILED, SUCCEEDED
+from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB
 from chalicelib.realtime import caller_id, observability, realtime, realtime_auth
 from chalicelib.settings import get_settings
 
@@ -31,7 +34,10 @@ app.experimental_feature_flags.update(["WEBSOCKETS"])
 app.register_blueprint(realtime)
 # Browsers call from another origin (the demo page); tokens go in a header, never cookies.
 app.api.cors = CORSConfig(
-    allow_origin="*", allow_headers=["X-Correlation-Id"], expose_headers=["X-Correlation-Id"]
+    allow_origin="*",
+    allow_headers=["X-Correlation-Id"],
+    # Retry-After is not a CORS-safelisted response header: a page reads a 429's wait only if exposed.
+    expose_headers=["X-Correlation-Id", "Retry-After"],
 )
 # One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
 observability.configure_logging(get_settings().realtime.log_level, app.log)
@@ -71,8 +77,8 @@ class ServiceUnavailable(ChaliceViewError):
 
 def answers_errors[**P, R](view: Callable[P, R]) -> Callable[P, R]:
     """The features' two error bases as HTTP answers, the same on every route that uses a feature:
-    `RequestRefused` is a 400 and `TemporarilyUnavailable` a 503, each carrying the feature's message.
-    Anything else stays a logged 500 that leaks nothing."""
+    `RequestRefused` is a 400, `TooManyRequests` a 429 with `Retry-After` and `TemporarilyUnavailable`
+    a 503, each carrying the feature's message. Anything else stays a logged 500 that leaks nothing."""
 
     @functools.wraps(view)
     def answered(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -80,11 +86,23 @@ def answers_errors[**P, R](view: Callable[P, R]) -> Callable[P, R]:
             return view(*args, **kwargs)
         except RequestRefused as exc:
             raise BadRequestError(str(exc)) from exc
+        except TooManyRequests as exc:
+            # Chalice's TooManyRequestsError carries no headers: the answer is built here, in its shape.
+            return cast(R, too_many_requests(exc))
         except TemporarilyUnavailable as exc:
             # Our fault and temporary (a job recorded but not queued): the same request may be sent again.
             raise ServiceUnavailable(str(exc)) from exc
 
     return answered
+
+
+def too_many_requests(exc: TooManyRequests) -> Response:
+    """429 `{"Code": "TooManyRequestsError", "Message": ...}` with `Retry-After` in whole seconds."""
+    return Response(
+        body={"Code": "TooManyRequestsError", "Message": str(exc)},
+        status_code=429,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
 
 
 # ---------------------------------------------------------------- core routes
@@ -112,7 +130,9 @@ JOBS_TOPIC = get_settings().jobs_topic_arn or f"{app.app_name}-{get_settings().r
 @app.route("/jobs", methods=["POST"], authorizer=realtime_auth)
 @answers_errors
 def submit_job() -> Response:
-    job = services.current().jobs.submit(caller_id(), json_object())
+    current = services.current()
+    current.request_rates.count(caller_id(), SUBMIT_JOB)  # counted before anything else: one write
+    job = current.jobs.submit(caller_id(), json_object())
     return Response(body={"job_id": job.job_id, "status": job.status}, status_code=202)
 
 
@@ -133,6 +153,18 @@ def get_job(job_id: str) -> dict[str, Any]:
     return job.to_json()
 
 
+@app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
+def cancel_job(job_id: str) -> Response:
+    job = services.current().jobs.cancel(caller_id(), job_id)
+    if job is None:
+        raise NotFoundError("job not found")
+    if job.status in (SUCCEEDED, FAILED):
+        raise ConflictError(f"the job has already finished ({job.status}); only active jobs can be cancelled")
+    # `cancelled`, or `running` until its runner reaches its next progress point; `jobs-updated` follows.
+    return Response(body={"job_id": job.job_id, "status": job.status}, status_code=202)
+
+
 @app.on_sns_message(topic=JOBS_TOPIC)
 def run_job(event: SNSEvent) -> None:
     services.current().job_runner.handle(event.message)
@@ -149,8 +181,10 @@ def sweep_stale_jobs(event: CloudWatchEvent) -> None:
 @app.route("/messages", methods=["POST"], authorizer=realtime_auth)
 @answers_errors
 def send_message() -> Response:
+    current = services.current()
+    current.request_rates.count(caller_id(), SEND_MESSAGE)  # counted before anything else: one write
     body = json_object()
-    message = services.current().chat.send(caller_id(), body.get("to"), body.get("text"))
+    message = current.chat.send(caller_id(), body.get("to"), body.get("text"))
     return Response(body=message.to_json(), status_code=201)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from chalicelib import realtime as realtime_core
 from chalicelib.jobs import KINDS, JobKinds, JobQueue, JobRunner, JobStore
+from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB, RequestRates
 from chalicelib.messages import Chat
 from chalicelib.payments import PaymentStore, StripeWebhooks
 from chalicelib.realtime import Notifies, Realtime, aws
@@ -72,6 +73,16 @@ class Services:
         """The features' clock; tests assign a fake one before first use, so jobs run without waiting."""
         return SYSTEM_CLOCK
 
+    @functools.cached_property
+    def request_rates(self) -> RequestRates:
+        """Per-user rates of the routes that create things, counted in `RATE_LIMITS_TABLE`."""
+        return RequestRates(
+            self.settings.rate_limits_table,
+            self.dynamodb,
+            self.clock,
+            {SUBMIT_JOB: self.settings.jobs_rate_limit, SEND_MESSAGE: self.settings.messages_rate_limit},
+        )
+
     # ------------------------------------------------------------ jobs
 
     @functools.cached_property
@@ -91,6 +102,7 @@ class Services:
             self.settings.jobs_topic_arn,
             self.notifier,
             self.clock,
+            max_active=self.settings.max_active_jobs_per_user,
         )
 
     @functools.cached_property

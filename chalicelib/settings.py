@@ -14,9 +14,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chalicelib.realtime.settings import ConfigurationError, RealtimeSettings
+from chalicelib.limits import Rate
+from chalicelib.realtime.settings import ConfigurationError, RealtimeSettings, positive_int
 
 __all__ = ["ConfigurationError", "RealtimeSettings", "Settings", "get_settings"]
+
+DEFAULT_MAX_ACTIVE_JOBS_PER_USER = 3
+DEFAULT_JOBS_RATE_LIMIT = Rate(10, 60)
+DEFAULT_MESSAGES_RATE_LIMIT = Rate(20, 10)
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,10 @@ class Settings:
     jobs_topic_arn: str
     stripe_webhook_secret: str = field(repr=False)  # never printed with the settings
     stripe_webhook_secret_param: str
+    rate_limits_table: str = "realtime-rate-limits"
+    max_active_jobs_per_user: int = DEFAULT_MAX_ACTIVE_JOBS_PER_USER  # queued or running
+    jobs_rate_limit: Rate = DEFAULT_JOBS_RATE_LIMIT  # POST /jobs per user
+    messages_rate_limit: Rate = DEFAULT_MESSAGES_RATE_LIMIT  # POST /messages per user
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -44,7 +53,25 @@ class Settings:
             jobs_topic_arn=environ.get("JOBS_TOPIC_ARN", ""),
             stripe_webhook_secret=environ.get("STRIPE_WEBHOOK_SECRET", ""),
             stripe_webhook_secret_param=environ.get("STRIPE_WEBHOOK_SECRET_PARAM", ""),
+            rate_limits_table=environ.get("RATE_LIMITS_TABLE", "realtime-rate-limits"),
+            max_active_jobs_per_user=positive_int(
+                environ, "MAX_ACTIVE_JOBS_PER_USER", DEFAULT_MAX_ACTIVE_JOBS_PER_USER
+            ),
+            jobs_rate_limit=rate(environ, "JOBS_RATE_LIMIT", DEFAULT_JOBS_RATE_LIMIT),
+            messages_rate_limit=rate(environ, "MESSAGES_RATE_LIMIT", DEFAULT_MESSAGES_RATE_LIMIT),
         )
+
+
+def rate(environ: Mapping[str, str], name: str, default: Rate) -> Rate:
+    """`environ[name]` as `<requests>/<seconds>` (`10/60`), `default` when unset; else a
+    `ConfigurationError`."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return Rate.parse(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{name}: {exc}") from None
 
 
 @functools.cache

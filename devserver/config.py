@@ -159,6 +159,7 @@ class StackConfig:
             "JOBS_TABLE": "local-jobs",
             "MESSAGES_TABLE": "local-messages",
             "PAYMENTS_TABLE": "local-payments",
+            "RATE_LIMITS_TABLE": "local-rate-limits",
             "JOBS_TOPIC_ARN": self.jobs_topic_arn,
             "WEBSOCKET_ENDPOINT": self.management_url,
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,

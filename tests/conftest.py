@@ -22,6 +22,7 @@ TEST_ENV = {
     "JOBS_TABLE": "test-jobs",
     "MESSAGES_TABLE": "test-messages",
     "PAYMENTS_TABLE": "test-payments",
+    "RATE_LIMITS_TABLE": "test-rate-limits",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:test-jobs",
     "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
     "MAX_CONNECTIONS_PER_USER": "10",

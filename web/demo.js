@@ -73,7 +73,12 @@ async function api(method, path, body, retried = false) {
   });
   if ((response.status === 401 || response.status === 403) && !retried) return api(method, path, body, true);
   const data = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(data?.Message ?? data?.message ?? `${method} ${path}: HTTP ${response.status}`);
+  if (!response.ok) {
+    const message = data?.Message ?? data?.message ?? `${method} ${path}: HTTP ${response.status}`;
+    // A limit used up: the API says when the same request may succeed (Retry-After, whole seconds).
+    const retryAfter = response.status === 429 ? response.headers.get('Retry-After') : null;
+    throw new Error(retryAfter ? `${message} (try again in ${retryAfter} s)` : message);
+  }
   return data;
 }
 
@@ -203,7 +208,7 @@ async function sendMessage(event) {
 
 // ---------------------------------------------------------------- jobs
 
-const FINISHED = new Set(['succeeded', 'failed']);
+const FINISHED = new Set(['succeeded', 'failed', 'cancelled']);
 
 function renderJobs() {
   const sorted = [...jobs.values()].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
@@ -224,6 +229,13 @@ function renderJobs() {
           { class: 'job-head' },
           el('span', {}, el('strong', {}, job.kind), ' ', el('code', { title: job.job_id }, job.job_id.slice(-8))),
           el('span', { class: 'status', 'data-testid': 'job-status' }, `${job.status} · ${progress}%`),
+          FINISHED.has(job.status)
+            ? null
+            : el(
+                'button',
+                { type: 'button', class: 'cancel', 'data-testid': 'cancel-job', onclick: () => cancelJob(job.job_id) },
+                'Cancel',
+              ),
         ),
         el(
           'div',
@@ -266,6 +278,18 @@ function onJobsUpdated() {
   const running = [...jobs.values()].filter((job) => !FINISHED.has(job.status));
   if (running.length === 0) return refreshJobList();
   for (const job of running) refreshJob(job.job_id);
+}
+
+/** Cancel: a queued job is cancelled at once; a running one at its next progress point (`jobs-updated`). */
+async function cancelJob(jobId) {
+  try {
+    const { status } = await api('POST', `/jobs/${encodeURIComponent(jobId)}/cancel`);
+    const job = jobs.get(jobId);
+    if (job) jobs.set(jobId, { ...job, status });
+    renderJobs();
+  } catch (error) {
+    showError(error);
+  }
 }
 
 async function startJob(event) {

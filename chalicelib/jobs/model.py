@@ -20,7 +20,8 @@ QUEUED = "queued"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
 FAILED = "failed"
-FINISHED = (SUCCEEDED, FAILED)
+CANCELLED = "cancelled"  # by its owner (`POST /jobs/{id}/cancel`)
+FINISHED = (SUCCEEDED, FAILED, CANCELLED)
 
 # The runner Lambda's timeout (Lambda's maximum); `.chalice/config.json` must give `run_job` this value.
 RUNNER_TIMEOUT_SECONDS = 900
@@ -35,6 +36,10 @@ STALE_AFTER_SECONDS = 8 * HEARTBEAT_SECONDS
 QUEUED_STALE_SECONDS = 2 * RUNNER_TIMEOUT_SECONDS
 # Progress is written and notified at most this often.
 PROGRESS_INTERVAL_SECONDS = 1.0
+# A job created longer ago than this is not active whatever its row says: queued, it fails as stale
+# after QUEUED_STALE_SECONDS; claimed by then, its runner stops by the Lambda timeout and the sweep
+# (every minute) fails it STALE_AFTER_SECONDS later. The active-jobs limit counts only younger jobs.
+ACTIVE_HORIZON_SECONDS = QUEUED_STALE_SECONDS + RUNNER_TIMEOUT_SECONDS + STALE_AFTER_SECONDS + 60
 # Finished or not, a job's row is deleted by DynamoDB TTL this long after it was created.
 RETENTION_SECONDS = 30 * 24 * 3600
 
@@ -48,6 +53,13 @@ def new_job_id(now: float) -> str:
     new_job_id(time.time())  # '01JD5Q6V3ZK8W1X0J9N2C4B7TA'
     """
     value = (int(now * 1000) << 80) | secrets.randbits(80)
+    return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
+
+
+def first_job_id_at(epoch_ms: int) -> str:
+    """The smallest job id created at `epoch_ms` (random part all zero): the start of a key range
+    over creation time, as job ids sort by it."""
+    value = epoch_ms << 80
     return "".join(_CROCKFORD[(value >> shift) & 31] for shift in range(125, -1, -5))
 
 

@@ -6,9 +6,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.errors import TemporarilyUnavailable
+from chalicelib.errors import TemporarilyUnavailable, TooManyRequests
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
+    ACTIVE_HORIZON_SECONDS,
+    CANCELLED,
     QUEUED,
     QUEUED_STALE_SECONDS,
     RUNNING,
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PARAMS_MAX_BYTES = 4096
+# What a user beyond the active-jobs limit is told to wait: a short job's time, after which a retry
+# may find a slot (one of theirs finished, or they cancelled one).
+ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
 SUBMIT_FIELDS = {"kind", "params"}
 
 
@@ -53,6 +58,8 @@ class JobQueue:
         topic_arn: str,
         notifier: Notifies,
         clock: Clock,
+        *,
+        max_active: int = 3,
     ) -> None:
         self._store = store
         self._kinds = kinds
@@ -60,12 +67,14 @@ class JobQueue:
         self._topic_arn = topic_arn
         self._notifier = notifier
         self._clock = clock
+        self._max_active = max_active
 
     def submit(self, owner: str, request: dict[str, Any]) -> Job:
         """Validate `{"kind", "params"}`, record the job as queued and publish it to the topic.
 
-        `InvalidJobRequest` (nothing written) for bad input; `QueueUnavailable` when the publish
-        fails, after marking the job failed so it never sits in `queued`.
+        `InvalidJobRequest` (nothing written) for bad input; `TooManyRequests` (nothing left behind)
+        when the owner already has `max_active` jobs queued or running; `QueueUnavailable` when the
+        publish fails, after marking the job failed so it never sits in `queued`.
         """
         try:
             # The runner drops a message whose owner is not a valid user id: refuse now, not 30 min later.
@@ -93,6 +102,16 @@ class JobQueue:
             updated_at=now_ms,
         )
         self._store.create(job)
+        # Counted after storing, every active job included: of parallel submits, the one counting last sees
+        # every other admitted one, so never more than `max_active` are admitted (in a race, maybe fewer).
+        since_ms = now_ms - ACTIVE_HORIZON_SECONDS * 1000
+        if self._store.active_since(owner, since_ms=since_ms) > self._max_active:
+            self._store.withdraw(owner, job.job_id)  # never published: no runner, no notification
+            raise TooManyRequests(
+                f"you already have {self._max_active} active jobs (queued or running), the most allowed: "
+                "wait for one to finish, or cancel one",
+                retry_after=ACTIVE_JOBS_RETRY_AFTER_SECONDS,
+            )
         try:
             self._sns.publish(
                 TopicArn=self._topic_arn, Message=job_message(job), **observability.sns_attributes()
@@ -122,6 +141,20 @@ class JobQueue:
         `InvalidPage` (a 400) for a bad limit or a cursor this API did not issue for this owner.
         """
         return self._store.page(owner, limit=limit, cursor=cursor).map(self._retire_if_stale)
+
+    def cancel(self, owner: str, job_id: str) -> Job | None:
+        """Cancel the owner's job; the job as it is now, or None for an unknown id or someone else's job.
+
+        A queued job is `cancelled` at once; a running one stays `running` until its runner reaches its
+        next progress point, stops and marks it `cancelled`. Either way the owner's sessions get
+        `jobs-updated` once it is cancelled. A finished job is returned as it is.
+        """
+        if not is_job_id(job_id):
+            return None
+        changed, job = self._store.cancel(owner, job_id, now_ms=epoch_ms(self._clock.now()))
+        if changed and job is not None and job.status == CANCELLED:
+            self._notifier.notify(owner, JOBS_UPDATED)
+        return job
 
     def sweep(self) -> int:
         """Fail every job the stale rule applies to and notify its owner; the number failed.

@@ -25,7 +25,7 @@ from chalicelib.jobs.model import (
     Job,
     is_job_id,
 )
-from chalicelib.jobs.store import JobStore, LeaseLost
+from chalicelib.jobs.store import JobCancelled, JobStore, LeaseLost
 from chalicelib.realtime import Notifies
 from chalicelib.realtime.clock import Clock, epoch_ms
 from chalicelib.realtime.identifiers import validate_user_id
@@ -42,6 +42,7 @@ class RunOutcome(enum.Enum):
     DUPLICATE = "duplicate"  # another delivery runs or ran it: nothing done
     FAILED_STALE = "failed-stale"  # found running without a heartbeat: marked failed
     LEASE_LOST = "lease-lost"  # this run was written off meanwhile and stopped
+    CANCELLED = "cancelled"  # its owner cancelled it while it ran: stopped and marked cancelled
     UNKNOWN_JOB = "unknown-job"
     MALFORMED = "malformed"
 
@@ -86,6 +87,7 @@ class _RunContext:
         self._pending = job.progress
         self._last_write = self._started
         self.lease_lost = threading.Event()
+        self.cancelled = threading.Event()  # the heartbeat found the owner's cancel
 
     @property
     def job_id(self) -> str:
@@ -121,6 +123,8 @@ class _RunContext:
     def _check(self) -> None:
         if self.lease_lost.is_set():
             raise LeaseLost(self.job_id)
+        if self.cancelled.is_set():
+            raise JobCancelled(self.job_id)
         if self._clock.now() >= self._deadline:
             raise JobError(f"the job ran out of time (limit {self._deadline_seconds:g} s)")
 
@@ -158,6 +162,9 @@ class _Heartbeat:
                 self._context.beat()
             except LeaseLost:
                 self._context.lease_lost.set()
+                return
+            except JobCancelled:
+                self._context.cancelled.set()
                 return
             except Exception:
                 # A missed beat is harmless; only a long run of them makes the job look stale.
@@ -229,6 +236,8 @@ class JobRunner:
         except LeaseLost:
             logger.warning("job was written off while running; stopped", extra={"job_id": job.job_id})
             return RunOutcome.LEASE_LOST
+        except JobCancelled:
+            return self._stop_cancelled(job, token)
         except JobError as exc:
             error = str(exc) or "the job failed"
         except Exception:
@@ -251,6 +260,18 @@ class JobRunner:
         )
         self._notify(job.owner)
         return RunOutcome.RAN
+
+    def _stop_cancelled(self, job: Job, token: str) -> RunOutcome:
+        try:
+            self._store.finish_cancelled(
+                job.owner, job.job_id, token=token, now_ms=epoch_ms(self._clock.now())
+            )
+        except LeaseLost:
+            logger.warning("job was written off before it stopped", extra={"job_id": job.job_id})
+            return RunOutcome.LEASE_LOST
+        logger.info("job cancelled by its owner; stopped", extra={"job_id": job.job_id, "kind": job.kind})
+        self._notify(job.owner)
+        return RunOutcome.CANCELLED
 
     def _execute(self, job: Job, context: _RunContext) -> dict[str, Any]:
         kind = self._kinds.get(job.kind)

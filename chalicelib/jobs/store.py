@@ -17,6 +17,10 @@ runners cannot run a job twice or move a finished job back:
     running -> succeeded | failed finish: status = running and run_token = mine
     queued  -> failed             publish failed: status = queued
     queued | running -> failed    stale rule: same status and updated_at older than the threshold
+    queued  -> cancelled          cancel: status = queued
+    running -> running            cancel: status = running; sets `cancel_requested`, which fails the
+                                  runner's next progress or heartbeat write (`JobCancelled`)
+    running -> cancelled          the runner stops: status = running and run_token = mine
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from chalicelib.jobs.model import (
+    CANCELLED,
     FAILED,
     QUEUED,
     QUEUED_STALE_SECONDS,
@@ -38,6 +43,7 @@ from chalicelib.jobs.model import (
     STALE_AFTER_SECONDS,
     SUCCEEDED,
     Job,
+    first_job_id_at,
     is_job_id,
 )
 from chalicelib.pagination import Listing, Page, query_page
@@ -57,6 +63,13 @@ class LeaseLost(BaseException):
     """This runner no longer owns the job (the stale rule failed it): stop without writing.
 
     A BaseException, like `KeyboardInterrupt`, so a kind's `except Exception` cannot swallow it.
+    """
+
+
+class JobCancelled(BaseException):
+    """The owner cancelled this job while it ran: stop and mark it cancelled.
+
+    A BaseException for the same reason as `LeaseLost`: a kind's `except Exception` cannot swallow it.
     """
 
 
@@ -134,6 +147,31 @@ class JobStore:
                     break
                 args["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
+    def active_since(self, owner: str, *, since_ms: int) -> int:
+        """How many of the owner's jobs created from `since_ms` on are queued or running: one strongly
+        consistent Query over that key range (a COUNT, per 1 MB page)."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "#o = :o AND job_id >= :first",
+            "FilterExpression": "#s IN (:queued, :running)",
+            "ExpressionAttributeNames": {"#o": "owner", "#s": "status"},
+            "ExpressionAttributeValues": {
+                ":o": {"S": owner},
+                ":first": {"S": first_job_id_at(since_ms)},
+                ":queued": {"S": QUEUED},
+                ":running": {"S": RUNNING},
+            },
+            "Select": "COUNT",
+            "ConsistentRead": True,
+        }
+        count = 0
+        while True:
+            response = self._dynamodb.query(**query)
+            count += response.get("Count", 0)
+            if not response.get("LastEvaluatedKey"):
+                return count
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     # ------------------------------------------------------------ writes
 
     def create(self, job: Job) -> None:
@@ -186,13 +224,64 @@ class JobStore:
             return False, Job.from_item(item) if isinstance(item, dict) and item else None
         return True, Job.from_item(response["Attributes"])
 
+    def withdraw(self, owner: str, job_id: str) -> None:
+        """Delete a job still queued and never published (refused by the active-jobs limit)."""
+        try:
+            self._dynamodb.delete_item(
+                TableName=self._table,
+                Key=self._key(owner, job_id),
+                ConditionExpression="#s = :queued",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":queued": {"S": QUEUED}},
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+
+    def cancel(self, owner: str, job_id: str, *, now_ms: int) -> tuple[bool, Job | None]:
+        """Cancel the owner's job: a queued one at once (no runner will claim it), a running one by
+        setting `cancel_requested` for its runner to find at its next progress or heartbeat write.
+
+        Returns (whether this call changed the job, the job as it is now); (False, None) when the
+        owner has no such job. A finished job is returned unchanged.
+        """
+        values = {":queued": {"S": QUEUED}, ":cancelled": {"S": CANCELLED}, ":now": {"N": str(now_ms)}}
+        changed, item = self._update_if(
+            owner,
+            job_id,
+            "SET #s = :cancelled, updated_at = :now, finished_at = :now REMOVE active_shard",
+            "#s = :queued",
+            values,
+        )
+        if changed or item is None or item["status"]["S"] != RUNNING:
+            return changed, Job.from_item(item) if item else None
+        changed, item = self._update_if(
+            owner,
+            job_id,
+            "SET cancel_requested = :now",
+            "#s = :running AND attribute_not_exists(cancel_requested)",
+            {":running": {"S": RUNNING}, ":now": {"N": str(now_ms)}},
+        )
+        return changed, Job.from_item(item) if item else None
+
+    def finish_cancelled(self, owner: str, job_id: str, *, token: str, now_ms: int) -> None:
+        """running -> cancelled, by the runner that found `cancel_requested`; `LeaseLost` if not its job."""
+        self._guarded_update(
+            owner,
+            job_id,
+            token,
+            "SET #s = :cancelled, updated_at = :now, finished_at = :now REMOVE active_shard",
+            {":cancelled": {"S": CANCELLED}, ":now": {"N": str(now_ms)}},
+        )
+
     def beat(self, owner: str, job_id: str, *, token: str, now_ms: int, progress: int | None = None) -> None:
-        """Refresh the heartbeat (and progress) of a job this runner holds; `LeaseLost` if it does not."""
+        """Refresh the heartbeat (and progress) of a job this runner holds; `LeaseLost` if it does not,
+        `JobCancelled` if its owner cancelled it."""
         update = "SET updated_at = :now" + (", progress = :progress" if progress is not None else "")
         values: dict[str, Any] = {":now": {"N": str(now_ms)}}
         if progress is not None:
             values[":progress"] = {"N": str(progress)}
-        self._guarded_update(owner, job_id, token, update, values)
+        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=True)
 
     def finish(
         self,
@@ -258,26 +347,67 @@ class JobStore:
         return {"owner": {"S": owner}, "job_id": {"S": job_id}}
 
     def _guarded_update(
-        self, owner: str, job_id: str, token: str, update: str, values: dict[str, Any]
+        self,
+        owner: str,
+        job_id: str,
+        token: str,
+        update: str,
+        values: dict[str, Any],
+        *,
+        unless_cancelled: bool = False,
     ) -> None:
         names = {"#s": "status"}
         if "#r" in update:
             names["#r"] = "result"
         if "#e" in update:
             names["#e"] = "error"
+        condition = "#s = :running_now AND run_token = :token"
+        if unless_cancelled:
+            condition += " AND attribute_not_exists(cancel_requested)"
         try:
             self._dynamodb.update_item(
                 TableName=self._table,
                 Key=self._key(owner, job_id),
                 UpdateExpression=update,
-                ConditionExpression="#s = :running_now AND run_token = :token",
+                ConditionExpression=condition,
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues={**values, ":running_now": {"S": RUNNING}, ":token": {"S": token}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _is_conditional_failure(exc):
-                raise LeaseLost(job_id) from exc
-            raise
+            if not _is_conditional_failure(exc):
+                raise
+            item = exc.response.get("Item")
+            still_mine = (
+                isinstance(item, dict)
+                and item.get("status", {}).get("S") == RUNNING
+                and item.get("run_token", {}).get("S") == token
+            )
+            if still_mine and isinstance(item, dict) and "cancel_requested" in item:
+                raise JobCancelled(job_id) from exc
+            raise LeaseLost(job_id) from exc
+
+    def _update_if(
+        self, owner: str, job_id: str, update: str, condition: str, values: dict[str, Any]
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """One conditional UpdateItem: (True, the item after) or (False, the item as it was, or None)."""
+        try:
+            response = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(owner, job_id),
+                UpdateExpression=update,
+                ConditionExpression=f"attribute_exists(job_id) AND {condition}",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if not _is_conditional_failure(exc):
+                raise
+            item = exc.response.get("Item")
+            return False, item if isinstance(item, dict) and item else None
+        return True, dict(response["Attributes"])
 
     def _fail_if(
         self, owner: str, job_id: str, error: str, now_ms: int, condition: str, values: dict[str, Any]

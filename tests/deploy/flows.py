@@ -281,6 +281,46 @@ def jobs_refused_and_unqueueable(d: Deployment) -> None:
     expect(d.rest("GET", "/jobs/{job_id}", user="judy", path=f"/jobs/{job['job_id']}"), 404)
 
 
+@flow("app")
+def jobs_limited_and_cancelled(d: Deployment) -> None:
+    """The active-jobs limit (a 429 whose job is withdrawn), cancel of a queued job (owner notified),
+    of someone else's (404) and of a finished one (409), and POST /jobs past its rate (429, no job)."""
+    if "/jobs/{job_id}/cancel" not in _app_routes():
+        return
+    d.connect("kate", "kate-live")
+    request = {"kind": "report", "params": {"seconds": 1}}
+    limit = d.settings_of("APIHandler").max_active_jobs_per_user
+    queued = [expect(d.rest("POST", "/jobs", user="kate", body=request), 202)["job_id"] for _ in range(limit)]
+    expect(d.rest("POST", "/jobs", user="kate", body=request), 429)
+    assert len(expect(d.rest("GET", "/jobs", user="kate"), 200)["jobs"]) == limit
+    cancel = "/jobs/{job_id}/cancel"
+    answer = expect(d.rest("POST", cancel, user="kate", path=f"/jobs/{queued[0]}/cancel"), 202)
+    assert answer == {"job_id": queued[0], "status": "cancelled"}
+    assert d.received("kate-live") == [{"event": "jobs-updated"}]
+    expect(d.rest("POST", cancel, user="mallory", path=f"/jobs/{queued[1]}/cancel"), 404)
+    d.clock.advance(3 * 3600)  # never delivered: failed as stale when read
+    expect(d.rest("GET", "/jobs", user="kate"), 200)
+    expect(d.rest("POST", cancel, user="kate", path=f"/jobs/{queued[1]}/cancel"), 409)
+    rate = d.settings_of("APIHandler").jobs_rate_limit
+    d.clock.advance(rate.seconds)  # a fresh window
+    for _ in range(rate.requests):
+        expect(d.rest("POST", "/jobs", user="liam", body={"kind": "no-such-kind"}), 400)
+    expect(d.rest("POST", "/jobs", user="liam", body=request), 429)
+    assert expect(d.rest("GET", "/jobs", user="liam"), 200)["jobs"] == []
+
+
+@flow("app")
+def messages_limited(d: Deployment) -> None:
+    """POST /messages past its rate: a 429, no message, no notification."""
+    d.connect("nina", "nina-live")
+    rate = d.settings_of("APIHandler").messages_rate_limit
+    d.clock.advance(rate.seconds)  # a fresh window
+    for _ in range(rate.requests):
+        expect(d.rest("POST", "/messages", user="olaf", body={"to": "olaf", "text": "me"}), 400)
+    expect(d.rest("POST", "/messages", user="olaf", body={"to": "nina", "text": "hi"}), 429)
+    assert d.received("nina-live") == []
+
+
 def _app_routes() -> dict[str, list[str]]:
     from app import app
 
@@ -417,6 +457,35 @@ def run_job(d: Deployment) -> None:
     assert sorted(job["status"] for job in listed) == ["failed", "succeeded"]
     assert {"event": "jobs-updated"} in d.received("grace-live")
     assert "grace-gone" not in d.connection_rows()
+
+
+@flow("run_job")
+def run_job_cancelled_while_running(d: Deployment) -> None:
+    """The owner cancels while the job runs: its next progress write finds it, it stops as `cancelled`."""
+    d.connect("pete", "pete-live")
+    message = _submitted_job(d, "pete", {"kind": "report", "params": {"seconds": 5}})
+    job_id = json.loads(message)["job_id"]
+    cancel_at = d.clock.t + 2.5
+
+    def cancel_midway(seconds: float) -> None:
+        FakeClock.sleep(d.clock, seconds)
+        if d.clock.t >= cancel_at and not cancelled:
+            cancelled.append(
+                expect(
+                    d.rest("POST", "/jobs/{job_id}/cancel", user="pete", path=f"/jobs/{job_id}/cancel"), 202
+                )
+            )
+
+    cancelled: list[Any] = []
+    d.clock.sleep = cancel_midway  # type: ignore[method-assign]
+    try:
+        d.invoke("run_job", d.client.events.generate_sns_event(message=message))
+    finally:
+        del d.clock.sleep
+    assert cancelled == [{"job_id": job_id, "status": "running"}]
+    shown = expect(d.rest("GET", "/jobs/{job_id}", user="pete", path=f"/jobs/{job_id}"), 200)
+    assert shown["status"] == "cancelled"
+    assert d.received("pete-live")[-1] == {"event": "jobs-updated"}
 
 
 @flow("run_job")

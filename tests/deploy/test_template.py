@@ -426,3 +426,32 @@ def test_outputs_give_the_user_every_url_and_name(stacks: dict[str, FakeStack], 
     assert outputs["JobsTopicArn"] == stack.refs["JobsTopic"]
     for logical_id in stack.of_type("AWS::DynamoDB::Table"):
         assert outputs[f"{logical_id}Name"] == stack.refs[logical_id]
+
+
+# ---------------------------------------------------------------- what a flood can take
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_rest_api_stage_is_throttled(stacks: dict[str, FakeStack], stage: str) -> None:
+    """A stage-wide ceiling under the account's 10,000 rps, so a flood on REST cannot take the account's
+    Lambda concurrency from `$connect` and the other routes (per-user rates are the app's own)."""
+    api = stacks[stage].template["Resources"]["RestAPI"]
+    assert api["Type"] == "AWS::Serverless::Api"
+    (setting,) = api["Properties"]["MethodSettings"]
+    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")  # every route of the stage
+    assert 0 < setting["ThrottlingRateLimit"] <= setting["ThrottlingBurstLimit"] <= 1000
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_job_runner_has_reserved_concurrency(stacks: dict[str, FakeStack], stage: str) -> None:
+    """Jobs hold a Lambda for up to 15 minutes: the runner gets its own reserved share, which also caps it,
+    so queued jobs wait in SNS's retries instead of starving the other functions."""
+    stack = stacks[stage]
+    reserved = {
+        stack.handler_of(function): props.get("ReservedConcurrentExecutions")
+        for function, props in stack.functions.items()
+    }
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    assert reserved["run_job"] == config["lambda_functions"]["run_job"]["reserved_concurrency"]
+    assert 0 < reserved["run_job"] <= 100
+    assert {handler for handler, value in reserved.items() if value is not None} == {"run_job"}

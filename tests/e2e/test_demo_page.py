@@ -215,3 +215,39 @@ def test_an_invalid_token_backs_off_instead_of_spinning(open_page: OpenPage) -> 
     # Full-jitter backoff from 0.5 s doubling: about 5 attempts in 5 s (a tight loop makes hundreds).
     assert 1 <= attempts <= 12, f"{attempts} connection attempts in 5 s"
     expect(page.get_by_test_id("connection-state")).to_have_attribute("data-state", "reconnecting")
+
+
+def test_cancel_stops_a_running_report_and_a_fourth_active_job_is_refused_with_its_wait(
+    open_page: OpenPage,
+) -> None:
+    page = open_page().page
+    sign_up(page, "canceller")
+    page.get_by_test_id("job-seconds").fill("600")
+    for _ in range(3):
+        page.get_by_test_id("start-report").click()
+    reports = page.locator('[data-testid=job][data-kind="report"]')
+    expect(reports).to_have_count(3)
+    # The fourth while three are active: refused, and the page says why and how long to wait.
+    page.get_by_test_id("start-report").click()
+    expect(page.get_by_test_id("page-error")).to_contain_text("3 active jobs")
+    expect(page.get_by_test_id("page-error")).to_contain_text("try again in 10 s")
+    expect(reports).to_have_count(3)
+
+    running = page.locator('[data-testid=job][data-kind="report"][data-status="running"]').first
+    expect(running.get_by_test_id("job-progress")).not_to_have_attribute("aria-valuenow", "0", timeout=30_000)
+    job_id = running.get_attribute("data-job-id")
+    running.get_by_test_id("cancel-job").click()
+    cancelled = page.locator(f'[data-testid=job][data-job-id="{job_id}"]')
+    # The runner stops at its next progress point; `jobs-updated` brings the page the final state.
+    expect(cancelled).to_have_attribute("data-status", "cancelled", timeout=20_000)
+    expect(cancelled.get_by_test_id("cancel-job")).to_have_count(0)
+    progress = int(cancelled.get_by_test_id("job-progress").get_attribute("aria-valuenow") or "0")
+    assert 0 < progress < 100
+    # Its slot is free again.
+    page.get_by_test_id("start-report").click()
+    expect(reports).to_have_count(4)
+    buttons = page.get_by_test_id("cancel-job")
+    for remaining in (2, 1, 0):  # leave nothing running on the shared stack
+        buttons.first.click()
+        expect(buttons).to_have_count(remaining, timeout=20_000)
+    expect(page.locator('[data-testid=job][data-status="cancelled"]')).to_have_count(4)

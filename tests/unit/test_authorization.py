@@ -87,6 +87,12 @@ def probe_get_job(api: Api, world: World) -> None:
         assert (status, body) == (404, {"Code": "NotFoundError", "Message": "job not found"})
 
 
+def probe_cancel_job(api: Api, world: World) -> None:
+    for job_id in world.job_ids:
+        status, body = api.call(MALLORY, "POST", f"/jobs/{job_id}/cancel")
+        assert (status, body) == (404, {"Code": "NotFoundError", "Message": "job not found"})
+
+
 def probe_send_message(api: Api, world: World) -> None:
     # A forged sender is ignored: the message is mallory's, in mallory's conversation with carol.
     status, sent = api.call(MALLORY, "POST", "/messages", {"to": CAROL, "text": "hi", "from": ALICE})
@@ -127,6 +133,7 @@ OWNER_CHECKS: dict[tuple[str, str], Probe] = {
     ("POST", "/jobs"): probe_submit_job,
     ("GET", "/jobs"): probe_list_jobs,
     ("GET", "/jobs/{job_id}"): probe_get_job,
+    ("POST", "/jobs/{job_id}/cancel"): probe_cancel_job,
     ("POST", "/messages"): probe_send_message,
     ("GET", "/messages"): probe_list_messages,
     ("GET", "/messages/unread-count"): probe_unread_count,

@@ -30,6 +30,13 @@ TEST_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+# The `settings` fixture's limits: out of the way of the feature tests (tests/unit/test_limits.py sets its
+# own). Not in the process environment, so the local stack the tests start keeps the shipped defaults.
+FEATURE_TEST_LIMITS = {
+    "MAX_ACTIVE_JOBS_PER_USER": "100",
+    "JOBS_RATE_LIMIT": "1000/60",
+    "MESSAGES_RATE_LIMIT": "1000/60",
+}
 # Set before any test module imports `app`: its import reads the settings.
 for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
@@ -75,7 +82,7 @@ def firebase_certs(signing_key: SigningKey) -> Iterator[Any]:
 
 @pytest.fixture
 def settings() -> Settings:
-    return Settings.from_env(TEST_ENV)
+    return Settings.from_env({**TEST_ENV, **FEATURE_TEST_LIMITS})
 
 
 @pytest.fixture

@@ -149,6 +149,10 @@ class JobQueue:
         next progress point, stops and marks it `cancelled`. Either way the owner's sessions get
         `jobs-updated` once it is cancelled. A finished job is returned as it is.
         """
+        try:
+            validate_user_id(owner, "your user id")  # as for submit: never a key DynamoDB would refuse
+        except ValueError as exc:
+            raise InvalidJobRequest(str(exc)) from exc
         if not is_job_id(job_id):
             return None
         changed, job = self._store.cancel(owner, job_id, now_ms=epoch_ms(self._clock.now()))

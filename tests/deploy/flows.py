@@ -465,11 +465,12 @@ def run_job_cancelled_while_running(d: Deployment) -> None:
     d.connect("pete", "pete-live")
     message = _submitted_job(d, "pete", {"kind": "report", "params": {"seconds": 5}})
     job_id = json.loads(message)["job_id"]
-    cancel_at = d.clock.t + 2.5
+    cancel_at = d.clock.now() + 2.5
+    sleep = d.clock.sleep
 
     def cancel_midway(seconds: float) -> None:
-        FakeClock.sleep(d.clock, seconds)
-        if d.clock.t >= cancel_at and not cancelled:
+        sleep(seconds)
+        if d.clock.now() >= cancel_at and not cancelled:
             cancelled.append(
                 expect(
                     d.rest("POST", "/jobs/{job_id}/cancel", user="pete", path=f"/jobs/{job_id}/cancel"), 202

@@ -33,7 +33,13 @@ from chalicelib.jobs.builtin import report, report_params
 from chalicelib.jobs.model import ACTIVE_HORIZON_SECONDS
 from chalicelib.jobs.store import JobCancelled
 from chalicelib.limits import TTL_SLACK_SECONDS, Rate, RequestRates
-from chalicelib.settings import ConfigurationError, Settings
+from chalicelib.settings import (
+    DEFAULT_JOBS_RATE_LIMIT,
+    DEFAULT_MAX_ACTIVE_JOBS_PER_USER,
+    DEFAULT_MESSAGES_RATE_LIMIT,
+    ConfigurationError,
+    Settings,
+)
 from tests.apigw import connect
 from tests.clock import FakeClock
 from tests.conftest import TEST_ENV, services_for
@@ -104,9 +110,17 @@ class Limited:
         return outcome
 
 
+# The shipped defaults (the test environment relaxes them for the feature tests).
+DEFAULT_LIMITS = {
+    "max_active_jobs_per_user": DEFAULT_MAX_ACTIVE_JOBS_PER_USER,
+    "jobs_rate_limit": DEFAULT_JOBS_RATE_LIMIT,
+    "messages_rate_limit": DEFAULT_MESSAGES_RATE_LIMIT,
+}
+
+
 @pytest.fixture
 def limits() -> dict[str, Any]:
-    """Settings the test overrides (dataclasses.replace on the test settings)."""
+    """What a test sets other than the shipped defaults."""
     return {}
 
 
@@ -121,7 +135,10 @@ def limited(
     tokens: TokenFactory,
 ) -> Iterator[Limited]:
     built = services_for(
-        dataclasses.replace(settings, **limits), management_api_url, dynamodb=aws["dynamodb"], sns=aws["sns"]
+        dataclasses.replace(settings, **{**DEFAULT_LIMITS, **limits}),
+        management_api_url,
+        dynamodb=aws["dynamodb"],
+        sns=aws["sns"],
     )
     clock = FakeClock(START)
     kinds = StepKinds()
@@ -283,7 +300,9 @@ def test_rates_are_read_from_settings() -> None:
     settings = Settings.from_env({**TEST_ENV, "JOBS_RATE_LIMIT": "5/30", "MAX_ACTIVE_JOBS_PER_USER": "2"})
     assert settings.jobs_rate_limit == Rate(5, 30)
     assert settings.max_active_jobs_per_user == 2
-    assert Settings.from_env(TEST_ENV).messages_rate_limit == Rate(20, 10)
+    assert Settings.from_env({}).messages_rate_limit == Rate(20, 10)
+    assert Settings.from_env({}).jobs_rate_limit == Rate(10, 60)
+    assert Settings.from_env({}).max_active_jobs_per_user == 3
     for bad in ("5", "0/10", "5/0", "five/10", "-1/10"):
         with pytest.raises(ConfigurationError, match="MESSAGES_RATE_LIMIT"):
             Settings.from_env({**TEST_ENV, "MESSAGES_RATE_LIMIT": bad})

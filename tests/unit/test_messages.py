@@ -341,8 +341,9 @@ def test_every_route_uses_keys_only_never_a_scan(
     dynamodb.clear()
 
     api.send("alice", "bob", "hi")
-    # One transaction (message + counter), then one connection Query per notified user.
-    assert dynamodb.calls == ["transact_write_items", "query", "query"]
+    # The sender's request counted (one UpdateItem on its rate window's key), one transaction (message +
+    # counter), then one connection Query per notified user.
+    assert dynamodb.calls == ["update_item", "transact_write_items", "query", "query"]
 
     for do, expected in [
         (lambda: api.conversation("bob", "with=alice"), ["query"]),

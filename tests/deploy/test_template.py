@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.realtime.settings import OIDC_VARIABLES
 from infra.cfn import references
 from tests.deploy.conftest import ROOT, STAGES
 from tests.deploy.flows import FLOWS, Deployment
@@ -36,6 +37,8 @@ pytestmark = pytest.mark.timeout(900)
 # Settings that must NOT reach an AWS stage: the emulator makes firebase-admin accept unsigned tokens,
 # and the Stripe secret is read from SSM there (STRIPE_WEBHOOK_SECRET_PARAM), never put in the template.
 LOCAL_ONLY_SETTINGS = {"FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_WEBHOOK_SECRET"}
+# Set only where AUTH_PROVIDER=oidc (docs/adopt.md); the shipped stages use Firebase, which refuses them.
+OIDC_ONLY_SETTINGS = set(OIDC_VARIABLES)
 # What the Lambda runtime writes to CloudWatch Logs; granted on the function's own log group only.
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # Tables kept when the stack is deleted or a table replaced; the connections table (rows of two hours at
@@ -232,11 +235,13 @@ def test_the_settings_module_reads_the_variables_this_test_expects() -> None:
 def test_every_function_gets_every_setting_and_no_local_only_one(
     stacks: dict[str, FakeStack], stage: str
 ) -> None:
-    required = settings_variables() - LOCAL_ONLY_SETTINGS
+    required = settings_variables() - LOCAL_ONLY_SETTINGS - OIDC_ONLY_SETTINGS
     for function in stacks[stage].functions:
         env = stacks[stage].environment(function)
         assert required - set(env) == set(), f"{function} lacks settings"
         assert LOCAL_ONLY_SETTINGS & set(env) == set(), f"{function} has local-only settings"
+        assert env["AUTH_PROVIDER"] == "firebase", f"{function}: the shipped stages verify Firebase tokens"
+        assert OIDC_ONLY_SETTINGS & set(env) == set(), f"{function}: OIDC settings, not oidc"
         assert all(env[name] for name in required), f"{function}: empty settings"
 
 

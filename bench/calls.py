@@ -32,6 +32,7 @@ ENV = {
     "JOBS_TABLE": "bench-calls-jobs",
     "MESSAGES_TABLE": "bench-calls-messages",
     "PAYMENTS_TABLE": "bench-calls-payments",
+    "RATE_LIMITS_TABLE": "bench-calls-rate-limits",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-calls-jobs",
     "MAX_CONNECTIONS_PER_USER": "3",
     "LOG_LEVEL": "WARNING",  # the tables, not the app's per-call log lines

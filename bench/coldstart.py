@@ -33,6 +33,7 @@ APP_ENV = {
     "JOBS_TABLE": "bench-cold-jobs",
     "MESSAGES_TABLE": "bench-cold-messages",
     "PAYMENTS_TABLE": "bench-cold-payments",
+    "RATE_LIMITS_TABLE": "bench-cold-rate-limits",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-cold-jobs",
 }
 IMPORTS = {

@@ -63,6 +63,7 @@ ENV = {
     "JOBS_TABLE": "bench-cost-jobs",
     "MESSAGES_TABLE": "bench-cost-messages",
     "PAYMENTS_TABLE": "bench-cost-payments",
+    "RATE_LIMITS_TABLE": "bench-cost-rate-limits",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-cost-jobs",
     "STRIPE_WEBHOOK_SECRET": "whsec_bench",
     # As deployed: the log volume is part of the bill.

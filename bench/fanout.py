@@ -102,6 +102,7 @@ def load_tables(ns: list[int]) -> None:
             "JOBS_TABLE": "bench-jobs",
             "MESSAGES_TABLE": "bench-messages",
             "PAYMENTS_TABLE": "bench-payments",
+            "RATE_LIMITS_TABLE": "bench-rate-limits",
         }
         create_tables(dynamodb, names)
         put_rows(dynamodb, table_name(n), rows(n))

@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAGE ?= dev
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install dev test lint typecheck client-types unit integration e2e node-test package-check package clean
+.PHONY: help install install-local dev test lint typecheck client-types unit integration e2e node-test package-check package clean
 
 help:
 	@echo "make dev        run the whole stack locally (REST, WebSocket, SNS, DynamoDB, Firebase Auth)"
@@ -17,34 +17,61 @@ help:
 	@echo "make bench      run the benchmarks"
 
 # ------------------------------------------------------------------ setup
+# The realtime core is its own distribution (realtime/); the app installs its wheel like any adopter.
+CORE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' realtime/pyproject.toml)
+WHEEL := realtime/dist/chalice_realtime-$(CORE_VERSION)-py3-none-any.whl
+CORE_SOURCES := realtime/pyproject.toml realtime/README.md $(shell find realtime/src -type f -not -name '*.pyc' 2>/dev/null)
+
 # A venv built with another Python (an older checkout's) is rebuilt, whatever its timestamps say.
 ifneq ($(shell $(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null),$(PYTHON_VERSION))
-.PHONY: $(VENV)/.installed
+.PHONY: $(VENV)/.created
 endif
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.created:
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see scripts/find-python)" >&2; exit 1; }
 	if [ -e $(PY) ] && [ "$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" != "$(PYTHON_VERSION)" ]; then \
 		echo "rebuilding $(VENV) for Python $(PYTHON_VERSION)"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
+
+# The wheel, built in pip's isolated build environment (hatchling); rebuilt when a source changes.
+$(WHEEL): $(CORE_SOURCES) | $(VENV)/.created
+	rm -rf realtime/dist
+	$(PY) -m pip wheel -q --no-deps -w realtime/dist ./realtime
+
+# The same version rebuilt keeps its file name: reinstall it so the venv never runs a stale core.
+define install_core
+	$(PY) -m pip install -q --no-deps --force-reinstall $(WHEEL)
+endef
+
+# `make dev`: only what the local stack runs.
+$(VENV)/.installed-local: requirements.txt requirements-local.txt $(WHEEL) $(VENV)/.created
+	$(PY) -m pip install -q -r requirements-local.txt
+	$(install_core)
+	touch $@
+
+# `make test`: the tests, linters, type checker and benchmarks on top.
+$(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt $(WHEEL) $(VENV)/.created
+	$(PY) -m pip install -q -r requirements-dev.txt
+	$(install_core)
+	touch $@ $(VENV)/.installed-local
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 install: $(VENV)/.installed node_modules/.installed
+install-local: $(VENV)/.installed-local node_modules/.installed
 
 # ------------------------------------------------------------------ run
-dev: install
+dev: install-local
 	$(PY) -m devserver
 
 # ------------------------------------------------------------------ checks
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/lint-imports --no-logo
+	PYTHONPATH=realtime/src $(VENV)/bin/lint-imports --no-logo
 
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
@@ -80,7 +107,7 @@ package: $(VENV)/.installed
 	$(VENV)/bin/cfn-lint out/$(STAGE)/sam.json
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache realtime/dist
 
 # ------------------------------------------------------------------ benchmarks (not part of `make test`)
 .PHONY: bench

@@ -17,12 +17,12 @@ from chalice import (
     Response,
 )
 from chalice.app import CloudWatchEvent, SNSEvent
+from chalice_realtime import caller_id, configure_logging, correlated, realtime, realtime_auth
 
 from chalicelib import services
 from chalicelib.errors import RequestRefused, TemporarilyUnavailable, TooManyRequests
 from chalicelib.jobs.model import FAILED, SUCCEEDED
 from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB
-from chalicelib.realtime import caller_id, observability, realtime, realtime_auth
 from chalicelib.settings import get_settings
 
 # Fail at cold start, with the reason, on a misconfigured stage (e.g. the auth emulator outside `local`).
@@ -40,13 +40,13 @@ app.api.cors = CORSConfig(
     expose_headers=["X-Correlation-Id", "Retry-After"],
 )
 # One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
-observability.configure_logging(get_settings().realtime.log_level, app.log)
+configure_logging(get_settings().realtime.log_level, app.log)
 
 
 @app.middleware("all")
 def correlate(event: Any, get_response: Callable[[Any], Any]) -> Any:
     """Tag every log line of the invocation with its correlation id; REST answers return it."""
-    return observability.correlated(event, get_response)
+    return correlated(event, get_response)
 
 
 # ---------------------------------------------------------------- request helpers

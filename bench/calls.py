@@ -100,10 +100,10 @@ def local_aws(env: dict[str, str]) -> Iterator[tuple[CertificateServer, Any]]:
 
 def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
     from chalice.test import Client
+    from chalice_realtime.connections import Connection
 
     import app as app_module
     from chalicelib import services
-    from chalicelib.realtime.connections import Connection
     from tests.apigw import websocket_event
 
     current = services.current()

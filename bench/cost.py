@@ -250,7 +250,7 @@ class MeteredTransport:
         self.delivered: list[int] = []
 
     def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Any]:
-        from chalicelib.realtime.transport import Outcome
+        from chalice_realtime.transports.base import Outcome
 
         outcomes: list[Any] = self._inner.post_to_connections(connection_ids, data)
         with self._lock:
@@ -408,10 +408,10 @@ class Sample:
 def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple[dict[str, Measured], int]:
     """Run every operation `repeat` times (after one warm-up run) and return what each used."""
     import boto3
+    from chalice_realtime.connections import Connection
 
     import app as app_module
     from chalicelib import services
-    from chalicelib.realtime.connections import Connection
     from chalicelib.settings import get_settings
     from tests.apigw import websocket_event
     from tests.stripe_events import build_test_event, signed_delivery

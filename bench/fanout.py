@@ -112,9 +112,11 @@ def load_tables(ns: list[int]) -> None:
 
 
 def make_transport(kind: str, endpoint: str) -> Any:
+    from chalice_realtime.transports.aiohttp import AiohttpTransport
+    from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
+    from chalice_realtime.transports.curl import CurlTransport
+
     from bench.plain_client import PlainClient
-    from chalicelib.realtime.curl_transport import CurlTransport
-    from chalicelib.realtime.transport import AiohttpTransport, Boto3ThreadPoolTransport
 
     if kind == "curl":
         return CurlTransport(endpoint, concurrency=CONCURRENCY)
@@ -170,10 +172,9 @@ def worker(
 ) -> dict[str, Any]:
     import boto3
     from botocore.config import Config
-
-    from chalicelib.realtime.aws import RETRIES
-    from chalicelib.realtime.connections import ConnectionStore
-    from chalicelib.realtime.notifier import Notifier
+    from chalice_realtime.aws import RETRIES
+    from chalice_realtime.connections import ConnectionStore
+    from chalice_realtime.notifier import Notifier
 
     # moto takes 10-20 s to answer a Query of 10,000 items (DynamoDB: one 1 MB page in a few ms),
     # beyond the app's 10 s read timeout: the same client settings otherwise.

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from chalicelib.realtime.transport import Outcome, region_of
+from chalice_realtime.transports.base import Outcome, region_of
 
 
 class PlainClient:

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from chalicelib import aws
+from chalicelib.clock import Clock
 from chalicelib.errors import TooManyRequests
-from chalicelib.realtime import aws
-from chalicelib.realtime.clock import Clock
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient

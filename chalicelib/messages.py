@@ -21,11 +21,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chalice_realtime import Notifies, validate_user_id
+
+from chalicelib.clock import SYSTEM_CLOCK, Clock, epoch_ms, iso_utc
 from chalicelib.errors import RequestRefused
 from chalicelib.pagination import Listing, Page, query_page
-from chalicelib.realtime import Notifies
-from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock, epoch_ms, iso_utc
-from chalicelib.realtime.identifiers import validate_user_id
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient

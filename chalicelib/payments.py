@@ -29,11 +29,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chalice_realtime import Notifies, validate_user_id
+
+from chalicelib import aws
+from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.errors import RequestRefused
 from chalicelib.pagination import Listing, Page, query_page
-from chalicelib.realtime import Notifies, aws
-from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock
-from chalicelib.realtime.identifiers import validate_user_id
 from chalicelib.settings import ConfigurationError
 
 if TYPE_CHECKING:

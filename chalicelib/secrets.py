@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from chalicelib.realtime import aws
+from chalicelib import aws
 from chalicelib.settings import ConfigurationError
 
 if TYPE_CHECKING:

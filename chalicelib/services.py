@@ -11,15 +11,15 @@ import functools
 import threading
 from typing import TYPE_CHECKING
 
-from chalicelib import realtime as realtime_core
+import chalice_realtime as realtime_core
+from chalice_realtime import ManagementTransport, Notifies, Realtime, TokenVerifier
+
+from chalicelib import aws
+from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.jobs import KINDS, JobKinds, JobQueue, JobRunner, JobStore
 from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB, RequestRates
 from chalicelib.messages import Chat
 from chalicelib.payments import PaymentStore, StripeWebhooks
-from chalicelib.realtime import Notifies, Realtime, aws
-from chalicelib.realtime.auth import TokenVerifier
-from chalicelib.realtime.clock import SYSTEM_CLOCK, Clock
-from chalicelib.realtime.transport import ManagementTransport
 from chalicelib.secrets import SecretSetting
 from chalicelib.settings import Settings, get_settings
 

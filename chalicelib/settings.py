@@ -2,7 +2,7 @@
 
 `.chalice/config.json` sets them per stage on AWS; the local stack sets them for
 `local`. Nothing else in the app reads `os.environ`: the realtime core's own
-settings (`chalicelib.realtime.settings`) are read from the same environment and
+settings (`chalice_realtime.RealtimeSettings`) are read from the same environment and
 composed here. AWS endpoints are not settings: boto3 reads `AWS_ENDPOINT_URL`
 and `AWS_ENDPOINT_URL_<SERVICE>` itself.
 """
@@ -14,8 +14,9 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from chalice_realtime import ConfigurationError, RealtimeSettings
+
 from chalicelib.limits import Rate
-from chalicelib.realtime.settings import ConfigurationError, RealtimeSettings, positive_int
 
 __all__ = ["ConfigurationError", "RealtimeSettings", "Settings", "get_settings"]
 
@@ -72,6 +73,16 @@ def rate(environ: Mapping[str, str], name: str, default: Rate) -> Rate:
         return Rate.parse(raw)
     except ValueError as exc:
         raise ConfigurationError(f"{name}: {exc}") from None
+
+
+def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
+    """`environ[name]` as an integer >= 1, `default` when unset; `ConfigurationError` otherwise."""
+    raw = environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+        raise ConfigurationError(f"{name} must be a positive integer, not {raw!r}")
+    return int(raw)
 
 
 @functools.cache

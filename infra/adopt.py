@@ -76,7 +76,7 @@ def core_environment_variables() -> list[str]:
 
     core_environment_variables()[:2]  # ['APP_STAGE', 'FIREBASE_AUTH_EMULATOR_HOST']
     """
-    from chalicelib.realtime.settings import RealtimeSettings
+    from chalice_realtime import RealtimeSettings
 
     environ = _RecordingEnviron()
     RealtimeSettings.from_env(environ)
@@ -92,8 +92,7 @@ def core_functions() -> list[str]:
     import importlib.util
 
     from chalice import Chalice
-
-    from chalicelib.realtime import blueprint
+    from chalice_realtime import blueprint
 
     spec = importlib.util.spec_from_file_location(blueprint.__name__, blueprint.__file__)
     assert spec is not None and spec.loader is not None

@@ -8,7 +8,7 @@ START = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
 
 class FakeClock:
-    """A `chalicelib.realtime.clock.Clock` whose `sleep` advances time instead of waiting, so a job of
+    """A `chalice_realtime.clock.Clock` whose `sleep` advances time instead of waiting, so a job of
     minutes runs at once. Kept in whole microseconds, so sums are exact; `tick` is added after each
     reading (ids and timestamps taken in a row then differ)."""
 

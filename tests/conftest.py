@@ -42,8 +42,9 @@ for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 os.environ.update(TEST_ENV)
 
+from chalice_realtime import Realtime  # noqa: E402
+
 from chalicelib import services as services_module  # noqa: E402
-from chalicelib.realtime import Realtime  # noqa: E402
 from chalicelib.settings import Settings  # noqa: E402
 from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory  # noqa: E402
 
@@ -196,17 +197,17 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's server on a free loopback port; boto3 finds it through `AWS_ENDPOINT_URL`."""
     from moto.server import ThreadedMotoServer
 
-    from chalicelib.realtime import aws as aws_clients
+    from tests.aws_clients import clear_clients
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
     server.start()
     url = f"http://127.0.0.1:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    aws_clients.clear_clients()  # clients built before the variable was set point elsewhere
+    clear_clients()  # clients built before the variable was set point elsewhere
     yield url
     server.stop()
-    aws_clients.clear_clients()
+    clear_clients()
 
 
 def free_port() -> int:

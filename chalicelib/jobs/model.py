@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.realtime.clock import iso_utc
+from chalicelib.clock import iso_utc
 
 QUEUED = "queued"
 RUNNING = "running"

@@ -6,6 +6,9 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+from chalice_realtime import Notifies, sns_attributes, validate_user_id
+
+from chalicelib.clock import Clock, epoch_ms
 from chalicelib.errors import TemporarilyUnavailable, TooManyRequests
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
@@ -22,9 +25,6 @@ from chalicelib.jobs.model import (
 from chalicelib.jobs.runner import JOBS_UPDATED, job_message
 from chalicelib.jobs.store import JobStore
 from chalicelib.pagination import Page
-from chalicelib.realtime import Notifies, observability
-from chalicelib.realtime.clock import Clock, epoch_ms
-from chalicelib.realtime.identifiers import validate_user_id
 
 if TYPE_CHECKING:
     from types_boto3_sns.client import SNSClient
@@ -113,9 +113,7 @@ class JobQueue:
                 retry_after=ACTIVE_JOBS_RETRY_AFTER_SECONDS,
             )
         try:
-            self._sns.publish(
-                TopicArn=self._topic_arn, Message=job_message(job), **observability.sns_attributes()
-            )
+            self._sns.publish(TopicArn=self._topic_arn, Message=job_message(job), **sns_attributes())
         except Exception as exc:
             logger.exception("could not publish job", extra={"job_id": job.job_id, "topic": self._topic_arn})
             if self._store.fail_queued(

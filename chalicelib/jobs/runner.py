@@ -17,6 +17,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from chalice_realtime import Notifies, validate_user_id
+
+from chalicelib.clock import Clock, epoch_ms
 from chalicelib.jobs.kinds import JobError, JobKinds
 from chalicelib.jobs.model import (
     HEARTBEAT_SECONDS,
@@ -26,9 +29,6 @@ from chalicelib.jobs.model import (
     is_job_id,
 )
 from chalicelib.jobs.store import JobCancelled, JobStore, LeaseLost
-from chalicelib.realtime import Notifies
-from chalicelib.realtime.clock import Clock, epoch_ms
-from chalicelib.realtime.identifiers import validate_user_id
 
 logger = logging.getLogger(__name__)
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib import aws
 from chalicelib.jobs.model import (
     CANCELLED,
     FAILED,
@@ -47,7 +48,6 @@ from chalicelib.jobs.model import (
     is_job_id,
 )
 from chalicelib.pagination import Listing, Page, query_page
-from chalicelib.realtime import aws
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient

@@ -28,14 +28,14 @@ from typing import Any
 import boto3
 from botocore.awsrequest import AWSResponse
 from chalice.test import Client
+from chalice_realtime.connections import Connection
+from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 
 from chalicelib import services as services_module
-from chalicelib.realtime import aws as aws_clients
-from chalicelib.realtime.connections import Connection
-from chalicelib.realtime.transport import Boto3ThreadPoolTransport
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.apigw import websocket_event
+from tests.aws_clients import clear_clients
 from tests.clock import FakeClock
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
@@ -78,7 +78,7 @@ class Deployment:
     @contextmanager
     def as_function(self, function: str) -> Iterator[Any]:
         """Run the block as `function`: its settings, fresh clients (as a cold Lambda), its calls recorded."""
-        aws_clients.clear_clients()
+        clear_clients()
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         sns = boto3.client("sns", region_name="us-east-1")
         for client in (dynamodb, sns):

@@ -28,10 +28,10 @@ CFN_LINT = Path(sys.executable).with_name("cfn-lint")
 LAYER_CACHE = ROOT / ".chalice" / "deployments"
 RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 CORE_FUNCTIONS = {
-    "WebsocketConnect": "chalicelib.realtime.blueprint.ws_connect",
-    "WebsocketMessage": "chalicelib.realtime.blueprint.ws_message",
-    "WebsocketDisconnect": "chalicelib.realtime.blueprint.ws_disconnect",
-    "RealtimeAuth": "chalicelib.realtime.blueprint.realtime_auth",
+    "WebsocketConnect": "chalice_realtime.blueprint.ws_connect",
+    "WebsocketMessage": "chalice_realtime.blueprint.ws_message",
+    "WebsocketDisconnect": "chalice_realtime.blueprint.ws_disconnect",
+    "RealtimeAuth": "chalice_realtime.blueprint.realtime_auth",
     "APIHandler": "app.app",
 }
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chalice_realtime.settings import OIDC_VARIABLES
 
-from chalicelib.realtime.settings import OIDC_VARIABLES
 from infra.cfn import references
 from tests.deploy.conftest import ROOT, STAGES
 from tests.deploy.flows import FLOWS, Deployment
@@ -152,8 +152,7 @@ def test_every_table_and_index_the_code_uses_exists_with_that_name(deployment: D
 
 def test_ttl_is_enabled_on_the_epoch_seconds_attribute_the_code_writes(deployment: Deployment) -> None:
     import boto3
-
-    from chalicelib.realtime.connections import TTL_ATTRIBUTE
+    from chalice_realtime.connections import TTL_ATTRIBUTE
 
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     now = time.time()
@@ -360,17 +359,17 @@ print(json.dumps(answers))
 def test_the_core_handlers_run_without_app_py_as_lambda_loads_them(
     stacks: dict[str, FakeStack], stage: str
 ) -> None:
-    # Deployed, the blueprint's functions name `chalicelib.realtime.blueprint.<handler>`: Lambda imports
+    # Deployed, the blueprint's functions name `chalice_realtime.blueprint.<handler>`: Lambda imports
     # that module only, so it must work (settings, logging, the event wrapper) without `app.py`.
     stack = stacks[stage]
     core = sorted(
         {str(p["Handler"]) for p in stack.functions.values() if not str(p["Handler"]).startswith("app.")}
     )
     assert core == [
-        "chalicelib.realtime.blueprint.realtime_auth",
-        "chalicelib.realtime.blueprint.ws_connect",
-        "chalicelib.realtime.blueprint.ws_disconnect",
-        "chalicelib.realtime.blueprint.ws_message",
+        "chalice_realtime.blueprint.realtime_auth",
+        "chalice_realtime.blueprint.ws_connect",
+        "chalice_realtime.blueprint.ws_disconnect",
+        "chalice_realtime.blueprint.ws_message",
     ]
     env = {
         **stack.environment(stack.function_for("ws_message")),
@@ -389,7 +388,7 @@ def test_the_core_handlers_run_without_app_py_as_lambda_loads_them(
     )
     assert result.returncode == 0, result.stderr
     answers = json.loads(result.stdout.splitlines()[-1])
-    assert answers["chalicelib.realtime.blueprint.ws_message"] == {"statusCode": 200}
+    assert answers["chalice_realtime.blueprint.ws_message"] == {"statusCode": 200}
     assert not any(v for k, v in answers.items() if k.endswith("imported app.py")), answers
 
 

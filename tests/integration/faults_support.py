@@ -12,12 +12,12 @@ from typing import Any
 
 import requests
 import websockets
+from chalice_realtime.connections import IN_FLIGHT_MS
+from chalice_realtime.notifier import Notifier
+from chalice_realtime.transports.base import RetryPolicy
+from chalice_realtime.transports.curl import CurlTransport
 from websockets.asyncio.client import ClientConnection
 
-from chalicelib.realtime.connections import IN_FLIGHT_MS
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.notifier import Notifier
-from chalicelib.realtime.transport import RetryPolicy
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.localstack import LocalStack

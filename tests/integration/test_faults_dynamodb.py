@@ -29,16 +29,16 @@ import websockets
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.config import Config
 from chalice.test import Client
+from chalice_realtime.aws import RETRIES
+from chalice_realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
+from chalice_realtime.notifier import DeliveryReport
+from chalice_realtime.transports.curl import CurlTransport
 from moto.server import ThreadedMotoServer
 from websockets.asyncio.client import ClientConnection
 
 import app as app_module
 from chalicelib import services as services_module
 from chalicelib.jobs.runner import job_message
-from chalicelib.realtime.aws import RETRIES
-from chalicelib.realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from devserver.gateway import Gateway
@@ -185,7 +185,7 @@ def stand() -> Iterator[Stand]:
             service, endpoint_url=endpoint, region_name="us-east-1", config=Config(**config)
         )
 
-    # Configured as chalicelib.realtime.aws builds the app's clients: botocore's standard retries.
+    # Configured as chalice_realtime.aws builds the app's clients: botocore's standard retries.
     dynamodb = client("dynamodb", retries=RETRIES, max_pool_connections=32)
     sns = client("sns")
     create_tables(dynamodb, {k: v for k, v in TEST_ENV.items() if k.endswith("_TABLE")})

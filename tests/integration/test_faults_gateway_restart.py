@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 import websockets
+from chalice_realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
+from chalice_realtime.notifier import DeliveryReport
 
-from chalicelib.realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
-from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from tests.integration.faults_support import (
     FRAME_WAIT,

@@ -3,7 +3,7 @@
 The local stack's gateway injects the faults (`PUT /_faults`, a `devserver.faults.FaultPlan`);
 real `websockets` clients count every frame they receive. The notifier under test is the one
 the app ships: `Services(settings).realtime.transport` built from settings is the libcurl transport
-(`chalicelib.realtime.curl_transport.CurlTransport`), signed with SigV4, retrying with full jitter.
+(`chalice_realtime.transports.curl.CurlTransport`), signed with SigV4, retrying with full jitter.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 import requests
+from chalice_realtime.connections import Connection
+from chalice_realtime.notifier import DeliveryReport
 
-from chalicelib.realtime.connections import Connection
-from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from tests.integration.faults_support import (
     NOTIFY_BOUND_SECONDS,

@@ -8,8 +8,8 @@ import pytest
 from chalice.test import Client
 
 from app import app
+from chalicelib import aws
 from chalicelib import services as services_module
-from chalicelib.realtime import aws
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.apigw import websocket_event

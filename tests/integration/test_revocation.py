@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import requests
 from chalice.test import Client
+from chalice_realtime.auth import FirebaseVerifier, InvalidToken
 
 from app import app
 from chalicelib import services as services_module
-from chalicelib.realtime.auth import FirebaseVerifier, InvalidToken
 from chalicelib.settings import Settings
 from tests.apigw import websocket_event
 from tests.localstack import LocalStack

@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 import websockets
+from chalice_realtime.notifier import DeliveryReport
+from chalice_realtime.transports.curl import CurlTransport
 from websockets.asyncio.client import ClientConnection
 
 import app as app_module
 from chalicelib import services as services_module
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.notifier import DeliveryReport
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from devserver.gateway import MAX_FRAME_BYTES, Gateway

@@ -116,8 +116,9 @@ def test_the_core_settings_read_the_variables_the_page_lists() -> None:
 
 def test_reading_the_core_functions_leaves_the_process_blueprint_alone() -> None:
     """Generating the page in a process that serves the app (tests, the local stack) changes nothing."""
+    from chalice_realtime import realtime
+
     import app as project_app
-    from chalicelib.realtime import realtime
 
     before = realtime.current_app
     assert before is project_app.app

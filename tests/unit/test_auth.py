@@ -89,7 +89,7 @@ def test_one_firebase_app_per_process_keeps_the_certificate_cache_warm(
 ) -> None:
     # firebase-admin caches Google's certificates per Cache-Control inside its app's
     # token verifier: rebuilding the app per invocation would refetch them every time.
-    from chalicelib.realtime.auth import FirebaseVerifier
+    from chalice_realtime.auth import FirebaseVerifier
 
     for uid in ("alice", "bob"):
         response = client.http.get("/me", headers={"Authorization": f"Bearer {tokens.mint(uid)}"})

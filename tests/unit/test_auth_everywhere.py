@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.auth import FirebaseVerifier, InvalidToken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
 from app import app
-from chalicelib.realtime.auth import FirebaseVerifier, InvalidToken
 from tests.apigw import websocket_event
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import SigningKey, TokenFactory
@@ -182,7 +182,7 @@ def test_revocation_checks_without_a_google_credential_refuse_rather_than_skip_t
 ) -> None:
     # FIREBASE_CHECK_REVOKED=true needs Application Default Credentials for the user lookup; without
     # them every token is refused as "cannot check" (503 at $connect), never accepted unchecked.
-    from chalicelib.realtime.auth import AuthUnavailable
+    from chalice_realtime.auth import AuthUnavailable
 
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / "missing.json"))
     project = TokenFactory("revocation-without-credential", tokens.key)

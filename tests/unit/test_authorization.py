@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.connections import Connection
 
 from app import app
-from chalicelib.realtime.connections import Connection
 from tests.api import RestApi as Api
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 import requests
+from chalice_realtime import AuthUnavailable, InvalidToken, Realtime, realtime_auth
 
 from app import app
 from chalicelib import services as services_module
-from chalicelib.realtime import AuthUnavailable, InvalidToken, Realtime, realtime_auth
 from chalicelib.services import Services
 from chalicelib.settings import Settings
 from tests.conftest import free_port

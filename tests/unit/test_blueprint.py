@@ -7,12 +7,12 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import chalice_realtime as core
 import pytest
 from chalice import Chalice
 from chalice.test import Client
+from chalice_realtime import blueprint
 
-from chalicelib import realtime as core
-from chalicelib.realtime import blueprint
 from tests.apigw import connect, websocket_event
 from tests.firebase_tokens import TokenFactory
 from tests.management_api import received

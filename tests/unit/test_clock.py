@@ -8,8 +8,7 @@ import time
 from datetime import datetime
 
 import pytest
-
-from chalicelib.realtime.clock import SYSTEM_CLOCK, epoch_ms, iso_utc
+from chalice_realtime.clock import SYSTEM_CLOCK, epoch_ms, iso_utc
 
 ISO_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -43,7 +42,7 @@ def test_the_system_clock_is_wall_clock_time_and_really_sleeps() -> None:
 def test_log_lines_carry_the_same_timestamp_format_to_the_millisecond() -> None:
     import logging
 
-    from chalicelib.realtime.observability import JsonFormatter
+    from chalice_realtime.observability import JsonFormatter
 
     record = logging.LogRecord("chalicelib.test", logging.INFO, __file__, 1, "hello", None, None)
     record.created, record.msecs = 1_714_564_800.999, 999.0  # never rounded into the next second

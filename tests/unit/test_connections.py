@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from chalicelib.realtime.connections import (
+from chalice_realtime.connections import (
     MAX_CONNECTION_SECONDS,
     TTL_SLACK_SECONDS,
     Connection,
     ConnectionStore,
 )
+
 from tests.conftest import TEST_ENV
 from tests.dynamodb import CountingDynamoDB
 

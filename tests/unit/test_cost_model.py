@@ -329,9 +329,9 @@ def test_the_price_table_says_where_and_when_each_price_is_from() -> None:
 
 def test_the_capacity_meter_prices_the_connection_stores_calls(aws: dict[str, Any]) -> None:
     import boto3
+    from chalice_realtime.connections import Connection, ConnectionStore
 
     from bench.cost import CapacityMeter, table_shapes
-    from chalicelib.realtime.connections import Connection, ConnectionStore
     from tests.conftest import TEST_ENV
 
     meter = CapacityMeter(boto3.client("dynamodb", region_name="us-east-1"), table_shapes(TEST_ENV))

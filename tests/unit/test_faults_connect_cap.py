@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from chalice_realtime.auth import FirebaseVerifier
+from chalice_realtime.connections import Connection, ConnectionStore
+from chalice_realtime.transports.base import Outcome
+from chalice_realtime.websocket import IN_FLIGHT_MS, WebsocketSessions
 
-from chalicelib.realtime.auth import FirebaseVerifier
-from chalicelib.realtime.connections import Connection, ConnectionStore
-from chalicelib.realtime.transport import Outcome
-from chalicelib.realtime.websocket import IN_FLIGHT_MS, WebsocketSessions
 from tests.clock import FakeClock
 from tests.firebase_tokens import TokenFactory
 

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
+from chalice_realtime.connections import IN_FLIGHT_MS, Connection, ConnectionStore
+from chalice_realtime.notifier import Notifier, frame
+from chalice_realtime.transports.base import Outcome
+from chalice_realtime.websocket import WebsocketSessions
 
-from chalicelib.realtime.connections import IN_FLIGHT_MS, Connection, ConnectionStore
-from chalicelib.realtime.notifier import Notifier, frame
-from chalicelib.realtime.transport import Outcome
-from chalicelib.realtime.websocket import WebsocketSessions
 from tests.clock import FakeClock
 
 NOW_MS = 1_700_000_000_000

@@ -23,11 +23,11 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.connections import Connection
+from chalice_realtime.identifiers import USER_ID_PATTERN
 from moto.sns.models import sns_backends
 
 from chalicelib.payments import STRIPE_ID_PATTERN
-from chalicelib.realtime.connections import Connection
-from chalicelib.realtime.identifiers import USER_ID_PATTERN
 from tests.conftest import TEST_ENV
 from tests.firebase_tokens import TokenFactory
 from tests.stripe_events import build_test_event, signed_delivery

@@ -18,14 +18,14 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.connections import Connection
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
 from app import app
+from chalicelib import aws
 from chalicelib import services as services_module
 from chalicelib.jobs import STALE_AFTER_SECONDS
-from chalicelib.realtime import aws
-from chalicelib.realtime.connections import Connection
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.conftest import TEST_ENV

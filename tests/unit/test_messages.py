@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.connections import Connection
 
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
-from chalicelib.realtime.connections import Connection
 from tests.api import RestApi
 from tests.apigw import connect
 from tests.clock import FakeClock

@@ -9,12 +9,13 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.stub import Stubber
+from chalice_realtime.connections import Connection, ConnectionStore
+from chalice_realtime.identifiers import validate_event_key
+from chalice_realtime.notifier import DeliveryReport, Notifier, frame
+from chalice_realtime.transports.base import Outcome
+from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 
 import chalicelib
-from chalicelib.realtime.connections import Connection, ConnectionStore
-from chalicelib.realtime.identifiers import validate_event_key
-from chalicelib.realtime.notifier import DeliveryReport, Notifier, frame
-from chalicelib.realtime.transport import Boto3ThreadPoolTransport, Outcome
 from tests.dynamodb import CountingDynamoDB
 from tests.management_api import received
 

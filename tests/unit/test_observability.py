@@ -24,15 +24,15 @@ import pytest
 from chalice.app import CloudWatchEvent, Request, SNSEvent, WebsocketEvent
 from chalice.local import LambdaContext
 from chalice.test import Client
+from chalice_realtime import observability
+from chalice_realtime.connections import Connection
+from chalice_realtime.metrics import NotifyMetrics
+from chalice_realtime.notifier import DeliveryReport
+from chalice_realtime.observability import Invocation, JsonFormatter, invocation_of, redact, running
 from moto.sns.models import sns_backends
 
 from app import app
 from chalicelib.jobs import QUEUED_STALE_SECONDS
-from chalicelib.realtime import observability
-from chalicelib.realtime.connections import Connection
-from chalicelib.realtime.metrics import NotifyMetrics
-from chalicelib.realtime.notifier import DeliveryReport
-from chalicelib.realtime.observability import Invocation, JsonFormatter, invocation_of, redact, running
 from chalicelib.settings import ConfigurationError, Settings
 from tests.apigw import websocket_event
 from tests.clock import FakeClock
@@ -131,7 +131,7 @@ def test_every_line_of_a_rest_request_is_json_with_the_correlation_id_the_respon
     for line in lines:
         assert line["correlation_id"] == correlation_id
         assert line["level"] in ("DEBUG", "INFO", "WARNING", "ERROR")
-        assert line["logger"].startswith(("app", "chalicelib"))
+        assert line["logger"].startswith(("app", "chalicelib", "chalice_realtime"))
         assert line["timestamp"].endswith("Z") and line["function_name"]
     notified = next(line for line in lines if line["message"] == "notified")
     assert notified["delivered"] == 2 and notified["event_key"] == "chat-messages-updated"

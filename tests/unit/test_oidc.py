@@ -13,11 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from chalice_realtime import AuthUnavailable, InvalidToken, OidcVerifier
+from chalice_realtime.settings import ConfigurationError, RealtimeSettings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chalicelib.realtime import AuthUnavailable, InvalidToken, OidcVerifier
-from chalicelib.realtime.settings import ConfigurationError, RealtimeSettings
 from tests.oidc_issuer import CLIENT_ID, OTHER_CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
 
 BadToken = Callable[[OidcTokens, IssuerKey], str]
@@ -312,7 +312,7 @@ COGNITO = "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbCdEf123"
 
 
 def test_oidc_settings_are_read_and_choose_the_oidc_verifier() -> None:
-    from chalicelib.realtime import Realtime
+    from chalice_realtime import Realtime
 
     settings = RealtimeSettings.from_env(
         {
@@ -336,7 +336,7 @@ def test_oidc_settings_are_read_and_choose_the_oidc_verifier() -> None:
 
 
 def test_firebase_stays_the_default_provider() -> None:
-    from chalicelib.realtime import FirebaseVerifier, Realtime
+    from chalice_realtime import FirebaseVerifier, Realtime
 
     settings = RealtimeSettings.from_env({"FIREBASE_PROJECT_ID": "acme"})
     assert settings.auth_provider == "firebase"

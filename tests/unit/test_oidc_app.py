@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime import AuthUnavailable, OidcVerifier
 
-from chalicelib.realtime import AuthUnavailable, OidcVerifier
 from chalicelib.settings import Settings
 from tests.apigw import websocket_event
 from tests.conftest import TEST_ENV, installed_services
@@ -164,7 +164,7 @@ def test_an_auth0_shaped_token_and_its_subject_work_through_the_core(
     oidc_client: Client, oidc_services: Any, oidc_tokens: OidcTokens, management_api: Any
 ) -> None:
     # Auth0 sets no `token_use` and names users `<connection>|<id>`: the core takes the subject as it is.
-    from chalicelib.realtime import notify
+    from chalice_realtime import notify
 
     token = oidc_tokens.generic("auth0|64f1c2e9a0b1")
     assert me(oidc_client, token) == (200, {"user_id": "auth0|64f1c2e9a0b1"})

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.connections import Connection
 
 from app import app
 from chalicelib.payments import Outcome, UnprocessableEvent, payment_from_event
-from chalicelib.realtime.connections import Connection
 from chalicelib.settings import Settings
 from tests.conftest import TEST_ENV, installed_services
 from tests.firebase_tokens import TokenFactory

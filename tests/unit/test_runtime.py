@@ -6,10 +6,11 @@ from typing import Any
 
 import boto3
 import pytest
+from chalice_realtime import ConfigurationError, Realtime, RealtimeSettings
+from chalice_realtime.transports.aiohttp import AiohttpTransport
+from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
+from chalice_realtime.transports.curl import CurlTransport
 
-from chalicelib.realtime import ConfigurationError, Realtime, RealtimeSettings
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.transport import AiohttpTransport, Boto3ThreadPoolTransport
 from tests.conftest import TEST_ENV
 
 

@@ -10,9 +10,8 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials, ReadOnlyCredentials
-
-from chalicelib.realtime.curl_transport import quote_segment
-from chalicelib.realtime.signing import RequestSigner, canonical_uri, host_header
+from chalice_realtime.transports.curl import quote_segment
+from chalice_realtime.transports.signing import RequestSigner, canonical_uri, host_header
 
 ENDPOINTS = [
     ("https://abc123.execute-api.eu-west-1.amazonaws.com/dev", "eu-west-1"),

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.connections import Connection
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 
 from app import app
-from chalicelib.realtime.connections import Connection
 from tests.conftest import TEST_ENV
 from tests.stripe_events import build_test_event, sign, signed_delivery
 

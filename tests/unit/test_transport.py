@@ -18,19 +18,19 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
-
-from chalicelib.realtime.connections import Connection, ConnectionStore
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.notifier import DeliveryReport, Notifier, frame
-from chalicelib.realtime.transport import (
-    AiohttpTransport,
-    Boto3ThreadPoolTransport,
+from chalice_realtime.connections import Connection, ConnectionStore
+from chalice_realtime.notifier import DeliveryReport, Notifier, frame
+from chalice_realtime.transports.aiohttp import AiohttpTransport
+from chalice_realtime.transports.base import (
     ManagementTransport,
     Outcome,
     RetryPolicy,
     region_of,
     retry_after_seconds,
 )
+from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
+from chalice_realtime.transports.curl import CurlTransport
+
 from tests.conftest import TEST_ENV
 from tests.dynamodb import CountingDynamoDB
 from tests.management_api import FaultRule, Seen, serving

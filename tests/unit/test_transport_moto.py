@@ -15,12 +15,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from chalice_realtime.connections import Connection
+from chalice_realtime.notifier import DeliveryReport, Notifier
+from chalice_realtime.transports.aiohttp import AiohttpTransport
+from chalice_realtime.transports.base import Outcome
+from chalice_realtime.transports.curl import CurlTransport
 from moto.server import ThreadedMotoServer
 
-from chalicelib.realtime.connections import Connection
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.notifier import DeliveryReport, Notifier
-from chalicelib.realtime.transport import AiohttpTransport, Outcome
 from tests.management_api import faulty_backend
 
 

@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chalice_realtime.notifier import frame
+from chalice_realtime.transports.base import Outcome, RetryPolicy
+from chalice_realtime.transports.curl import CurlTransport
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from chalicelib.realtime.curl_transport import CurlTransport
-from chalicelib.realtime.notifier import frame
-from chalicelib.realtime.transport import Outcome, RetryPolicy
 
 FRAME = frame("jobs-updated")
 

@@ -12,7 +12,7 @@ from .auth import AuthUnavailable, InvalidToken, TokenVerifier
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, Connection, ConnectionStore
 from .notifier import frame
-from .transport import ManagementTransport, Outcome
+from .transports import ManagementTransport, Outcome
 
 logger = logging.getLogger(__name__)
 

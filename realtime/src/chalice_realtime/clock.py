@@ -1,4 +1,4 @@
-"""One clock for the app, and one timestamp format.
+"""The core's clock and timestamp format (internal: an app keeps its own).
 
 Code that reads the time or waits takes a `Clock`, so tests pass a fake one and
 run hours of job time, TTLs and stale rules without waiting:

@@ -16,13 +16,11 @@ from typing import Any
 
 from .oidc import TOKEN_USES as OIDC_TOKEN_USES
 from .oidc import url_problem
+from .transports import TRANSPORTS
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-# How frames reach the Management API: libcurl's multi interface (the least CPU per frame,
-# `python -m bench.fanout`), aiohttp (no native library) or a boto3 client on a thread pool.
-TRANSPORTS = ("curl", "aiohttp", "boto3")
 # Who issues the tokens `$connect` and `realtime_auth` accept: Firebase Authentication, or any
 # OpenID Connect issuer publishing a JWKS (Cognito user pools, Auth0, Keycloak).
 AUTH_PROVIDERS = ("firebase", "oidc")

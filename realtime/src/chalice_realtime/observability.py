@@ -6,7 +6,7 @@ written as one JSON object per line, tagged with the invocation it belongs to:
     configure_logging("INFO", app.log)   # once, at import of app.py
     # in a handler, inside the `correlated` middleware:
     logger.info("connected", extra={"connection_id": "abc="})
-    # {"timestamp": "2024-11-20T10:00:00.123Z", "level": "INFO", "logger": "chalicelib.realtime.websocket",
+    # {"timestamp": "2024-11-20T10:00:00.123Z", "level": "INFO", "logger": "chalice_realtime.websocket",
     #  "message": "connected", "correlation_id": "req-abc", "function_name": "chalice-realtime-dev",
     #  "function_request_id": "5b0e...", "cold_start": true, "connection_id": "abc="}
 
@@ -33,7 +33,8 @@ from .clock import iso_utc
 
 logger = logging.getLogger(__name__)
 
-APP_LOGGERS = ("app", "chalicelib")
+# A Chalice project's own code (`app.py`, `chalicelib/`) and this package.
+APP_LOGGERS = ("app", "chalicelib", "chalice_realtime")
 CORRELATION_HEADER = "X-Correlation-Id"
 # A caller's id is echoed into every log line: short, and nothing that could smuggle a token or a newline.
 VALID_CORRELATION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")

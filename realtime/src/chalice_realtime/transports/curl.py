@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, region_of
 from .signing import RequestSigner
-from .transport import RETRYABLE_STATUSES, Outcome, RetryPolicy, region_of
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
 from .identifiers import validate_event_key
 from .metrics import NotifyObserver, log_notify
-from .transport import ManagementTransport, Outcome, SubmittingTransport
+from .transports import ManagementTransport, Outcome, SubmittingTransport
 
 __all__ = ["DeliveryReport", "Notifier", "Notifies", "frame"]
 

@@ -1,6 +1,6 @@
 """The core's Chalice `Blueprint`: the WebSocket routes and an authorizer for REST routes.
 
-    from chalicelib.realtime import caller_id, realtime, realtime_auth
+    from chalice_realtime import caller_id, realtime, realtime_auth
 
     app.experimental_feature_flags.update(["WEBSOCKETS"])
     app.register_blueprint(realtime)
@@ -10,7 +10,7 @@
         return {"user_id": caller_id()}
 
 Deployed, each handler here is its own Lambda function whose handler is this module
-(`chalicelib.realtime.blueprint.ws_connect`, ...), so Lambda imports this module and not
+(`chalice_realtime.blueprint.ws_connect`, ...), so Lambda imports this module and not
 the app's `app.py`: the handlers configure logging and correlation themselves.
 """
 

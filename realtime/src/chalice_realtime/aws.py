@@ -1,4 +1,4 @@
-"""boto3 clients, created once per process and reused across warm invocations, and their errors.
+"""The core's boto3 clients, created once per process and reused across warm invocations, and their errors.
 
 Endpoints come from boto3 itself (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_DYNAMODB`,
 ...), so the same code talks to AWS, to moto's server locally and in tests.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -18,21 +18,11 @@ from botocore.exceptions import ClientError
 if TYPE_CHECKING:
     from botocore.config import _RetryDict
     from types_boto3_dynamodb.client import DynamoDBClient
-    from types_boto3_sns.client import SNSClient
-    from types_boto3_ssm.client import SSMClient
 
 RETRIES: _RetryDict = {"mode": "standard", "max_attempts": 4}
 
 
-@overload
-def client(service: Literal["dynamodb"], max_pool_connections: int = 10) -> DynamoDBClient: ...
-@overload
-def client(service: Literal["sns"], max_pool_connections: int = 10) -> SNSClient: ...
-@overload
-def client(service: Literal["ssm"], max_pool_connections: int = 10) -> SSMClient: ...
-def client(
-    service: Literal["dynamodb", "sns", "ssm"], max_pool_connections: int = 10
-) -> DynamoDBClient | SNSClient | SSMClient:
+def client(service: Literal["dynamodb"], max_pool_connections: int = 10) -> DynamoDBClient:
     """The process-wide boto3 client for `service`.
 
     aws.client("dynamodb", max_pool_connections=32).query(TableName=..., ...)
@@ -57,7 +47,7 @@ def _cached_client(service: str, max_pool_connections: int) -> Any:
 def client_config(
     *, max_pool_connections: int, connect_timeout: float = 3, read_timeout: float = 10
 ) -> Config:
-    """botocore's configuration of the app's clients: standard retries, bounded timeouts."""
+    """botocore's configuration of the core's clients: standard retries, bounded timeouts."""
     return Config(
         retries=RETRIES,
         max_pool_connections=max_pool_connections,

@@ -16,12 +16,11 @@ from typing import TYPE_CHECKING
 from . import aws
 from .auth import FirebaseVerifier, TokenVerifier
 from .connections import ConnectionStore
-from .curl_transport import CurlTransport
 from .metrics import NotifyMetrics, NotifyObserver
 from .notifier import Notifier
 from .oidc import OidcVerifier
 from .settings import RealtimeSettings, get_settings
-from .transport import AiohttpTransport, Boto3ThreadPoolTransport, ManagementTransport
+from .transports import ManagementTransport, transport_for
 from .websocket import WebsocketSessions
 
 if TYPE_CHECKING:
@@ -106,20 +105,6 @@ def verifier_for(settings: RealtimeSettings) -> TokenVerifier:
             token_uses=settings.oidc_token_uses,
         )
     return FirebaseVerifier(settings.firebase_project_id, check_revoked=settings.check_revoked_tokens)
-
-
-def transport_for(kind: str, endpoint_url: str) -> ManagementTransport:
-    """The transport `REALTIME_TRANSPORT` names (`curl`, `aiohttp` or `boto3`) for `endpoint_url`.
-
-    transport = transport_for("curl", "https://abc.execute-api.eu-west-1.amazonaws.com/dev")
-    """
-    if kind == "curl":
-        return CurlTransport(endpoint_url)
-    if kind == "aiohttp":
-        return AiohttpTransport(endpoint_url)
-    if kind == "boto3":
-        return Boto3ThreadPoolTransport(endpoint_url)
-    raise ValueError(f"unknown transport {kind!r}: expected curl, aiohttp or boto3")
 
 
 _current: Realtime | None = None

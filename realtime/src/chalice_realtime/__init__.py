@@ -1,6 +1,6 @@
 """Realtime notifications for a Chalice app: push event keys over a WebSocket, refetch over REST.
 
-    from chalicelib.realtime import caller_id, notify, realtime, realtime_auth
+    from chalice_realtime import caller_id, notify, realtime, realtime_auth
 
     app.experimental_feature_flags.update(["WEBSOCKETS"])
     app.register_blueprint(realtime)          # $connect, $disconnect, $default (ping/pong)
@@ -10,8 +10,8 @@
         ...
         notify(caller_id(), "orders-updated")  # DeliveryReport(delivered=2, gone=0, failed=0)
 
-This package is self-contained (relative imports only, nothing from the app that
-uses it): copy the folder into another app's `chalicelib/` and it works there.
+What this module exports (`__all__`) is the package's public API, documented in its README;
+its submodules are internal and may change in any release.
 """
 
 from __future__ import annotations
@@ -21,11 +21,15 @@ from collections.abc import Iterable
 from .auth import AuthUnavailable, FirebaseVerifier, InvalidToken, TokenVerifier
 from .blueprint import caller_id, realtime, realtime_auth
 from .delivery import DeliveryReport
-from .identifiers import validate_event_key
+from .identifiers import validate_event_key, validate_user_id
 from .notifier import Notifier, Notifies
+from .observability import configure_logging, correlated, correlation_id, sns_attributes
 from .oidc import OidcVerifier
 from .runtime import Realtime, current, use
 from .settings import ConfigurationError, RealtimeSettings
+from .transports import ManagementTransport, Outcome
+
+__version__ = "0.1.0"
 
 
 def notify(user_id: str, event_key: str) -> DeliveryReport:
@@ -54,18 +58,26 @@ __all__ = [
     "DeliveryReport",
     "FirebaseVerifier",
     "InvalidToken",
+    "ManagementTransport",
     "Notifier",
     "Notifies",
     "OidcVerifier",
+    "Outcome",
     "Realtime",
     "RealtimeSettings",
     "TokenVerifier",
+    "__version__",
     "caller_id",
+    "configure_logging",
+    "correlated",
+    "correlation_id",
     "current",
     "notify",
     "notify_users",
     "realtime",
     "realtime_auth",
+    "sns_attributes",
     "use",
     "validate_event_key",
+    "validate_user_id",
 ]

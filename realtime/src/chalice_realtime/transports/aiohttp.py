@@ -1,212 +1,29 @@
-"""How frames reach API Gateway's Management API (`@connections`).
+"""Posting frames with asyncio + aiohttp, each request signed by botocore's `SigV4Auth` (`[aiohttp]`).
 
-The notifier depends only on `ManagementTransport`, so the transport can be
-swapped (for a cheaper one per frame, or a fake in unit tests) without touching
-the fan-out logic.
+No native library is needed (aiohttp has pure-Python wheels); it costs more CPU per frame than
+`curl` (`python -m bench.fanout`).
 """
 
 from __future__ import annotations
 
 import atexit
 import concurrent.futures
-import email.utils
-import enum
 import logging
 import os
-import random
-import re
 import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
-from urllib.parse import quote, urlsplit
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from .aws import client_config, error_code
+from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, _never_failing, region_of, retry_after_seconds
 
 if TYPE_CHECKING:
     import asyncio
 
-    from types_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
-
 logger = logging.getLogger(__name__)
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    GONE = "gone"  # 410: the connection no longer exists
-    FAILED = "failed"  # still throttled or failing after retries
-
-
-class ManagementTransport(Protocol):
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
-        """Post `data` to each connection concurrently; one outcome per id, in order. Never raises."""
-        ...
-
-    def delete_connection(self, connection_id: str) -> Outcome:
-        """Close a connection (DELETE @connections/{id}). Never raises."""
-        ...
-
-
-@runtime_checkable
-class SubmittingTransport(ManagementTransport, Protocol):
-    def submit(self, connection_ids: Sequence[str], data: bytes) -> Future[list[Outcome]]:
-        """Start posting and return at once; the future's result is `post_to_connections`'s. Never fails."""
-        ...
-
-
-class Boto3ThreadPoolTransport:
-    """A boto3 `apigatewaymanagementapi` client driven from a thread pool.
-
-    429 and 5xx are retried by botocore's `standard` retry mode (exponential
-    backoff with jitter); what still fails is reported as `FAILED`.
-
-        transport = Boto3ThreadPoolTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
-        transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
-    """
-
-    def __init__(
-        self,
-        endpoint_url: str,
-        *,
-        concurrency: int = 32,
-        client: ApiGatewayManagementApiClient | None = None,
-    ) -> None:
-        if not endpoint_url and client is None:
-            raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
-        self._endpoint_url = endpoint_url
-        self._concurrency = concurrency
-        self._client = client
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
-        if not connection_ids:
-            return []
-        if len(connection_ids) == 1:
-            return [self._post(connection_ids[0], data)]
-        return list(self._executor().map(lambda cid: self._post(cid, data), connection_ids))
-
-    def delete_connection(self, connection_id: str) -> Outcome:
-        return self._call(
-            "delete_connection", connection_id, lambda api: api.delete_connection(ConnectionId=connection_id)
-        )
-
-    def _post(self, connection_id: str, data: bytes) -> Outcome:
-        return self._call(
-            "post_to_connection",
-            connection_id,
-            lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data),
-        )
-
-    def _call(
-        self, operation: str, connection_id: str, call: Callable[[ApiGatewayManagementApiClient], object]
-    ) -> Outcome:
-        try:
-            call(self._management_client())
-        except ClientError as exc:
-            code = error_code(exc)
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "GoneException" or status == 410:
-                return Outcome.GONE
-            logger.warning(
-                "%s failed after retries",
-                operation,
-                extra={"connection_id": connection_id, "error_code": code, "status": status},
-            )
-            return Outcome.FAILED
-        except BotoCoreError as exc:
-            logger.warning(
-                "%s failed: %s",
-                operation,
-                type(exc).__name__,
-                extra={"connection_id": connection_id},
-            )
-            return Outcome.FAILED
-        return Outcome.DELIVERED
-
-    def _management_client(self) -> ApiGatewayManagementApiClient:
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    import boto3
-
-                    self._client = boto3.session.Session().client(
-                        "apigatewaymanagementapi",
-                        endpoint_url=self._endpoint_url,
-                        config=client_config(
-                            max_pool_connections=self._concurrency, connect_timeout=2, read_timeout=5
-                        ),
-                    )
-        return self._client
-
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            with self._lock:
-                if self._pool is None:
-                    self._pool = ThreadPoolExecutor(
-                        max_workers=self._concurrency, thread_name_prefix="notify"
-                    )
-        return self._pool
-
-
-# ---------------------------------------------------------------- aiohttp + botocore SigV4
-
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-_EXECUTE_API_HOST = re.compile(r"^[^.]+\.execute-api\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
-
-
-def region_of(endpoint_url: str) -> str | None:
-    """The AWS region in an `https://{api}.execute-api.{region}.amazonaws.com/{stage}` URL, else None.
-
-    >>> region_of("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
-    'eu-west-1'
-    """
-    match = _EXECUTE_API_HOST.match(urlsplit(endpoint_url).hostname or "")
-    return match.group(1) if match else None
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent/bad.
-
-    >>> retry_after_seconds("2")
-    2.0
-    """
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Retries of 429, 5xx and connection errors: exponential backoff with full jitter.
-
-    The n-th retry waits `uniform(0, min(max_delay, base_delay * 2**n))`, or what the
-    server's `Retry-After` asks (when that fits in the time left). `deadline` bounds one
-    whole `post_to_connections` call; what is not delivered by then is FAILED.
-    """
-
-    max_attempts: int = 5
-    base_delay: float = 0.05
-    max_delay: float = 2.0
-    # Under API Gateway's 29 s integration timeout, so a REST handler that notifies still answers.
-    deadline: float = 25.0
-
-    def backoff(self, retry: int) -> float:
-        # Full jitter: spreads a throttled burst instead of retrying it in lockstep.
-        return random.uniform(0.0, min(self.max_delay, self.base_delay * 2**retry))  # noqa: S311
 
 
 @dataclass
@@ -489,18 +306,3 @@ class AiohttpTransport:
             return dict(request.headers.items())
 
         return sign
-
-
-def _never_failing(future: Future[list[Outcome]], count: int) -> Future[list[Outcome]]:
-    """A future that resolves to `future`'s outcomes, or to FAILED for all if it raised or was cancelled."""
-    result: Future[list[Outcome]] = Future()
-
-    def settle(done: Future[list[Outcome]]) -> None:
-        try:
-            result.set_result(done.result())
-        except BaseException:
-            logger.exception("posting frames failed", extra={"count": count})
-            result.set_result([Outcome.FAILED] * count)
-
-    future.add_done_callback(settle)
-    return result

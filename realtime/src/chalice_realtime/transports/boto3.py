@@ -1,0 +1,118 @@
+"""The transport that needs nothing beyond boto3: a Management API client driven from a thread pool.
+
+It is the fallback when pycurl (the `[fast]` extra) is not installed; `python -m bench.fanout`
+measures what it costs per frame against the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..aws import client_config, error_code
+from .base import Outcome
+
+if TYPE_CHECKING:
+    from types_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
+
+logger = logging.getLogger(__name__)
+
+
+class Boto3ThreadPoolTransport:
+    """A boto3 `apigatewaymanagementapi` client driven from a thread pool.
+
+    429 and 5xx are retried by botocore's `standard` retry mode (exponential
+    backoff with jitter); what still fails is reported as `FAILED`.
+
+        transport = Boto3ThreadPoolTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
+        transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str,
+        *,
+        concurrency: int = 32,
+        client: ApiGatewayManagementApiClient | None = None,
+    ) -> None:
+        if not endpoint_url and client is None:
+            raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
+        self._endpoint_url = endpoint_url
+        self._concurrency = concurrency
+        self._client = client
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+        if not connection_ids:
+            return []
+        if len(connection_ids) == 1:
+            return [self._post(connection_ids[0], data)]
+        return list(self._executor().map(lambda cid: self._post(cid, data), connection_ids))
+
+    def delete_connection(self, connection_id: str) -> Outcome:
+        return self._call(
+            "delete_connection", connection_id, lambda api: api.delete_connection(ConnectionId=connection_id)
+        )
+
+    def _post(self, connection_id: str, data: bytes) -> Outcome:
+        return self._call(
+            "post_to_connection",
+            connection_id,
+            lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data),
+        )
+
+    def _call(
+        self, operation: str, connection_id: str, call: Callable[[ApiGatewayManagementApiClient], object]
+    ) -> Outcome:
+        try:
+            call(self._management_client())
+        except ClientError as exc:
+            code = error_code(exc)
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "GoneException" or status == 410:
+                return Outcome.GONE
+            logger.warning(
+                "%s failed after retries",
+                operation,
+                extra={"connection_id": connection_id, "error_code": code, "status": status},
+            )
+            return Outcome.FAILED
+        except BotoCoreError as exc:
+            logger.warning(
+                "%s failed: %s",
+                operation,
+                type(exc).__name__,
+                extra={"connection_id": connection_id},
+            )
+            return Outcome.FAILED
+        return Outcome.DELIVERED
+
+    def _management_client(self) -> ApiGatewayManagementApiClient:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    import boto3
+
+                    self._client = boto3.session.Session().client(
+                        "apigatewaymanagementapi",
+                        endpoint_url=self._endpoint_url,
+                        config=client_config(
+                            max_pool_connections=self._concurrency, connect_timeout=2, read_timeout=5
+                        ),
+                    )
+        return self._client
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        max_workers=self._concurrency, thread_name_prefix="notify"
+                    )
+        return self._pool

@@ -13,6 +13,9 @@ from typing import Any, Protocol
 logger = logging.getLogger(__name__)
 
 BEARER_PREFIX = "bearer "
+# Clock difference tolerated between Google and Lambda for `iat` and `exp` (as OidcVerifier's): a fresh
+# token whose `iat` is a few seconds ahead of this clock is not refused (and its Deny cached).
+CLOCK_SKEW_SECONDS = 10
 
 
 class InvalidToken(Exception):
@@ -62,7 +65,12 @@ class FirebaseVerifier:
         from firebase_admin import auth, exceptions
 
         try:
-            claims = auth.verify_id_token(token, app=self._firebase_app(), check_revoked=self._check_revoked)
+            claims = auth.verify_id_token(
+                token,
+                app=self._firebase_app(),
+                check_revoked=self._check_revoked,
+                clock_skew_seconds=CLOCK_SKEW_SECONDS,
+            )
         except auth.UserNotFoundError as exc:
             # Revocation checks look the user up: the account was deleted after the token was issued.
             raise InvalidToken("the user no longer exists") from exc

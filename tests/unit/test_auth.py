@@ -115,3 +115,14 @@ def test_token_never_appears_in_the_logs(
     for token in (bad, good):
         assert token not in logged
         assert token.split(".")[1] not in logged
+
+
+def test_a_fresh_token_from_a_clock_a_few_seconds_ahead_is_accepted(
+    client: Client, tokens: TokenFactory
+) -> None:
+    """Google's clock ahead of Lambda's by 5 s: `iat` is in the future here, within the 10 s of leeway."""
+    now = int(time.time())
+    token = tokens.mint("alice", iat=now + 5, auth_time=now + 5)
+    response = client.http.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert json.loads(response.body) == {"user_id": "alice"}

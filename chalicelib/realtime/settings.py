@@ -64,6 +64,9 @@ class RealtimeSettings:
         stage = environ.get("APP_STAGE", "dev")
         if stage not in STAGES:
             raise ConfigurationError(f"APP_STAGE must be one of {', '.join(STAGES)}, not {stage!r}")
+        if stage == "local" and environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            # Set by the Lambda runtime: `local` there would let the emulator's unsigned tokens in.
+            raise ConfigurationError("APP_STAGE is 'local' on AWS Lambda; set the stage's name (dev, prod)")
         emulator = environ.get("FIREBASE_AUTH_EMULATOR_HOST", "")
         if emulator and stage != "local":
             # firebase-admin accepts unsigned tokens when this is set: anyone could sign in as anyone.

@@ -53,6 +53,15 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], mes
         Settings.from_env(env)
 
 
+def test_the_local_stage_is_refused_on_aws_lambda() -> None:
+    # The Lambda runtime sets AWS_LAMBDA_FUNCTION_NAME; a function deployed with APP_STAGE=local would let
+    # the emulator variable through the stage check.
+    with pytest.raises(ConfigurationError, match="APP_STAGE is 'local' on AWS Lambda"):
+        Settings.from_env(
+            {"APP_STAGE": "local", "AWS_LAMBDA_FUNCTION_NAME": "chalice-realtime-dev-APIHandler"}
+        )
+
+
 def test_app_refuses_to_start_on_a_non_local_stage_with_the_emulator_set() -> None:
     import os
     import subprocess

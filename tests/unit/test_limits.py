@@ -296,6 +296,24 @@ def test_one_conditional_write_per_request_with_a_ttl(settings: Settings, aws: d
     assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
 
 
+@pytest.mark.parametrize("path", ["/jobs", "/messages"])
+def test_a_failing_rate_limits_table_is_a_503_with_retry_after_and_nothing_done(
+    limited: Limited, management_api: Any, path: str
+) -> None:
+    """Failing closed (nothing let through uncounted), as a temporary error the client may retry."""
+    connect(limited.client, limited.tokens, "bob", "b1")
+    limited.services.dynamodb.delete_table(TableName=limited.services.settings.rate_limits_table)
+    body = REPORT if path == "/jobs" else {"to": "bob", "text": "hi"}
+    response = limited.post("alice", path, body)
+    assert response.status_code == 503, response.body
+    assert response.headers["Retry-After"] == "5"
+    assert json.loads(response.body) == {
+        "Code": "ServiceUnavailable",
+        "Message": "requests cannot be counted right now; please try again shortly",
+    }
+    assert limited.published() == [] and received(management_api, "b1") == []
+
+
 def test_rates_are_read_from_settings() -> None:
     settings = Settings.from_env({**TEST_ENV, "JOBS_RATE_LIMIT": "5/30", "MAX_ACTIVE_JOBS_PER_USER": "2"})
     assert settings.jobs_rate_limit == Rate(5, 30)

@@ -274,14 +274,24 @@ class JobStore:
             {":cancelled": {"S": CANCELLED}, ":now": {"N": str(now_ms)}},
         )
 
-    def beat(self, owner: str, job_id: str, *, token: str, now_ms: int, progress: int | None = None) -> None:
+    def beat(
+        self,
+        owner: str,
+        job_id: str,
+        *,
+        token: str,
+        now_ms: int,
+        progress: int | None = None,
+        notice_cancel: bool = True,
+    ) -> None:
         """Refresh the heartbeat (and progress) of a job this runner holds; `LeaseLost` if it does not,
-        `JobCancelled` if its owner cancelled it."""
+        `JobCancelled` if its owner cancelled it (unless `notice_cancel` is False: the runner knows, and keeps
+        the job alive until it stops)."""
         update = "SET updated_at = :now" + (", progress = :progress" if progress is not None else "")
         values: dict[str, Any] = {":now": {"N": str(now_ms)}}
         if progress is not None:
             values[":progress"] = {"N": str(progress)}
-        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=True)
+        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=notice_cancel)
 
     def finish(
         self,
@@ -293,7 +303,8 @@ class JobStore:
         result: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """running -> succeeded (with `result`) or failed (with `error`); `LeaseLost` if not this runner's."""
+        """running -> succeeded (with `result`) or failed (with `error`); `LeaseLost` if not this runner's,
+        `JobCancelled` if its owner cancelled it meanwhile (the cancel was accepted: it ends cancelled)."""
         values: dict[str, Any] = {":now": {"N": str(now_ms)}}
         if error is None:
             update = "SET #s = :succeeded, progress = :hundred, #r = :result"
@@ -308,7 +319,7 @@ class JobStore:
             update = "SET #s = :failed, #e = :error"
             values.update({":failed": {"S": FAILED}, ":error": {"S": error[:ERROR_MAX_CHARS]}})
         update += ", updated_at = :now, finished_at = :now REMOVE active_shard"
-        self._guarded_update(owner, job_id, token, update, values)
+        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=True)
 
     def fail_queued(self, owner: str, job_id: str, *, error: str, now_ms: int) -> bool:
         """queued -> failed (the publish failed); False if the job had already left `queued`."""

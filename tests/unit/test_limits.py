@@ -381,6 +381,62 @@ def test_the_heartbeat_finds_a_cancel_too(limited: Limited) -> None:
     assert limited.get("alice", f"/jobs/{job_id}")["status"] == "cancelled"
 
 
+def test_a_cancel_accepted_while_running_is_never_followed_by_succeeded(
+    limited: Limited, management_api: Any
+) -> None:
+    """The owner got 202 `running`; the kind then returned before any progress point: it ends cancelled."""
+    connect(limited.client, limited.tokens, "alice", "a1")
+    answers: list[dict[str, Any]] = []
+
+    @limited.kinds.registry.register("last-step")
+    def last_step(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+        answers.append(json.loads(limited.post("alice", f"/jobs/{ctx.job_id}/cancel").body))
+        return {"done": True}  # no progress write, no sleep: nothing checked the cancel
+
+    job_id = limited.submit("alice", {"kind": "last-step"})
+    assert limited.run(limited.published()[0]) is RunOutcome.CANCELLED
+    assert answers == [{"job_id": job_id, "status": "running"}]
+    job = limited.get("alice", f"/jobs/{job_id}")
+    assert (job["status"], job["result"]) == ("cancelled", None)
+    assert received(management_api, "a1")[-1] == JOBS_UPDATED
+
+
+def test_a_cancelled_job_in_a_long_step_stays_alive_until_it_stops(limited: Limited) -> None:
+    """The heartbeat that found the cancel keeps beating: a long step does not make the job look dead (the
+    sweep would fail it as stale); it ends cancelled when the step returns."""
+    from chalicelib.jobs import STALE_AFTER_SECONDS, JobRunner
+
+    services = limited.services
+    release, started = threading.Event(), threading.Event()
+
+    @limited.kinds.registry.register("long-step")
+    def long_step(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        release.wait(30)  # a step that neither sleeps through ctx nor reports progress
+        return {}
+
+    services.job_runner = JobRunner(
+        services.job_store, services.notifier, limited.kinds.registry, limited.clock, heartbeat_seconds=0.02
+    )
+    job_id = limited.submit("alice", {"kind": "long-step"})
+    outcome: list[RunOutcome] = []
+    runner = threading.Thread(target=lambda: outcome.append(limited.run(limited.published()[0])))
+    runner.start()
+    try:
+        assert started.wait(10)
+        assert json.loads(limited.post("alice", f"/jobs/{job_id}/cancel").body)["status"] == "running"
+        threading.Event().wait(0.3)  # heartbeats find the cancel
+        limited.clock.advance(STALE_AFTER_SECONDS + 30)  # the step goes on for minutes
+        threading.Event().wait(0.3)  # heartbeats at the new time
+        assert services.jobs.sweep() == 0
+        assert limited.get("alice", f"/jobs/{job_id}")["status"] == "running"
+    finally:
+        release.set()
+        runner.join(30)
+    assert outcome == [RunOutcome.CANCELLED]
+    assert limited.get("alice", f"/jobs/{job_id}")["status"] == "cancelled"
+
+
 def test_cancel_of_someone_elses_or_an_unknown_job_is_404_and_changes_nothing(limited: Limited) -> None:
     job_id = limited.submit("alice")
     for path in (f"/jobs/{job_id}/cancel", "/jobs/01JD5Q6V3ZK8W1X0J9N2C4B7TA/cancel", "/jobs/nope/cancel"):

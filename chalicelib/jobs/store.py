@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 ACTIVE_INDEX = "active_jobs"
 ACTIVE_SHARDS = 4
 ERROR_MAX_CHARS = 500
+ANY_TIME_MS = 2**53  # later than any `updated_at`
 # `GET /jobs`: an owner's jobs, whose cursors name one of that owner's job ids.
 JOBS_OF_OWNER = Listing(("owner", "job_id"), accepts_start=lambda key: is_job_id(key["job_id"].get("S")))
 
@@ -146,6 +147,11 @@ class JobStore:
                 if not response.get("LastEvaluatedKey"):
                     break
                 args["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def active(self) -> list[ActiveJob]:
+        """Every queued or running job of the stage, from the sparse index (eventually consistent: a job
+        stored a moment ago may be missing)."""
+        return list(self.active_older_than(ANY_TIME_MS))
 
     def active_since(self, owner: str, *, since_ms: int) -> int:
         """How many of the owner's jobs created from `since_ms` on are queued or running: one strongly

@@ -35,6 +35,7 @@ from chalicelib.jobs.store import JobCancelled
 from chalicelib.limits import TTL_SLACK_SECONDS, Rate, RequestRates
 from chalicelib.settings import (
     DEFAULT_JOBS_RATE_LIMIT,
+    DEFAULT_MAX_ACTIVE_JOBS,
     DEFAULT_MAX_ACTIVE_JOBS_PER_USER,
     DEFAULT_MESSAGES_RATE_LIMIT,
     ConfigurationError,
@@ -113,6 +114,7 @@ class Limited:
 # The shipped defaults (the test environment relaxes them for the feature tests).
 DEFAULT_LIMITS = {
     "max_active_jobs_per_user": DEFAULT_MAX_ACTIVE_JOBS_PER_USER,
+    "max_active_jobs": DEFAULT_MAX_ACTIVE_JOBS,
     "jobs_rate_limit": DEFAULT_JOBS_RATE_LIMIT,
     "messages_rate_limit": DEFAULT_MESSAGES_RATE_LIMIT,
 }
@@ -226,6 +228,47 @@ def test_parallel_submits_never_overshoot_the_active_limit(limited: Limited) -> 
     for _ in range(2 - len(active)):
         limited.submit("carol")
     assert limited.post("carol", "/jobs", REPORT).status_code == 429
+
+
+# ---------------------------------------------------------------- the stage's runners, shared fairly
+
+
+def test_a_crowd_of_accounts_cannot_hold_every_runner_slot(limited: Limited) -> None:
+    """Issue 21's case: 7 accounts x 3 jobs would fill the runner's 20 slots. Past half of them, each user
+    gets one active job: the 7 hold 13 at most, and 7 other users still get theirs at once."""
+    accepted: dict[str, int] = {}
+    for n in range(7):
+        for _ in range(3):
+            response = limited.post(f"crowd{n}", "/jobs", REPORT)
+            if response.status_code == 429:
+                assert response.headers["Retry-After"] == "10"
+                assert "one active job per user" in json.loads(response.body)["Message"]
+            accepted[f"crowd{n}"] = accepted.get(f"crowd{n}", 0) + (response.status_code == 202)
+    # Three users take 9 slots; the fourth's first job makes 10 (half); then one each.
+    assert list(accepted.values()) == [3, 3, 3, 1, 1, 1, 1]
+    for n in range(7):
+        limited.submit(f"other{n}")  # 202: a slot for each of them
+    assert len(limited.published()) == 13 + 7 == DEFAULT_MAX_ACTIVE_JOBS
+    assert_429(limited.post("late", "/jobs", REPORT), 30)  # the stage is full
+
+
+@pytest.mark.parametrize("limits", [{"max_active_jobs": 4}])
+def test_a_full_stage_refuses_with_429_and_leaves_nothing_behind(
+    limited: Limited, management_api: Any
+) -> None:
+    connect(limited.client, limited.tokens, "erin", "e1")
+    limited.submit("alice")
+    limited.submit("alice")  # 2 of 4: not yet busy
+    assert_429(limited.post("alice", "/jobs", REPORT), 10)  # busy: a third of alice's waits
+    limited.submit("bob")
+    limited.submit("carol")
+    body = assert_429(limited.post("erin", "/jobs", REPORT), 30)
+    assert "at most 4 jobs at once" in body["Message"]
+    assert limited.jobs("erin") == [] and len(limited.published()) == 4
+    assert received(management_api, "e1") == []
+    # A finished job frees a runner's slot for the next user.
+    assert limited.run(limited.published()[0]) is RunOutcome.RAN
+    limited.submit("erin")
 
 
 # ---------------------------------------------------------------- request rates

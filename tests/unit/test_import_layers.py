@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-ROOT_PACKAGES = ("chalicelib", "devserver", "bench", "tests", "infra")
+ROOT_PACKAGES = ("chalicelib", "devserver", "bench", "tests", "infra", "ops")
 
 
 def lint_imports(project: Path, *contract_ids: str) -> subprocess.CompletedProcess[str]:

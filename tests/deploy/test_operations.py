@@ -412,6 +412,60 @@ def test_a_stage_verifying_oidc_tokens_needs_no_firebase_project(
     assert not re.fullmatch(parameter["AllowedPattern"], "Not A Project")
 
 
+# ---------------------------------------------------------------- as CloudFormation expands it
+
+
+def expanded(template: dict[str, Any]) -> dict[str, Any]:
+    """The packaged template after the SAM transform CloudFormation runs on deploy (code locations made
+    S3 URIs, as `aws cloudformation package` makes them)."""
+    from samtranslator.translator.transform import transform
+
+    template = json.loads(json.dumps(template))
+    for resource in template["Resources"].values():
+        for uri in ("CodeUri", "ContentUri"):
+            if uri in resource.get("Properties", {}):
+                resource["Properties"][uri] = "s3://artifact-bucket/code.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    return dict(transform(template, {"Stage": "dev"}, NoManagedPolicies()))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_expanded_template_keeps_the_settings_and_passes_cfn_lint(
+    templates: dict[str, dict[str, Any]], stage: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What SAM generates from `RestAPI` and the functions carries the logs, tracing, throttles, the
+    authorizer's check and the dead-letter queue; the WAF is bound to the generated stage."""
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    out = expanded(templates[stage])
+    resources = out["Resources"]
+    (rest_stage,) = [k for k, r in resources.items() if r["Type"] == "AWS::ApiGateway::Stage"]
+    settings = resources[rest_stage]["Properties"]
+    assert settings["TracingEnabled"] is True and "AccessLogSetting" in settings
+    assert settings["MethodSettings"][0]["LoggingLevel"] == "ERROR"
+    assert resources["RestAPI"]["DependsOn"] == ["ApiGatewayLoggingReady"]
+    arn = resources["RestApiWebAclAssociation"]["Properties"]["ResourceArn"]["Fn::Sub"][1]
+    assert arn == {"Api": {"Ref": "RestAPI"}, "Stage": {"Ref": rest_stage}}
+    authorizer = resources["RestAPI"]["Properties"]["Body"]["securityDefinitions"]["realtime_auth"]
+    assert authorizer["x-amazon-apigateway-authorizer"]["authorizerResultTtlInSeconds"] == 60
+    assert resources["RunJob"]["Properties"]["DeadLetterConfig"] == {
+        "TargetArn": {"Fn::GetAtt": ["JobsDeadLetterQueue", "Arn"]}
+    }
+    functions = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+    assert functions and all(f["TracingConfig"] == {"Mode": "Active"} for f in functions)
+    path = tmp_path / "expanded.json"
+    path.write_text(json.dumps(out))
+    lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run([str(lint), str(path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # ---------------------------------------------------------------- checkov
 
 

@@ -85,8 +85,12 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# The app's in-process tests, one folder per feature (plus app-wide ones in tests/app); the core's own tests
+# (realtime/tests) against the wheel installed in $(VENV).
+APP_UNIT_TESTS := tests/app tests/jobs tests/chat tests/payments tests/limits tests/devserver tests/bench
 unit: install
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest $(APP_UNIT_TESTS)
+	$(PY) -m pytest -c realtime/pyproject.toml realtime/tests
 
 integration: install
 	$(PY) -m pytest tests/integration

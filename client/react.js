@@ -9,6 +9,7 @@ import {
   useLayoutEffect,
   useMemo,
   useRef,
+  useState,
   useSyncExternalStore,
 } from 'react';
 
@@ -64,22 +65,54 @@ export function useRealtimeClient() {
  * `resync` (after every reconnect), so one refetch function covers both.
  *
  * useRealtimeEvent('chat-messages-updated', () => refetchUnread());
+ * useRealtimeEvent('room-messages-updated', () => refetchRoom(), { topic: `room:${roomId}` });
  *
+ * With `topic`, only that topic's frames (`{ key, count, topic }`) call it; the topic itself is
+ * subscribed by `useRealtimeTopic`. A `null` topic listens to nothing (no room selected yet).
  * The latest `handler` is used without resubscribing, so an inline arrow function is fine.
  */
-export function useRealtimeEvent(key, handler, { resync = true } = {}) {
+export function useRealtimeEvent(key, handler, { resync = true, topic } = {}) {
   const client = useRealtimeClient();
   const handlerRef = useRef(handler);
   useIsomorphicLayoutEffect(() => {
     handlerRef.current = handler;
   });
+  const off = topic === null;
   useEffect(() => {
+    if (off) return undefined;
     const call = (event) => handlerRef.current(event);
-    const unsubscribes = [client.on(key, call)];
+    const unsubscribes = [client.on(key, call, topic === undefined ? undefined : { topic })];
     // '*' and 'resync' subscriptions already receive resync: subscribing twice would call twice.
-    if (resync && key !== '*' && key !== RESYNC) unsubscribes.push(client.on(RESYNC, call));
+    if (resync && (topic !== undefined || (key !== '*' && key !== RESYNC))) unsubscribes.push(client.on(RESYNC, call));
     return () => unsubscribes.forEach((unsubscribe) => unsubscribe());
-  }, [client, key, resync]);
+  }, [client, key, resync, topic, off]);
+}
+
+/**
+ * Subscribes to `topic` while the component is mounted (and while `topic` is the same) and
+ * returns the server's answer, re-rendering on change: `subscribing`, `subscribed` or `refused`
+ * (also after a reconnect whose re-subscribe is refused). `null` subscribes to nothing and returns null.
+ *
+ * const access = useRealtimeTopic(`room:${roomId}`);
+ * if (access === 'refused') return <p>This room is not yours.</p>;
+ */
+export function useRealtimeTopic(topic) {
+  const client = useRealtimeClient();
+  const [seen, setSeen] = useState(null); // { client, topic, state }: the answer for what was rendered
+  useEffect(() => {
+    if (topic === null || topic === undefined) return undefined;
+    const subscription = client.subscribe(topic);
+    const show = (state) => setSeen({ client, topic, state });
+    show(subscription.state);
+    const off = subscription.onState(show);
+    return () => {
+      off();
+      subscription.unsubscribe();
+    };
+  }, [client, topic]);
+  if (topic === null || topic === undefined) return null;
+  // Until the effect runs for a new topic, the previous topic's answer is not this one's.
+  return seen && seen.client === client && seen.topic === topic ? seen.state : 'subscribing';
 }
 
 /** The connection state, re-rendering on change: `connecting | open | reconnecting | closed`. */

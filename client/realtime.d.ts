@@ -1,5 +1,6 @@
 // Types for realtime.js: the browser side of the push-to-refetch contract. The server sends only
-// `{"event": "<key>"}` frames; handlers learn which data changed and refetch it over REST.
+// `{"event": "<key>"}` frames (and `{"event": "<key>", "topic": "<topic>"}` for a topic's);
+// handlers learn which data changed and refetch it over REST.
 
 /** The connection state, in the order a page usually sees them. */
 export type ConnectionState = 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -23,6 +24,50 @@ export declare const ROLES: readonly Role[];
 export interface RealtimeEvent {
   readonly key: string;
   readonly count: number;
+  /** The topic of a topic's frame (handlers registered with `{ topic }`); absent for the user's own frames. */
+  readonly topic?: string;
+}
+
+/**
+ * A topic subscription: waiting for the server (`subscribing`), acknowledged (`subscribed`), or
+ * `refused` (not authorized, a limit reached, or ended by the server when access was revoked).
+ */
+export type TopicState = 'subscribing' | 'subscribed' | 'refused';
+
+/** Every topic state, in that order. */
+export declare const TOPIC_STATES: readonly TopicState[];
+
+/** The contract's topic names: `^[a-z0-9][a-z0-9:._-]{0,127}$` (`room:42`). */
+export declare const TOPIC_PATTERN: RegExp;
+
+/** How `subscribe(topic)` rejects when the server answers `subscribe-refused`. */
+export declare class TopicRefusedError extends Error {
+  constructor(topic: string);
+  readonly name: 'TopicRefusedError';
+  /** The topic the server refused. */
+  readonly topic: string;
+}
+
+/** One holder of a topic: the topic is unsubscribed once every holder has called `unsubscribe()`. */
+export interface TopicHandle {
+  readonly topic: string;
+  /** The server's latest answer for the topic (renewed after every reconnect). */
+  readonly state: TopicState;
+  /** Called whenever the state changes, e.g. `refused` when a re-subscribe after a reconnect is refused. */
+  onState(listener: (state: TopicState) => void): Unsubscribe;
+  /** Let go of the topic; calling it again does nothing. Pending, the promise rejects with an `AbortError`. */
+  unsubscribe(): void;
+}
+
+/**
+ * What `subscribe(topic)` returns: a promise that resolves (to the handle) on `subscribed` and
+ * rejects with a `TopicRefusedError` on `subscribe-refused`, and the handle itself, usable at once.
+ */
+export interface TopicSubscription extends Promise<TopicHandle>, TopicHandle {}
+
+/** Which frames `on` listens to: a topic's (`{ topic: 'room:42' }`) instead of the user's own. */
+export interface ListenOptions {
+  readonly topic?: string;
 }
 
 /** Called once per frame of its key (or per coalescing window). A rejected promise goes to `onError`. */
@@ -46,6 +91,8 @@ export type GetToken = (request: { readonly forceRefresh: boolean }) => string |
 /** Where a reported error came from: a handler's key, a state listener, getToken, connect or ping. */
 export type ErrorContext =
   | { readonly key: string }
+  | { readonly key: string; readonly topic: string }
+  | { readonly topic: string }
   | { readonly stateListener: ConnectionState }
   | { readonly roleListener: Role | null }
   | { readonly share: true }
@@ -120,6 +167,8 @@ export interface RealtimeOptions {
   pongTimeoutMs?: number;
   /** Reconnect before API Gateway's 2-hour limit (default 6,600,000 ms). */
   maxConnectionAgeMs?: number;
+  /** After a reconnect, `resync` waits for the re-subscribes' answers at most this long (default 10,000 ms). */
+  subscribeTimeoutMs?: number;
   /**
    * Share one socket among the tabs of the same origin, url and user (default `true`): a leader tab
    * holds it and the others follow over BroadcastChannel. Without Web Locks or BroadcastChannel,
@@ -150,8 +199,17 @@ export interface PageDocument extends PageEvents {
 }
 
 export interface RealtimeClient {
-  /** Subscribe to an event key (`'*'` for every key, `resync` included). */
-  on(key: string, handler: RealtimeHandler): Unsubscribe;
+  /**
+   * Listen to an event key (`'*'` for every key, `resync` included) of the user's own frames, or,
+   * with `{ topic }`, of that topic's frames only (`'*'`: every key of the topic; no `resync`).
+   */
+  on(key: string, handler: RealtimeHandler, options?: ListenOptions): Unsubscribe;
+  /**
+   * Ask the server for a topic's frames. Counted per topic: the server is asked once however many
+   * parts of the page (or tabs) want it, and told to stop when the last lets go. Throws a TypeError
+   * for a name that does not match `TOPIC_PATTERN`.
+   */
+  subscribe(topic: string): TopicSubscription;
   /** Listen to connection state changes. */
   onState(listener: StateListener): Unsubscribe;
   /** Listen to role changes (`own`, `leader`, `follower`; `null` when closed). */
@@ -164,6 +222,8 @@ export interface RealtimeClient {
   readonly state: ConnectionState;
   /** Who holds the socket for this client; `null` while closed. */
   readonly role: Role | null;
+  /** The topics this client wants (subscribed or not yet answered or refused). */
+  readonly topics: readonly string[];
 }
 
 /**

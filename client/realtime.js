@@ -14,8 +14,27 @@ export const RESYNC = 'resync';
  */
 export const ROLES = Object.freeze(['own', 'leader', 'follower']);
 
+/** What a topic subscription is: waiting for the server's answer, acknowledged, or refused (or ended by the server). */
+export const TOPIC_STATES = Object.freeze(['subscribing', 'subscribed', 'refused']);
+
+/** The contract's topic names: `room:42`, `board.7`. */
+export const TOPIC_PATTERN = /^[a-z0-9][a-z0-9:._-]{0,127}$/;
+
+/** The rejection of `subscribe(topic)` when the server refuses it (not authorized, a limit reached, a bad name). */
+export class TopicRefusedError extends Error {
+  constructor(topic) {
+    super(`the server refused the subscription to ${topic}`);
+    this.name = 'TopicRefusedError';
+    this.topic = topic;
+  }
+}
+
 const PONG = 'pong';
-const GROUP_PREFIX = 'chalice-realtime/v1'; // lock and BroadcastChannel names: bump if the messages change
+// The server's answers to subscribe / unsubscribe: handled here, never passed to handlers.
+const SUBSCRIBED = 'subscribed';
+const REFUSED = 'subscribe-refused';
+const UNSUBSCRIBED = 'unsubscribed';
+const GROUP_PREFIX = 'chalice-realtime/v2'; // lock and BroadcastChannel names: bump if the messages change
 // A leader that does not answer a visible follower's check this soon is frozen or hung (a mobile
 // browser freezes background tabs, locks held): the follower takes the lock from it.
 const LEADER_ANSWER_MS = 5_000;
@@ -37,6 +56,8 @@ const DEFAULTS = Object.freeze({
   // minute late) still rotates before it; every ping also checks the age on the wall clock.
   maxConnectionAgeMs: 110 * 60_000,
   shareConnection: true, // one socket per group of tabs (same origin, url and user) when the browser can
+  // After a reconnect, `resync` waits for the answers to the re-subscribes at most this long.
+  subscribeTimeoutMs: 10_000,
 });
 
 /**
@@ -52,6 +73,10 @@ const DEFAULTS = Object.freeze({
  * window merged (always 1 without coalescing). After every reconnect the client emits
  * `{ key: 'resync' }` to `resync` and `'*'` subscribers, because frames sent while the
  * socket was down are lost and refetching is the exact recovery.
+ *
+ * Topics (`room:42`): `subscribe(topic)` asks the server for a topic's frames, and
+ * `on(key, handler, { topic })` listens to them; a handler without `topic` never sees a topic's
+ * frames. Subscriptions are counted per topic and renewed after every reconnect, before `resync`.
  *
  * The tabs of one user share one socket: the clients of the same origin, `url` and user (the
  * `sub` of the token, read only to choose the group) elect a leader with the Web Locks API; the
@@ -81,7 +106,13 @@ export function createRealtime(options) {
   let canShare =
     config.shareConnection !== false && typeof locks?.request === 'function' && typeof Channel === 'function';
 
-  const handlers = new Map(); // key -> Set of subscriptions
+  const handlers = new Map(); // listener key (see listenerKey) -> Set of subscriptions
+  const topics = new Map(); // topic -> what this client wants of it: { refs, state, answered, listeners }
+  let socketTopics = new Map(); // own socket or leader: topic -> { state, queue } as asked on the current socket
+  let peers = new Map(); // leader: follower tab id -> { topics, abort }
+  let resyncPending = null; // the timer while a resync waits for the re-subscribes' answers
+  const tabId = newTabId();
+  let leaderId = null; // follower: the tab id of the leader it last heard from
   const stateListeners = new Set();
   const roleListeners = new Set();
   const pending = new Map(); // key -> { count, timer } while a coalescing window is open
@@ -103,18 +134,21 @@ export function createRealtime(options) {
 
   // ------------------------------------------------------------ subscribers
 
-  function on(key, handler) {
+  function on(key, handler, options) {
     if (typeof key !== 'string' || !key) throw new TypeError('on: `key` must be a non-empty string');
     if (typeof handler !== 'function') throw new TypeError('on: `handler` must be a function');
+    const topic = options?.topic ?? null;
+    if (topic !== null) checkTopic(topic, 'on');
+    const slot = listenerKey(topic, key);
     const subscription = { handler, active: true };
-    if (!handlers.has(key)) handlers.set(key, new Set());
-    handlers.get(key).add(subscription);
+    if (!handlers.has(slot)) handlers.set(slot, new Set());
+    handlers.get(slot).add(subscription);
     return function unsubscribe() {
       subscription.active = false;
-      const set = handlers.get(key);
+      const set = handlers.get(slot);
       if (!set) return;
       set.delete(subscription);
-      if (set.size === 0) handlers.delete(key);
+      if (set.size === 0) handlers.delete(slot);
     };
   }
 
@@ -135,7 +169,7 @@ export function createRealtime(options) {
   function setState(next) {
     if (next === state) return;
     state = next;
-    if (role === 'leader') relay({ type: 'state', state: next });
+    if (role === 'leader') relay(stateMessage());
     notifyListeners(stateListeners, next, { stateListener: next });
   }
 
@@ -162,13 +196,17 @@ export function createRealtime(options) {
     }
   }
 
-  function dispatch(key, count) {
-    const event = Object.freeze({ key, count });
+  function dispatch(key, count, topic = null) {
+    const event = Object.freeze(topic === null ? { key, count } : { key, count, topic });
     // Snapshot first: a handler may unsubscribe itself or others while we iterate.
-    const targets = [...(handlers.get(key) ?? []), ...(key === '*' ? [] : (handlers.get('*') ?? []))];
+    const targets = [
+      ...(handlers.get(listenerKey(topic, key)) ?? []),
+      ...(key === '*' ? [] : (handlers.get(listenerKey(topic, '*')) ?? [])),
+    ];
+    const context = topic === null ? { key } : { key, topic };
     for (const subscription of targets) {
       if (!subscription.active) continue;
-      guard(() => subscription.handler(event), { key });
+      guard(() => subscription.handler(event), context);
     }
   }
 
@@ -178,20 +216,266 @@ export function createRealtime(options) {
     return (setting && setting[key]) || 0;
   }
 
-  function deliver(key) {
+  function deliver(key, topic = null) {
     const windowMs = coalesceWindow(key);
-    if (!(windowMs > 0)) return dispatch(key, 1);
-    const open = pending.get(key);
+    if (!(windowMs > 0)) return dispatch(key, 1, topic);
+    const slot = listenerKey(topic, key);
+    const open = pending.get(slot);
     if (open) {
       open.count += 1;
       return;
     }
     const entry = { count: 1, timer: null };
     entry.timer = timers.setTimeout(() => {
-      pending.delete(key);
-      dispatch(key, entry.count);
+      pending.delete(slot);
+      dispatch(key, entry.count, topic);
     }, windowMs);
-    pending.set(key, entry);
+    pending.set(slot, entry);
+  }
+
+  // ------------------------------------------------------------ topics
+
+  /**
+   * Ask for a topic's frames. The returned promise resolves (to the handle) on `subscribed` and
+   * rejects with a TopicRefusedError on `subscribe-refused`; it also is the handle: `topic`,
+   * `state`, `onState(listener)` and `unsubscribe()`, usable before it settles.
+   */
+  function subscribe(topic) {
+    checkTopic(topic, 'subscribe');
+    let entry = topics.get(topic);
+    const isNew = !entry;
+    if (isNew) {
+      entry = { topic, refs: new Set(), state: 'subscribing', answered: false, listeners: new Set(), releasing: false };
+      topics.set(topic, entry);
+    }
+    entry.releasing = false;
+    let settle;
+    const promise = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    promise.catch(() => {}); // a refusal nobody awaits is not an unhandled rejection: `state` says it
+    const ref = { settle, active: true };
+    const handle = {
+      topic,
+      get state() {
+        return entry.state;
+      },
+      onState(listener) {
+        if (typeof listener !== 'function') throw new TypeError('onState: `listener` must be a function');
+        const own = { listener, ref };
+        entry.listeners.add(own);
+        return () => entry.listeners.delete(own);
+      },
+      unsubscribe() {
+        if (!ref.active) return;
+        ref.active = false;
+        entry.refs.delete(ref);
+        for (const own of [...entry.listeners]) if (own.ref === ref) entry.listeners.delete(own);
+        ref.settle?.reject(abortError(topic));
+        ref.settle = null;
+        if (entry.refs.size === 0) release(entry);
+      },
+    };
+    ref.handle = handle;
+    entry.refs.add(ref);
+    // Another part of the page holds the topic already: its answer is this one's too.
+    if (!isNew && entry.state !== 'subscribing') settleRef(ref, entry);
+    if (isNew) topicsChanged();
+    return Object.defineProperties(promise, Object.getOwnPropertyDescriptors(handle));
+  }
+
+  function release(entry) {
+    // Let go a moment later: a component that unmounts and mounts again (StrictMode, a re-keyed
+    // list) keeps its subscription instead of unsubscribing and subscribing again.
+    entry.releasing = true;
+    Promise.resolve().then(() => {
+      if (!entry.releasing || entry.refs.size > 0 || topics.get(entry.topic) !== entry) return;
+      topics.delete(entry.topic);
+      topicsChanged();
+      checkResync();
+    });
+  }
+
+  function settleRef(ref, entry) {
+    if (!ref.settle) return;
+    if (entry.state === 'subscribed') ref.settle.resolve(ref.handle);
+    else ref.settle.reject(new TopicRefusedError(entry.topic));
+    ref.settle = null;
+  }
+
+  /** This client's answer for `topic` (from its socket, or relayed by the leader). */
+  function setTopicState(topic, state) {
+    const entry = topics.get(topic);
+    if (!entry) return;
+    entry.answered = true;
+    const changed = entry.state !== state;
+    entry.state = state;
+    for (const ref of [...entry.refs]) settleRef(ref, entry);
+    if (changed) {
+      for (const own of [...entry.listeners]) {
+        if (entry.listeners.has(own)) guard(() => own.listener(state), { topic });
+      }
+    }
+    checkResync();
+  }
+
+  /** What this client wants changed: tell the socket, or the leader. */
+  function topicsChanged() {
+    if (role === 'follower') return postTopics();
+    syncTopics();
+  }
+
+  /** Every topic this socket serves: this tab's and, for a leader, its followers'. */
+  function wantedOnSocket() {
+    const union = new Set(topics.keys());
+    if (role === 'leader') for (const peer of peers.values()) for (const topic of peer.topics) union.add(topic);
+    return union;
+  }
+
+  /** Own socket or leader: subscribe what is wanted and not asked yet, unsubscribe what nobody wants. */
+  function syncTopics() {
+    if (socket === null || state !== 'open' || role === 'follower') return;
+    const union = wantedOnSocket();
+    for (const topic of union) {
+      const asked = socketTopics.get(topic);
+      if (asked && asked.state !== 'unsubscribing') continue;
+      const entry = asked ?? { state: 'subscribing', queue: [] };
+      entry.state = 'subscribing';
+      entry.queue.push('subscribe');
+      socketTopics.set(topic, entry);
+      send({ action: 'subscribe', topic });
+    }
+    for (const [topic, asked] of socketTopics) {
+      if (union.has(topic) || asked.state === 'unsubscribing') continue;
+      asked.state = 'unsubscribing';
+      asked.queue.push('unsubscribe');
+      send({ action: 'unsubscribe', topic });
+    }
+  }
+
+  function send(message) {
+    try {
+      socket.send(JSON.stringify(message));
+    } catch (error) {
+      // The socket is closing: its close event reconnects, and the new socket asks again.
+      onError(error, { topic: message.topic });
+    }
+  }
+
+  /** The server answered a subscribe or an unsubscribe, or ended a subscription itself. */
+  function topicAnswer(topic, key) {
+    const asked = socketTopics.get(topic);
+    if (!asked) return;
+    if (key === UNSUBSCRIBED) {
+      const mine = asked.queue.indexOf('unsubscribe');
+      if (mine === 0 || asked.state === 'unsubscribing') {
+        if (mine >= 0) asked.queue.splice(mine, 1);
+        if (asked.queue.length === 0 && asked.state === 'unsubscribing') socketTopics.delete(topic);
+        return;
+      }
+      // Not asked for: the server ended the subscription (access revoked). Refused until asked again.
+      asked.state = 'refused';
+      return publishTopicState(topic, 'refused');
+    }
+    const mine = asked.queue.indexOf('subscribe');
+    if (mine >= 0) asked.queue.splice(mine, 1);
+    if (asked.queue.length > 0) return; // a later request of ours is still unanswered: its answer counts
+    asked.state = key === SUBSCRIBED ? 'subscribed' : 'refused';
+    publishTopicState(topic, asked.state);
+  }
+
+  function publishTopicState(topic, topicState) {
+    setTopicState(topic, topicState);
+    const to = peersWanting(topic);
+    if (to.length > 0) post({ type: 'topic-state', topic, state: topicState, to });
+  }
+
+  /** A topic frame: to this tab's handlers if it wants the topic, and to the followers that do. */
+  function deliverTopicFrame(key, topic) {
+    const to = peersWanting(topic);
+    if (to.length > 0) post({ type: 'event', key, topic, to });
+    if (topics.has(topic)) deliver(key, topic);
+  }
+
+  function peersWanting(topic) {
+    if (role !== 'leader') return [];
+    return [...peers].filter(([, peer]) => peer.topics.has(topic)).map(([id]) => id);
+  }
+
+  /** After a reconnect: `resync` once every wanted topic has its fresh answer (or the wait is over). */
+  function resyncAfterTopics() {
+    for (const entry of topics.values()) entry.answered = false;
+    if (resyncPending !== null) timers.clearTimeout(resyncPending);
+    resyncPending = timers.setTimeout(() => {
+      resyncPending = null;
+      dispatch(RESYNC, 1);
+    }, config.subscribeTimeoutMs);
+    checkResync();
+  }
+
+  function checkResync() {
+    if (resyncPending === null) return;
+    for (const entry of topics.values()) if (!entry.answered) return;
+    cancelResync();
+    dispatch(RESYNC, 1);
+  }
+
+  function cancelResync() {
+    if (resyncPending !== null) timers.clearTimeout(resyncPending);
+    resyncPending = null;
+  }
+
+  // ------------------------------------------------------------ topics across tabs
+
+  /** Follower: tell the leader every topic this tab wants (the whole set: idempotent). */
+  function postTopics() {
+    const member = group;
+    if (!member || role !== 'follower') return;
+    // Only once this tab holds its tab lock: the leader takes a free tab lock for a tab that is gone.
+    member.tabHeld.then(() => {
+      if (group === member && role === 'follower') post({ type: 'topics', tab: tabId, topics: [...topics.keys()] });
+    });
+  }
+
+  /** Leader: a follower's topics. Its tab lock, once the leader gets it, says the tab is gone. */
+  function peerTopics(id, list) {
+    if (typeof id !== 'string' || !Array.isArray(list)) return;
+    let peer = peers.get(id);
+    if (!peer) {
+      peer = { topics: new Set(), abort: typeof AbortController === 'function' ? new AbortController() : null };
+      peers.set(id, peer);
+      watchPeer(id, peer);
+    }
+    peer.topics = new Set(list.filter((topic) => typeof topic === 'string' && TOPIC_PATTERN.test(topic)));
+    syncTopics();
+    // What the socket already knows, the follower learns now.
+    for (const topic of peer.topics) {
+      const asked = socketTopics.get(topic);
+      if (asked && asked.queue.length === 0 && asked.state !== 'unsubscribing') {
+        post({ type: 'topic-state', topic, state: asked.state, to: [id] });
+      }
+    }
+  }
+
+  function watchPeer(id, peer) {
+    const member = group;
+    const gone = () => {
+      if (peers.get(id) !== peer) return;
+      peers.delete(id);
+      syncTopics();
+    };
+    try {
+      locks
+        .request(tabLockName(member.name, id), peer.abort ? { signal: peer.abort.signal } : {}, () => {
+          if (group === member) gone();
+        })
+        .catch(() => {});
+    } catch (error) {
+      onError(error, { share: true });
+    }
+  }
+
+  function forgetPeers() {
+    for (const peer of peers.values()) peer.abort?.abort();
+    peers = new Map();
   }
 
   // ------------------------------------------------------------ connection
@@ -215,6 +499,7 @@ export function createRealtime(options) {
     cancelRetry();
     for (const entry of pending.values()) timers.clearTimeout(entry.timer);
     pending.clear();
+    cancelResync();
     setRole(null);
     setState('closed');
   }
@@ -274,12 +559,18 @@ export function createRealtime(options) {
       }, config.stableAfterMs);
       schedulePing(ws);
       later(() => replace(ws), config.maxConnectionAgeMs);
-      if (isReconnect) dispatch(RESYNC, 1);
+      syncTopics(); // a new socket has no subscriptions: ask for every topic still wanted
+      if (isReconnect) resyncAfterTopics();
     };
     ws.onmessage = (message) => {
       if (socket !== ws) return;
-      const key = eventKeyOf(message.data);
-      if (key === null) return;
+      const frame = frameOf(message.data);
+      if (frame === null) return;
+      const { key, topic } = frame;
+      if (topic !== null) {
+        if (key === SUBSCRIBED || key === REFUSED || key === UNSUBSCRIBED) return topicAnswer(topic, key);
+        return deliverTopicFrame(key, topic);
+      }
       if (key === PONG) return pongReceived();
       // Raw keys, before coalescing: each follower coalesces with its own settings.
       relay({ type: 'event', key });
@@ -383,6 +674,7 @@ export function createRealtime(options) {
     if (pingTimer !== null) timers.clearTimeout(pingTimer);
     pingTimer = null;
     awaitingPong = null;
+    socketTopics = new Map();
     const ws = socket;
     socket = null;
     if (!ws) return;
@@ -430,8 +722,21 @@ export function createRealtime(options) {
     let release;
     const held = new Promise((resolve) => (release = resolve));
     const abort = typeof AbortController === 'function' ? new AbortController() : null;
-    const member = { user, channel, release, abort, leading: false };
+    const member = { user, name, channel, release, abort, leading: false, tabHeld: null };
     group = member;
+    // This tab's own lock, held while it is in the group: a leader waiting for it learns the tab is gone.
+    member.tabHeld = new Promise((granted) => {
+      try {
+        locks
+          .request(tabLockName(name, tabId), () => {
+            granted();
+            return held;
+          })
+          .catch(() => granted());
+      } catch {
+        granted();
+      }
+    });
     channel.onmessage = (message) => {
       if (group === member) onGroupMessage(message.data);
     };
@@ -478,31 +783,46 @@ export function createRealtime(options) {
 
   function becomeLeader(token) {
     setRole('leader');
+    forgetPeers(); // the followers tell the new leader their topics when they hear from it
     // The previous leader's socket is gone and frames may have been lost since: this is a reconnect.
     if (state === 'open') setState('reconnecting');
-    relay({ type: 'state', state });
+    relay(stateMessage());
     attempt = 0;
     openSocket(token);
   }
 
   function becomeFollower() {
     setRole('follower');
+    leaderId = null;
     post({ type: 'hello' }); // the leader answers with its state
+  }
+
+  function stateMessage() {
+    return { type: 'state', state, leader: tabId };
   }
 
   function onGroupMessage(message) {
     if (message === null || typeof message !== 'object') return;
     if (role === 'leader') {
-      if (message.type === 'hello' || message.type === 'check') post({ type: 'state', state });
+      if (message.type === 'hello' || message.type === 'check') post(stateMessage());
       if (message.type === 'check') checkConnection();
+      if (message.type === 'topics') peerTopics(message.tab, message.topics);
       return;
     }
     if (role !== 'follower') return;
     cancelLeaderCheck(); // the leader is alive
+    const forMe = !Array.isArray(message.to) || message.to.includes(tabId);
     if (message.type === 'state' && STATES.includes(message.state) && message.state !== 'closed') {
+      if (message.leader !== leaderId) {
+        leaderId = message.leader; // a new leader knows nothing of this tab's topics yet
+        if (topics.size > 0) postTopics();
+      }
       followState(message.state);
     } else if (message.type === 'event' && typeof message.key === 'string' && message.key) {
-      deliver(message.key);
+      if (message.topic === undefined) deliver(message.key);
+      else if (forMe && topics.has(message.topic)) deliver(message.key, message.topic);
+    } else if (message.type === 'topic-state' && forMe && TOPIC_STATES.includes(message.state)) {
+      if (message.state !== 'subscribing') setTopicState(message.topic, message.state);
     }
   }
 
@@ -512,7 +832,7 @@ export function createRealtime(options) {
     setState(next);
     if (next !== 'open') return;
     everOpened = true;
-    if (isReconnect) dispatch(RESYNC, 1);
+    if (isReconnect) resyncAfterTopics();
   }
 
   /** The leader tells the group; a follower's messages go to the leader through `post`. */
@@ -555,6 +875,7 @@ export function createRealtime(options) {
   function leaveGroup() {
     joining += 1; // a join waiting for its token is abandoned
     cancelLeaderCheck();
+    forgetPeers();
     const member = group;
     if (!member) return;
     group = null;
@@ -640,6 +961,7 @@ export function createRealtime(options) {
 
   const client = {
     on,
+    subscribe,
     onState,
     onRole,
     connect,
@@ -649,6 +971,9 @@ export function createRealtime(options) {
     },
     get role() {
       return role;
+    },
+    get topics() {
+      return [...topics.keys()];
     },
   };
   if (config.autoConnect) connect();
@@ -670,10 +995,36 @@ function userOf(token) {
   }
 }
 
+function checkTopic(topic, caller) {
+  if (typeof topic !== 'string' || !TOPIC_PATTERN.test(topic)) {
+    throw new TypeError(`${caller}: \`topic\` must match ${TOPIC_PATTERN} (got ${JSON.stringify(topic)})`);
+  }
+}
+
+/** Handlers are stored per key, and per topic and key for a topic's frames. */
+function listenerKey(topic, key) {
+  return topic === null ? key : `${topic} ${key}`; // neither a key nor a topic has a space
+}
+
+function abortError(topic) {
+  const error = new Error(`unsubscribed from ${topic} before the server answered`);
+  error.name = 'AbortError';
+  return error;
+}
+
+function newTabId() {
+  const uuid = globalThis.crypto?.randomUUID?.();
+  return uuid ?? `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+function tabLockName(groupName, id) {
+  return `${groupName} tab ${id}`;
+}
+
 const decoder = typeof TextDecoder === 'function' ? new TextDecoder() : null;
 
-/** The key of a `{"event": "<key>"}` frame, or null for anything else. */
-function eventKeyOf(data) {
+/** `{ key, topic }` of a `{"event": "<key>"}` or `{"event": "<key>", "topic": "<topic>"}` frame, or null. */
+function frameOf(data) {
   let text = data;
   if (typeof data !== 'string') {
     // The local gateway may send binary frames; API Gateway sends text.
@@ -687,5 +1038,7 @@ function eventKeyOf(data) {
     return null;
   }
   if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return null;
-  return typeof frame.event === 'string' && frame.event ? frame.event : null;
+  if (typeof frame.event !== 'string' || !frame.event) return null;
+  if (frame.topic === undefined) return { key: frame.event, topic: null };
+  return typeof frame.topic === 'string' && TOPIC_PATTERN.test(frame.topic) ? { key: frame.event, topic: frame.topic } : null;
 }

@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { act, createElement, StrictMode } from 'react';
 import { createRoot } from 'react-dom/client';
 
-import { RealtimeProvider, useRealtimeClient, useRealtimeEvent, useRealtimeState } from '../react.js';
+import { RealtimeProvider, useRealtimeClient, useRealtimeEvent, useRealtimeState, useRealtimeTopic } from '../react.js';
 import { createRealtime } from '../realtime.js';
 import { harness, settle } from './fakes.js';
 
@@ -206,5 +206,102 @@ describe('useRealtimeState', () => {
     await inAct(() => client.close());
     assert.deepEqual([...new Set(states)], ['closed', 'connecting', 'open', 'reconnecting']);
     assert.equal(states.at(-1), 'closed');
+  });
+});
+
+describe('useRealtimeTopic', () => {
+  async function openClient() {
+    const h = harness();
+    const client = h.create(createRealtime);
+    client.connect();
+    await settle();
+    h.last.accept();
+    return { h, client };
+  }
+
+  function asked(socket) {
+    return socket.sent.filter((message) => message.action !== 'ping').map((m) => `${m.action} ${m.topic}`);
+  }
+
+  test('subscribes while mounted and re-renders with the answer: subscribing, subscribed, then refused', async () => {
+    const { h, client } = await openClient();
+    const states = [];
+    function Room({ topic }) {
+      states.push(useRealtimeTopic(topic));
+      return null;
+    }
+    const tree = (topic) => createElement(RealtimeProvider, { client }, createElement(Room, { topic }));
+    await render(tree('room:1'));
+    assert.deepEqual(asked(h.last), ['subscribe room:1']);
+    assert.equal(states.at(-1), 'subscribing');
+    await inAct(() => h.last.receive({ event: 'subscribed', topic: 'room:1' }));
+    assert.equal(states.at(-1), 'subscribed');
+    await inAct(() => h.last.receive({ event: 'unsubscribed', topic: 'room:1' })); // removed from the room
+    assert.equal(states.at(-1), 'refused');
+
+    await render(tree('room:2')); // another room: the first is let go
+    assert.equal(states.at(-1), 'subscribing');
+    await inAct(() => h.last.receive({ event: 'subscribe-refused', topic: 'room:2' }));
+    assert.equal(states.at(-1), 'refused');
+    await render(tree(null));
+    assert.equal(states.at(-1), null);
+    await inAct(() => {});
+    assert.deepEqual(asked(h.last), ['subscribe room:1', 'subscribe room:2', 'unsubscribe room:1', 'unsubscribe room:2']);
+    assert.deepEqual(client.topics, []);
+  });
+
+  test('two components wanting one topic share one subscription; the last to unmount lets it go', async () => {
+    const { h, client } = await openClient();
+    function Room() {
+      useRealtimeTopic('room:1');
+      return null;
+    }
+    const tree = (count) =>
+      createElement(RealtimeProvider, { client }, ...Array.from({ length: count }, (_, n) => createElement(Room, { key: n })));
+    await render(tree(2));
+    await render(tree(1));
+    await inAct(() => {});
+    assert.deepEqual(asked(h.last), ['subscribe room:1']);
+    await render(tree(0));
+    await inAct(() => {});
+    assert.deepEqual(asked(h.last), ['subscribe room:1', 'unsubscribe room:1']);
+  });
+
+  test('in StrictMode (mount, unmount, mount) the topic is asked for once', async () => {
+    const { h, client } = await openClient();
+    function Room() {
+      useRealtimeTopic('room:1');
+      return null;
+    }
+    await render(createElement(StrictMode, null, createElement(RealtimeProvider, { client }, createElement(Room))));
+    await inAct(() => {});
+    assert.deepEqual(asked(h.last), ['subscribe room:1']);
+  });
+
+  test("useRealtimeEvent with { topic } gets that topic's frames and resync, nothing of the user's own", async () => {
+    const { h, client } = await openClient();
+    const calls = [];
+    function Room() {
+      useRealtimeTopic('room:1');
+      useRealtimeEvent('room-messages-updated', (event) => calls.push(`${event.topic ?? 'user'}:${event.key}`), {
+        topic: 'room:1',
+      });
+      return null;
+    }
+    await render(createElement(RealtimeProvider, { client }, createElement(Room)));
+    await inAct(() => {
+      h.last.receive({ event: 'subscribed', topic: 'room:1' });
+      h.last.receive({ event: 'room-messages-updated', topic: 'room:1' });
+      h.last.receive({ event: 'room-messages-updated', topic: 'room:2' });
+      h.last.receive({ event: 'room-messages-updated' });
+    });
+    await inAct(async () => {
+      h.last.drop();
+      await h.clock.advance(1000);
+      h.last.accept();
+    });
+    assert.deepEqual(calls, ['room:1:room-messages-updated'], 'resync waits for the re-subscribe');
+    await inAct(() => h.last.receive({ event: 'subscribed', topic: 'room:1' }));
+    assert.deepEqual(calls, ['room:1:room-messages-updated', 'user:resync']);
   });
 });

@@ -9,12 +9,24 @@ import {
   RESYNC,
   ROLES,
   STATES,
+  TOPIC_PATTERN,
+  TOPIC_STATES,
+  TopicRefusedError,
   type ConnectionState,
   type Role,
   type RealtimeClient,
   type RealtimeEvent,
+  type TopicHandle,
+  type TopicState,
+  type TopicSubscription,
 } from 'chalice-realtime-client';
-import { RealtimeProvider, useRealtimeClient, useRealtimeEvent, useRealtimeState } from 'chalice-realtime-client/react';
+import {
+  RealtimeProvider,
+  useRealtimeClient,
+  useRealtimeEvent,
+  useRealtimeState,
+  useRealtimeTopic,
+} from 'chalice-realtime-client/react';
 
 const API_URL = 'https://xyz789.execute-api.eu-west-1.amazonaws.com/api';
 const WS_URL = 'wss://abc123.execute-api.eu-west-1.amazonaws.com/api/';
@@ -52,6 +64,33 @@ export function plainPage(user: User): RealtimeClient {
   console.log(realtime.role !== null && roles.includes(realtime.role));
   off();
   return realtime;
+}
+
+// Topics: subscribe, await the answer, listen to the topic's frames, let go.
+export async function roomPage(realtime: RealtimeClient, roomId: string): Promise<() => void> {
+  const topic = `room:${roomId}`;
+  if (!TOPIC_PATTERN.test(topic)) throw new Error('not a topic');
+  const subscription: TopicSubscription = realtime.subscribe(topic);
+  const stopListening = realtime.on(
+    'room-messages-updated',
+    (event) => {
+      const from: string | undefined = event.topic;
+      console.log(from, event.count);
+    },
+    { topic },
+  );
+  subscription.onState((state: TopicState) => console.log(topic, state, TOPIC_STATES.indexOf(state)));
+  try {
+    const handle: TopicHandle = await subscription;
+    console.log(handle.topic, handle.state === 'subscribed');
+  } catch (error) {
+    if (error instanceof TopicRefusedError) console.log('refused:', error.topic);
+  }
+  console.log(realtime.topics.includes(topic));
+  return () => {
+    stopListening();
+    subscription.unsubscribe();
+  };
 }
 
 // A client for tests: every collaborator injected.
@@ -109,6 +148,16 @@ function UnreadBadge({ user }: { user: User }) {
   useRealtimeEvent('chat-messages-updated', refetch);
   useRealtimeEvent('jobs-updated', (event) => console.log(event.count), { resync: false });
   return <span>{unread ?? '…'}</span>;
+}
+
+export function RoomMessages({ roomId }: { roomId: string | null }) {
+  const topic = roomId === null ? null : `room:${roomId}`;
+  const access: TopicState | null = useRealtimeTopic(topic);
+  const always: TopicState = useRealtimeTopic('room:lobby');
+  useRealtimeEvent('room-messages-updated', (event) => console.log(event.topic), { topic });
+  useRealtimeEvent('presence-updated', () => undefined, { topic: 'room:lobby', resync: false });
+  if (access === 'refused') return <p>not a member</p>;
+  return <span>{always}</span>;
 }
 
 function ConnectionDot() {

@@ -276,10 +276,29 @@ export function createRealtime(options) {
     };
     ref.handle = handle;
     entry.refs.add(ref);
-    // Another part of the page holds the topic already: its answer is this one's too.
-    if (!isNew && entry.state !== 'subscribing') settleRef(ref, entry);
     if (isNew) topicsChanged();
+    else if (entry.state === 'refused') askAgain(entry); // access may have been granted since
+    else if (entry.state === 'subscribed') settleRef(ref, entry); // held already: the answer is this one's too
     return Object.defineProperties(promise, Object.getOwnPropertyDescriptors(handle));
+  }
+
+  function askAgain(entry) {
+    setTopicState(entry.topic, 'subscribing');
+    if (role === 'follower') {
+      const member = group;
+      member?.tabHeld.then(() => {
+        if (group === member && role === 'follower') post({ type: 'retry', tab: tabId, topic: entry.topic });
+      });
+    } else retry(entry.topic);
+  }
+
+  /** Own socket or leader: ask once more for a topic the server refused. */
+  function retry(topic) {
+    const asked = socketTopics.get(topic);
+    if (socket === null || state !== 'open' || !asked || asked.state !== 'refused' || asked.queue.length > 0) return;
+    asked.state = 'subscribing';
+    asked.queue.push('subscribe');
+    send({ action: 'subscribe', topic });
   }
 
   function release(entry) {
@@ -305,10 +324,12 @@ export function createRealtime(options) {
   function setTopicState(topic, state) {
     const entry = topics.get(topic);
     if (!entry) return;
-    entry.answered = true;
     const changed = entry.state !== state;
     entry.state = state;
-    for (const ref of [...entry.refs]) settleRef(ref, entry);
+    if (state !== 'subscribing') {
+      entry.answered = true;
+      for (const ref of [...entry.refs]) settleRef(ref, entry);
+    }
     if (changed) {
       for (const own of [...entry.listeners]) {
         if (entry.listeners.has(own)) guard(() => own.listener(state), { topic });
@@ -807,6 +828,7 @@ export function createRealtime(options) {
       if (message.type === 'hello' || message.type === 'check') post(stateMessage());
       if (message.type === 'check') checkConnection();
       if (message.type === 'topics') peerTopics(message.tab, message.topics);
+      if (message.type === 'retry' && peers.get(message.tab)?.topics.has(message.topic)) retry(message.topic);
       return;
     }
     if (role !== 'follower') return;

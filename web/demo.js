@@ -12,7 +12,7 @@ import {
   signInWithEmailAndPassword,
   signOut,
 } from 'firebase/auth';
-import { createRealtime } from 'chalice-realtime-client';
+import { createRealtime, TOPIC_PATTERN } from 'chalice-realtime-client';
 
 const PEER_KEY = 'chalice-realtime-demo/peer';
 const LOG_LIMIT = 200;
@@ -28,6 +28,7 @@ let session = null; // { uid, email } of the signed-in Firebase user
 let realtime = null;
 let peer = sessionStorage.getItem(PEER_KEY) || '';
 const jobs = new Map(); // job_id -> job, as GET /jobs/{id} returned it
+let room = null; // the room on screen: { id, topic, subscription, stop }
 
 // ---------------------------------------------------------------- Firebase Auth (the JS SDK)
 
@@ -344,17 +345,193 @@ async function firePayment() {
   status.textContent = response.ok ? 'sent; the list updates when payments-updated arrives' : `failed: HTTP ${response.status}`;
 }
 
+// ---------------------------------------------------------------- rooms
+
+const SUBSCRIPTION_LABELS = { subscribing: 'subscribing…', subscribed: 'live', refused: 'refused' };
+
+const refreshRooms = refetcher(
+  () => api('GET', '/rooms?limit=50'),
+  ({ rooms }) => {
+    $('room-list').replaceChildren(
+      ...rooms.map((each) =>
+        el(
+          'li',
+          { 'data-testid': 'room', dataset: { roomId: each.room_id }, 'aria-current': String(each.room_id === room?.id) },
+          el('span', {}, each.name, ' ', el('code', { class: 'hint' }, each.room_id)),
+          el(
+            'button',
+            { type: 'button', class: 'link', 'data-testid': 'room-select', onclick: () => openRoom(each.room_id) },
+            `open ${each.name}`,
+          ),
+        ),
+      ),
+    );
+  },
+);
+
+const refreshRoom = refetcher(
+  async (id) => ({ id, data: await api('GET', `/rooms/${encodeURIComponent(id)}`).catch(() => null) }),
+  ({ id, data }) => {
+    if (id !== room?.id) return;
+    // 404 for a room that does not exist or is not the caller's: the page cannot tell which, nor should it.
+    $('room-title').textContent = data ? data.name : `room ${id} (not found)`;
+    $('room-member-form').hidden = !data || data.owner !== session?.uid;
+  },
+);
+
+const refreshRoomMessages = refetcher(
+  async (id) => ({ id, data: await api('GET', `/rooms/${encodeURIComponent(id)}/messages?limit=50`) }),
+  ({ id, data }) => {
+    if (id !== room?.id) return;
+    const list = $('room-messages');
+    // Newest first from the API; oldest first on screen.
+    list.replaceChildren(
+      ...[...data.messages].reverse().map((message) =>
+        el(
+          'li',
+          {
+            class: message.from === session?.uid ? 'mine' : 'theirs',
+            'data-testid': 'room-message',
+            dataset: { messageId: message.message_id, from: message.from },
+          },
+          message.text,
+          el('time', { datetime: message.sent_at }, `${shortUid(message.from)} · ${clock(message.sent_at)}`),
+        ),
+      ),
+    );
+    list.scrollTop = list.scrollHeight;
+  },
+);
+
+const refreshPresence = refetcher(
+  async (id) => ({ id, data: await api('GET', `/rooms/${encodeURIComponent(id)}/presence`) }),
+  ({ id, data }) => {
+    if (id !== room?.id) return;
+    $('room-presence').replaceChildren(
+      ...data.users.map((uid) =>
+        el('li', { 'data-testid': 'room-present', dataset: { uid }, title: uid }, uid === session?.uid ? 'you' : shortUid(uid)),
+      ),
+    );
+  },
+);
+
+function shortUid(uid) {
+  return uid.length > 10 ? `${uid.slice(0, 8)}…` : uid;
+}
+
+/** Show one room: subscribe to its topic, refetch on its keys, show whether the server let us in. */
+function openRoom(id) {
+  const roomId = String(id).trim();
+  const topic = `room:${roomId}`;
+  if (!TOPIC_PATTERN.test(topic)) return showError(new Error(`"${roomId}" is not a room id`));
+  if (room?.id === roomId && room.subscription.state !== 'refused') return;
+  closeRoom(); // then subscribe again: a refused room is asked for once more (the owner may have added us)
+  const subscription = realtime.subscribe(topic);
+  const refreshAll = () => {
+    refreshRoom(roomId);
+    refreshRoomMessages(roomId);
+    refreshPresence(roomId);
+  };
+  const stops = [
+    subscription.onState((state) => {
+      showSubscription(state);
+      if (state === 'subscribed') refreshAll();
+    }),
+    realtime.on('room-messages-updated', () => refreshRoomMessages(roomId), { topic }),
+    realtime.on('presence-updated', () => refreshPresence(roomId), { topic }),
+    realtime.on('*', logEvent, { topic }),
+    () => subscription.unsubscribe(),
+  ];
+  room = { id: roomId, topic, subscription, stop: () => stops.forEach((stop) => stop()) };
+  const view = $('room-view');
+  view.dataset.roomId = roomId;
+  view.hidden = false;
+  $('room-title').textContent = roomId;
+  $('room-messages').replaceChildren();
+  $('room-presence').replaceChildren();
+  $('room-member-form').hidden = true;
+  $('room-id').value = roomId;
+  showSubscription(subscription.state);
+  for (const item of $('room-list').children) item.setAttribute('aria-current', String(item.dataset.roomId === roomId));
+  // A refused subscription shows nothing: the REST API would answer 404 for it anyway.
+  if (subscription.state === 'subscribed') refreshAll();
+}
+
+function closeRoom() {
+  room?.stop();
+  room = null;
+  $('room-view').hidden = true;
+  $('room-view').dataset.roomId = '';
+}
+
+function showSubscription(state) {
+  const badge = $('room-subscription');
+  badge.textContent = SUBSCRIPTION_LABELS[state] ?? state;
+  badge.dataset.state = state;
+  $('room-refused').hidden = state !== 'refused';
+  $('room-send-form').hidden = state === 'refused';
+  if (state === 'refused') {
+    $('room-messages').replaceChildren();
+    $('room-presence').replaceChildren();
+  }
+}
+
+async function createRoom(event) {
+  event.preventDefault();
+  const input = $('room-name');
+  try {
+    const { room_id: roomId } = await api('POST', '/rooms', { name: input.value.trim() });
+    input.value = '';
+    refreshRooms();
+    openRoom(roomId);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function addRoomMember(event) {
+  event.preventDefault();
+  const input = $('room-member-id');
+  if (!room) return;
+  try {
+    await api('POST', `/rooms/${encodeURIComponent(room.id)}/members`, { user_id: input.value.trim() });
+    input.value = '';
+    refreshRoom(room.id);
+  } catch (error) {
+    showError(error);
+  }
+}
+
+async function postRoomMessage(event) {
+  event.preventDefault();
+  const input = $('room-text');
+  if (!room || !input.value.trim()) return;
+  const { id } = room;
+  input.disabled = true;
+  try {
+    await api('POST', `/rooms/${encodeURIComponent(id)}/messages`, { text: input.value });
+    input.value = '';
+    refreshRoomMessages(id); // this page's own post; the room's other pages learn of it from the topic
+  } catch (error) {
+    showError(error);
+  } finally {
+    input.disabled = false;
+    input.focus();
+  }
+}
+
 // ---------------------------------------------------------------- events
 
-function logEvent({ key, count }) {
+function logEvent({ key, count, topic }) {
   const log = $('event-log');
   const now = new Date();
+  const label = topic ? `${topic} · ${key}` : key;
   log.prepend(
     el(
       'li',
-      { 'data-testid': 'event-log-entry', dataset: { key } },
+      { 'data-testid': 'event-log-entry', dataset: topic ? { key, topic } : { key } },
       el('time', { datetime: now.toISOString() }, now.toLocaleTimeString()),
-      count > 1 ? `${key} ×${count}` : key,
+      count > 1 ? `${label} ×${count}` : label,
     ),
   );
   while (log.children.length > LOG_LIMIT) log.lastElementChild.remove();
@@ -379,6 +556,12 @@ function refreshEverything() {
   refreshConversation();
   refreshJobList();
   refreshPayments();
+  refreshRooms();
+  // After a reconnect the room's topic was subscribed again before resync: its answer decides.
+  if (room && room.subscription.state === 'subscribed') {
+    refreshRoomMessages(room.id);
+    refreshPresence(room.id);
+  }
 }
 
 function startRealtime() {
@@ -413,6 +596,7 @@ function enter(user) {
 }
 
 function leave() {
+  closeRoom();
   realtime?.close();
   realtime = null;
   session = null;
@@ -450,6 +634,13 @@ async function main() {
   $('send-form').addEventListener('submit', sendMessage);
   $('job-form').addEventListener('submit', startJob);
   $('fire-payment').addEventListener('click', () => firePayment().catch(showError));
+  $('room-create-form').addEventListener('submit', createRoom);
+  $('room-open-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    openRoom($('room-id').value);
+  });
+  $('room-member-form').addEventListener('submit', addRoomMember);
+  $('room-send-form').addEventListener('submit', postRoomMessage);
 
   try {
     const response = await fetch('/config.json');

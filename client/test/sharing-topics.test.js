@@ -91,6 +91,21 @@ describe('topics across tabs', () => {
     assert.equal(subscription.state, 'refused');
   });
 
+  test('a follower taking a refused topic again has the leader ask again', async () => {
+    const tabs = fakeBrowserTabs(createRealtime);
+    const [, follower] = await openTabs(tabs, 2);
+    const first = follower.client.subscribe('room:9');
+    await settle();
+    acknowledge(lastSocket(tabs), { 'room:9': 'subscribe-refused' });
+    await assert.rejects(first, TopicRefusedError);
+    first.unsubscribe();
+    const second = follower.client.subscribe('room:9');
+    await settle();
+    assert.deepEqual(asked(lastSocket(tabs)), ['subscribe room:9', 'subscribe room:9']);
+    acknowledge(lastSocket(tabs));
+    assert.equal((await second).state, 'subscribed');
+  });
+
   test('a topic is unsubscribed only when no tab wants it any more', async () => {
     const tabs = fakeBrowserTabs(createRealtime);
     const [leader, follower, third] = await openTabs(tabs, 3);

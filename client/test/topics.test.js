@@ -123,6 +123,21 @@ describe('subscribe', () => {
     assert.equal((await again).state, 'subscribed');
   });
 
+  test('taking a refused topic again asks the server again: access may have been granted since', async () => {
+    const { h, client } = await openClient();
+    const first = client.subscribe('room:1');
+    const states = [];
+    first.onState((state) => states.push(state));
+    h.last.receive({ event: 'subscribe-refused', topic: 'room:1' });
+    await assert.rejects(first, TopicRefusedError);
+    const second = client.subscribe('room:1'); // e.g. added to the room meanwhile
+    assert.deepEqual(asked(h.last), ['subscribe room:1', 'subscribe room:1']);
+    assert.equal(first.state, 'subscribing');
+    h.last.receive({ event: 'subscribed', topic: 'room:1' });
+    assert.equal((await second).state, 'subscribed');
+    assert.deepEqual(states, ['refused', 'subscribing', 'subscribed']);
+  });
+
   test('unsubscribing before the answer rejects that holder with an AbortError', async () => {
     const { h, client } = await openClient();
     const subscription = client.subscribe('room:1');

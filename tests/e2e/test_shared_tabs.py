@@ -13,9 +13,17 @@ from typing import TYPE_CHECKING
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from testsupport.browser import OpenedPage, live_connections_of, open_tab, received, sign_in, unique_email
+from testsupport.browser import (
+    PASSWORD,
+    OpenedPage,
+    live_connections_of,
+    open_tab,
+    received,
+    sign_in,
+    unique_email,
+)
 from testsupport.localstack import LocalStack
 
 if TYPE_CHECKING:
@@ -295,3 +303,109 @@ def test_a_hung_leader_is_replaced_when_a_follower_is_looked_at_and_follows_once
     message(stack, carol_token, uid, "after it runs again")
     expect(received(follower, KEY)).to_have_count(2)
     expect(received(leader, KEY)).to_have_count(seen + 1)
+
+
+# ---------------------------------------------------------------- topics (group chat rooms)
+
+ROOM_KEY = "room-messages-updated"
+
+
+def rest(stack: LocalStack, token: str, method: str, path: str, body: object = None) -> requests.Response:
+    return requests.request(
+        method, stack.rest_url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+
+
+def create_room(stack: LocalStack, token: str, name: str) -> str:
+    response = rest(stack, token, "POST", "/rooms", {"name": name})
+    assert response.status_code == 201, response.text
+    return str(response.json()["room_id"])
+
+
+def post_in_room(stack: LocalStack, token: str, room_id: str, text: str) -> None:
+    response = rest(stack, token, "POST", f"/rooms/{room_id}/messages", {"text": text})
+    assert response.status_code == 201, response.text
+
+
+def presence(stack: LocalStack, token: str, room_id: str) -> list[str]:
+    response = rest(stack, token, "GET", f"/rooms/{room_id}/presence")
+    assert response.status_code == 200, response.text
+    return list(response.json()["users"])
+
+
+def show_room(tab: Page, room_id: str) -> None:
+    """Open the room in the page's Rooms panel and wait for the server to acknowledge its subscription."""
+    tab.get_by_test_id("room-id").fill(room_id)
+    tab.get_by_test_id("room-open").click()
+    expect(tab.get_by_test_id("room-view")).to_have_attribute("data-room-id", room_id)
+    expect(tab.get_by_test_id("room-subscription")).to_have_attribute("data-state", "subscribed")
+
+
+def room_frames(tab: Page, room_id: str) -> Locator:
+    """The event-log entries of the room's topic frames announcing new messages."""
+    return tab.locator(f'[data-testid=event-log-entry][data-key="{ROOM_KEY}"][data-topic="room:{room_id}"]')
+
+
+def any_room_frames(tab: Page) -> Locator:
+    return tab.locator(f'[data-testid=event-log-entry][data-key="{ROOM_KEY}"]')
+
+
+def test_two_tabs_showing_two_rooms_each_get_only_their_rooms_frames_over_one_connection(
+    new_tab: OpenTab, stack: LocalStack
+) -> None:
+    tabs, uid, email = tabs_of_one_user(new_tab, 2, "rooms")
+    _, token = stack.sign_in(email, PASSWORD)
+    rooms = [create_room(stack, token, "first"), create_room(stack, token, "second")]
+    for tab, room_id in zip(tabs, rooms, strict=True):
+        show_room(tab, room_id)
+    assert len(wait_for_connections(stack, uid, 1)) == 1
+
+    for n in range(1, 3):
+        for tab, room_id in zip(tabs, rooms, strict=True):
+            post_in_room(stack, token, room_id, f"in {room_id}, message {n}")
+            expect(room_frames(tab, room_id)).to_have_count(n)
+            expect(tab.get_by_test_id("room-message")).to_have_count(n)  # refetched over REST
+    tabs[0].wait_for_timeout(500)  # a frame relayed to the wrong tab would have arrived by now
+    for tab in tabs:
+        expect(any_room_frames(tab)).to_have_count(2)  # its own room's two, none of the other's
+    expect(tabs[1].get_by_test_id("room-message").last).to_contain_text(f"in {rooms[1]}, message 2")
+    assert len(live_connections_of(stack, uid)) == 1
+
+
+def test_after_a_handover_every_remaining_tab_keeps_its_room(new_tab: OpenTab, stack: LocalStack) -> None:
+    tabs, uid, email = tabs_of_one_user(new_tab, 3, "room-handover")
+    _, token = stack.sign_in(email, PASSWORD)
+    leader = tabs[roles(tabs).index("leader")]
+    remaining = [tab for tab in tabs if tab is not leader]
+    lobby = create_room(stack, token, "lobby")
+    rooms = [create_room(stack, token, "first"), create_room(stack, token, "second")]
+    show_room(leader, lobby)
+    for tab, room_id in zip(remaining, rooms, strict=True):
+        show_room(tab, room_id)
+    first = wait_for_connections(stack, uid, 1)
+    assert len(first) == 1
+
+    leader.close()
+    for tab in remaining:
+        expect(received(tab, "resync")).to_have_count(1)  # after the new leader subscribed its room again
+        expect(tab.get_by_test_id("connection-state")).to_have_attribute("data-state", "open")
+        expect(tab.get_by_test_id("room-subscription")).to_have_attribute("data-state", "subscribed")
+    assert sorted(roles(remaining)) == ["follower", "leader"]
+    live = wait_for_connections(stack, uid, 1)
+    assert len(live) == 1 and live != first, live
+
+    for tab, room_id in zip(remaining, rooms, strict=True):
+        post_in_room(stack, token, room_id, f"after the handover, in {room_id}")
+        expect(room_frames(tab, room_id)).to_have_count(1)
+        expect(tab.get_by_test_id("room-message")).to_have_count(1)
+    post_in_room(stack, token, lobby, "the closed tab's room")  # nobody shows it any more
+    remaining[0].wait_for_timeout(500)
+    for tab in remaining:
+        expect(any_room_frames(tab)).to_have_count(1)
+
+    # The closed tab's room is no longer subscribed by the user's one connection.
+    deadline = time.monotonic() + 10
+    while (users := presence(stack, token, lobby)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert users == []
+    assert presence(stack, token, rooms[0]) == [uid]

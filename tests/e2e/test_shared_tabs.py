@@ -310,7 +310,9 @@ def test_a_hung_leader_is_replaced_when_a_follower_is_looked_at_and_follows_once
 ROOM_KEY = "room-messages-updated"
 
 
-def rest(stack: LocalStack, token: str, method: str, path: str, body: object = None) -> requests.Response:
+def rest(
+    stack: LocalStack, token: str, method: str, path: str, body: dict[str, str] | None = None
+) -> requests.Response:
     return requests.request(
         method, stack.rest_url + path, json=body, headers={"Authorization": f"Bearer {token}"}, timeout=10
     )

@@ -366,6 +366,10 @@ export function createRealtime(options) {
     }
     for (const [topic, asked] of socketTopics) {
       if (union.has(topic) || asked.state === 'unsubscribing') continue;
+      if (asked.state === 'refused' && asked.queue.length === 0) {
+        socketTopics.delete(topic); // nothing stored on the server: nothing to unsubscribe
+        continue;
+      }
       asked.state = 'unsubscribing';
       asked.queue.push('unsubscribe');
       send({ action: 'unsubscribe', topic });
@@ -1062,5 +1066,6 @@ function frameOf(data) {
   if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return null;
   if (typeof frame.event !== 'string' || !frame.event) return null;
   if (frame.topic === undefined) return { key: frame.event, topic: null };
-  return typeof frame.topic === 'string' && TOPIC_PATTERN.test(frame.topic) ? { key: frame.event, topic: frame.topic } : null;
+  const valid = typeof frame.topic === 'string' && TOPIC_PATTERN.test(frame.topic);
+  return valid ? { key: frame.event, topic: frame.topic } : null;
 }

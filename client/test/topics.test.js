@@ -138,6 +138,17 @@ describe('subscribe', () => {
     assert.deepEqual(states, ['refused', 'subscribing', 'subscribed']);
   });
 
+  test('letting go of a refused topic sends nothing: the server stored nothing', async () => {
+    const { h, client } = await openClient();
+    const subscription = client.subscribe('room:1');
+    h.last.receive({ event: 'subscribe-refused', topic: 'room:1' });
+    await assert.rejects(subscription, TopicRefusedError);
+    subscription.unsubscribe();
+    await settle();
+    assert.deepEqual(asked(h.last), ['subscribe room:1']);
+    assert.deepEqual(client.topics, []);
+  });
+
   test('unsubscribing before the answer rejects that holder with an AbortError', async () => {
     const { h, client } = await openClient();
     const subscription = client.subscribe('room:1');

@@ -86,3 +86,11 @@ def test_https_or_this_machine_is_a_websocket_endpoint(endpoint: str) -> None:
     assert RealtimeSettings.from_env({"WEBSOCKET_ENDPOINT": endpoint}).websocket_endpoint == endpoint.rstrip(
         "/"
     )
+
+
+def test_the_local_stack_may_serve_its_gateway_on_another_address() -> None:
+    # `python -m devserver --host 0.0.0.0 --allow-remote`: the local stage only, never dev or prod.
+    env = {"APP_STAGE": "local", "WEBSOCKET_ENDPOINT": "http://0.0.0.0:8001"}
+    assert RealtimeSettings.from_env(env).websocket_endpoint == "http://0.0.0.0:8001"
+    with pytest.raises(ConfigurationError, match="WEBSOCKET_ENDPOINT"):
+        RealtimeSettings.from_env({**env, "APP_STAGE": "dev"})

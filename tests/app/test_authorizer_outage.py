@@ -101,6 +101,7 @@ def rest_url(verifier: SwitchableVerifier) -> Iterator[str]:
         if entry.authorizer is not None
     }
     authorizer_errors_as_api_gateway(app)
+    original_class = app.__class__
     port = free_port()
     server = create_local_server(app, chalice_config(), "127.0.0.1", port)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -112,6 +113,7 @@ def rest_url(verifier: SwitchableVerifier) -> Iterator[str]:
         thread.join(10)
         for authorizer, func in authorizers.items():  # this process's app as the other tests expect it
             authorizer.func = func
+        app.__class__ = original_class  # create_local_server swaps it for a thread-local variant
 
 
 def test_over_rest_an_outage_is_a_500_and_the_token_works_right_after(

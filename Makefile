@@ -136,7 +136,7 @@ CORE_SELECT_all :=
 # One set: the built wheel installed with the set's extras (then reinstalled, as a rebuilt 0.x keeps its name),
 # its tests run from .venvs/run, where only the installed package is importable.
 define core_tests
-	@echo "--- chalice-realtime$(or $(CORE_EXTRAS_$(1)), (no extras)): realtime/tests against the installed wheel"
+	@echo "--- extras $(1): chalice-realtime$(CORE_EXTRAS_$(1)), realtime/tests against the installed wheel"
 	.venvs/core-$(1)/bin/python -m pip install -q -c realtime/constraints-test.txt "$$(ls $(CORE_DIST)/*.whl)$(CORE_EXTRAS_$(1))"
 	.venvs/core-$(1)/bin/python -m pip install -q --no-deps --force-reinstall $(CORE_DIST)/*.whl
 	cd .venvs/run && CHALICE_REALTIME_INSTALLED=1 $(CURDIR)/.venvs/core-$(1)/bin/python -m pytest -q \

@@ -29,7 +29,7 @@ app.api.cors = CORSConfig(
     # Retry-After is not a CORS-safelisted response header: a page reads a 429's wait only if exposed.
     expose_headers=["X-Correlation-Id", "Retry-After"],
 )
-# One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
+# One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (docs/observability.md).
 configure_logging(get_settings().realtime.log_level, app.log)
 
 

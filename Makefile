@@ -56,12 +56,18 @@ $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	$(install_core)
 	touch $@ $(VENV)/.installed-local
 
-node_modules/.installed: package.json package-lock.json
-	npm ci --no-audit --no-fund --loglevel=error
+# `make dev`: package.json's dependencies only (the Auth Emulator, the demo page's Firebase SDK).
+node_modules/.installed-local: package.json package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --loglevel=error
 	touch $@
 
+# `make test`: the devDependencies too (TypeScript, React, axe-core).
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@ node_modules/.installed-local
+
 install: $(VENV)/.installed node_modules/.installed
-install-local: $(VENV)/.installed-local node_modules/.installed
+install-local: $(VENV)/.installed-local node_modules/.installed-local
 
 # ------------------------------------------------------------------ run
 dev: install-local

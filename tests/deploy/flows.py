@@ -29,18 +29,18 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from chalice.test import Client
 from chalice_realtime.connections import Connection
+from chalice_realtime.testing.events import websocket_event
+from chalice_realtime.testing.firebase import TokenFactory
 from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 
 from chalicelib import services as services_module
 from chalicelib.settings import Settings
 from infra.tables import create_tables
-from tests.apigw import websocket_event
-from tests.aws_clients import clear_clients
-from tests.clock import FakeClock
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
-from tests.firebase_tokens import TokenFactory
-from tests.management_api import received as frames_posted
+from testsupport.aws_clients import clear_clients
+from testsupport.clock import FakeClock
+from testsupport.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
 
@@ -89,7 +89,7 @@ class Deployment:
             dynamodb=dynamodb,
             sns=sns,
             # The boto3 transport: its calls pass the botocore hooks the recorder listens on and reach moto
-            # in-process. The shipped one makes the same signed calls (tests/unit/test_transport.py).
+            # in-process. The shipped one makes the same signed calls (realtime/tests/test_transport.py).
             transport=Boto3ThreadPoolTransport(settings.realtime.websocket_endpoint),
         )
         built.clock = self.clock
@@ -213,7 +213,7 @@ def chat(d: Deployment) -> None:
 def payments(d: Deployment) -> None:
     if "/webhooks/stripe" not in _app_routes():
         return
-    from tests.stripe_events import build_test_event, signed_delivery
+    from testsupport.stripe_events import build_test_event, signed_delivery
 
     d.connect("carol", "carol-live")
     d.connect("carol", "carol-gone", gone=True)
@@ -230,7 +230,7 @@ def stripe_duplicates_and_refusals(d: Deployment) -> None:
     """A redelivered event, a failure after the success, an unhandled type, a bad signature: no notify."""
     if "/webhooks/stripe" not in _app_routes():
         return
-    from tests.stripe_events import build_test_event, signed_delivery
+    from testsupport.stripe_events import build_test_event, signed_delivery
 
     d.connect("chuck", "chuck-live")
     intent = "pi_deploytest000000000000001"
@@ -319,6 +319,33 @@ def messages_limited(d: Deployment) -> None:
         expect(d.rest("POST", "/messages", user="olaf", body={"to": "olaf", "text": "me"}), 400)
     expect(d.rest("POST", "/messages", user="olaf", body={"to": "nina", "text": "hi"}), 429)
     assert d.received("nina-live") == []
+
+
+@flow("app")
+def jobs_of_the_stage_shared_fairly(d: Deployment) -> None:
+    """The stage's job limit (429 for anyone once full), fair share past half of it (429 for a user's
+    second job, a new user still admitted), and the request counters failing (503, nothing done)."""
+    if "/jobs/{job_id}/cancel" not in _app_routes():
+        return
+    request = {"kind": "report", "params": {"seconds": 1}}
+    cap = d.settings_of("APIHandler").max_active_jobs
+    admitted: list[tuple[str, str]] = []
+    for n in range(cap + 1):  # one job per user until the stage is full (earlier flows may hold some)
+        response = d.rest("POST", "/jobs", user=f"crowd{n}", body=request)
+        if response.status_code == 429:
+            assert "jobs at once" in json.loads(response.body)["Message"]
+            break
+        admitted.append((f"crowd{n}", expect(response, 202)["job_id"]))
+    else:
+        raise AssertionError(f"{cap + 1} jobs admitted on a stage of {cap}")
+    cancel = "/jobs/{job_id}/cancel"
+    for user, job_id in admitted[: len(admitted) // 2]:  # back under the limit, still past half of it
+        expect(d.rest("POST", cancel, user=user, path=f"/jobs/{job_id}/cancel"), 202)
+    busy = d.rest("POST", "/jobs", user=admitted[-1][0], body=request)
+    assert "one active job per user" in expect(busy, 429)["Message"]
+    expect(d.rest("POST", "/jobs", user="newcomer", body=request), 202)
+    with d.failing("UpdateItem"):  # the rate counter is the route's first write
+        expect(d.rest("POST", "/messages", user="pia", body={"to": "nina", "text": "hi"}), 503)
 
 
 def _app_routes() -> dict[str, list[str]]:

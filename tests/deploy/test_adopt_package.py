@@ -125,6 +125,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
         assert set(statements) == {
             "OwnLogGroup",
+            "Tracing",
             "FindConnectionsOfUser",
             "DeleteGoneConnections",
             "PostFrames",

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from websockets.asyncio.client import ClientConnection
 
 from tests.integration.faults_support import notifier_later, shipped_services
-from tests.localstack import PROJECT_ROOT, LocalStack
+from testsupport.localstack import PROJECT_ROOT, LocalStack
 
 pytestmark = pytest.mark.integration
 

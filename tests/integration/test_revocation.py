@@ -19,12 +19,12 @@ import pytest
 import requests
 from chalice.test import Client
 from chalice_realtime.auth import FirebaseVerifier, InvalidToken
+from chalice_realtime.testing.events import websocket_event
 
 from app import app
 from chalicelib import services as services_module
 from chalicelib.settings import Settings
-from tests.apigw import websocket_event
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_a_revoked_token_is_refused_when_checking_and_accepted_by_default(
     assert connect(client, new_token, "fresh-1") == 200
 
     # Off (the default): the old token still verifies, here and on the stack's REST server.
-    assert FirebaseVerifier(emulator.project_id).verify(old_token) == uid
+    assert FirebaseVerifier(emulator.project_id, allow_emulator=True).verify(old_token) == uid
     response = requests.get(
         f"{emulator.rest_url}/me", headers={"Authorization": f"Bearer {old_token}"}, timeout=10
     )

@@ -42,12 +42,13 @@ GLOBAL_VARIABLES = {
     "REALTIME_TRANSPORT": "curl",
 }
 # Timeouts and memory of the core's functions: verifying a token (firebase-admin's import) needs 512 MB
-# to start fast; the others touch one row.
+# to start fast; the others touch one row. Reserved concurrency caps what a flood of connects or pings
+# can take from the account's other functions.
 FUNCTION_CONFIG = {
     AUTHORIZER: {"lambda_timeout": 10, "lambda_memory_size": 512},
-    CONNECT: {"lambda_timeout": 10, "lambda_memory_size": 512},
+    CONNECT: {"lambda_timeout": 10, "lambda_memory_size": 512, "reserved_concurrency": 25},
     DISCONNECT: {"lambda_timeout": 10, "lambda_memory_size": 256},
-    MESSAGE: {"lambda_timeout": 10, "lambda_memory_size": 256},
+    MESSAGE: {"lambda_timeout": 10, "lambda_memory_size": 256, "reserved_concurrency": 10},
 }
 # `.chalice/policy-<stage>.json`: Chalice reads it for every function when `autogen_policy` is false,
 # even for those whose role the template replaces; functions the template does not cover get only this.
@@ -65,10 +66,19 @@ FIREBASE_PROJECT_PARAMETER = {
     "FirebaseProjectId": {
         "Type": "String",
         "Description": "The Firebase project whose ID tokens the app accepts (Firebase console > Project "
-        "settings > Project ID).",
-        "AllowedPattern": "^[a-z0-9][a-z0-9-]{3,29}$",
-        "ConstraintDescription": "a Firebase project id: 4-30 lowercase letters, digits and hyphens",
+        "settings > Project ID); empty for a stage whose AUTH_PROVIDER is oidc.",
+        "AllowedPattern": "^([a-z0-9][a-z0-9-]{3,29})?$",
+        "ConstraintDescription": "a Firebase project id: 4-30 lowercase letters, digits and hyphens "
+        "(or empty with AUTH_PROVIDER=oidc)",
     }
+}
+
+
+TRACING = {
+    "Sid": "Tracing",
+    "Effect": "Allow",
+    "Action": ["xray:PutTraceSegments", "xray:PutTelemetryRecords"],
+    "Resource": "*",  # X-Ray's write actions take no resource
 }
 
 
@@ -197,6 +207,7 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
         resources[function] = {
             "Properties": {
                 "FunctionName": {"Fn::Sub": f"${{AWS::StackName}}-{function}"},
+                "Tracing": "Active",  # X-Ray: a notify's DynamoDB and Management API calls as one trace
                 "Environment": {"Variables": function_variables(api_stage)},
             }
         }
@@ -220,7 +231,7 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
                         "PolicyName": f"{function}Access",
                         "PolicyDocument": {
                             "Version": "2012-10-17",
-                            "Statement": [own_logs, *statements(name, api_stage)],
+                            "Statement": [own_logs, TRACING, *statements(name, api_stage)],
                         },
                     }
                 ]
@@ -277,6 +288,7 @@ def merge_template(
 def _merge_function(target: dict[str, Any], core: Mapping[str, Any]) -> None:
     properties = target.setdefault("Properties", {})
     properties["FunctionName"] = core["Properties"]["FunctionName"]
+    properties["Tracing"] = core["Properties"]["Tracing"]
     variables = properties.setdefault("Environment", {}).setdefault("Variables", {})
     variables.update(core["Properties"]["Environment"]["Variables"])
 

@@ -59,9 +59,15 @@ $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	$(install_core)
 	touch $@ $(VENV)/.installed-local
 
+# `make dev`: package.json's dependencies only (the Auth Emulator, the demo page's Firebase SDK).
+node_modules/.installed-local: package.json package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --loglevel=error
+	touch $@
+
+# `make test`: the devDependencies too (TypeScript, React, axe-core).
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	touch $@ node_modules/.installed-local
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see scripts/find-python)" >&2; exit 1; }
@@ -70,7 +76,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	touch $@
 
 install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
-install-local: $(VENV)/.installed-local node_modules/.installed
+install-local: $(VENV)/.installed-local node_modules/.installed-local
 
 # ------------------------------------------------------------------ run
 dev: install-local

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.testing.firebase import TokenFactory
 from moto.sns.models import sns_backends
 
 from app import app
 from chalicelib import errors
 from chalicelib.settings import Settings
-from tests.api import RestApi
-from tests.clock import FakeClock
 from tests.conftest import FEATURE_TEST_LIMITS, TEST_ENV
-from tests.firebase_tokens import TokenFactory
+from testsupport.api import RestApi
+from testsupport.clock import FakeClock
 
 
 @dataclasses.dataclass(frozen=True)

@@ -286,3 +286,55 @@ def test_bad_input_is_a_usage_error_not_a_traceback(stage: dict[str, str]) -> No
     assert no_endpoint.returncode == 2
     assert "WEBSOCKET_ENDPOINT is not set" in no_endpoint.stderr
     assert "Traceback" not in bad_key.stderr + no_endpoint.stderr
+
+
+def test_infra_gives_a_notifying_function_its_settings_and_role_and_keeps_what_the_app_added(
+    tmp_path: Path, stage: dict[str, str]
+) -> None:
+    (tmp_path / ".chalice").mkdir()
+    (tmp_path / ".chalice" / "config.json").write_text(
+        '{"version": "2.0", "app_name": "shop", "stages": {"dev": {}}}'
+    )
+    own_statement = {"Sid": "ReadOrders", "Effect": "Allow", "Action": ["dynamodb:GetItem"], "Resource": "*"}
+    own = {
+        "Resources": {
+            "OrdersTable": {"Type": "AWS::DynamoDB::Table", "Properties": {"TableName": "orders"}},
+            "ShipOrderRole": {
+                "Properties": {
+                    "Policies": [
+                        {
+                            "PolicyName": "Mine",
+                            "PolicyDocument": {"Version": "2012-10-17", "Statement": [own_statement]},
+                        }
+                    ]
+                }
+            },
+        }
+    }
+    (tmp_path / "realtime-resources.json").write_text(json.dumps(own))
+
+    first = cli(stage, "infra", "--app-dir", str(tmp_path), "--notifying-function", "ship_order")
+    template = json.loads((tmp_path / "realtime-resources.json").read_text())
+    config = json.loads((tmp_path / ".chalice" / "config.json").read_text())
+    again = cli(stage, "infra", "--app-dir", str(tmp_path), "--notifying-function", "ship_order")
+    bad = cli(stage, "infra", "--app-dir", str(tmp_path), "--notifying-function", "ship order")
+
+    assert first.returncode == 0, first.stderr
+    variables = template["Resources"]["ShipOrder"]["Properties"]["Environment"]["Variables"]
+    assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
+    assert "${WebsocketAPI}" in variables["WEBSOCKET_ENDPOINT"]["Fn::Sub"]
+    (policy,) = template["Resources"]["ShipOrderRole"]["Properties"]["Policies"]
+    assert [s["Sid"] for s in policy["PolicyDocument"]["Statement"]] == [
+        "ReadOrders",
+        "OwnLogGroup",
+        "Tracing",
+        "FindConnectionsOfUser",
+        "DeleteGoneConnections",
+        "PostFrames",
+    ]
+    assert template["Resources"]["OrdersTable"] == own["Resources"]["OrdersTable"]
+    assert config["autogen_policy"] is False and config["app_name"] == "shop"
+    assert config["stages"]["dev"]["environment_variables"] == {"APP_STAGE": "dev"}
+    assert (tmp_path / ".chalice" / "policy-dev.json").is_file()
+    assert "is up to date" in again.stdout and "wrote" not in again.stdout
+    assert bad.returncode == 2 and "'ship order' is not a Chalice function name" in bad.stderr

@@ -18,6 +18,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,7 +50,7 @@ def stage_environment(app_dir: Path, stage: str | None, environ: Mapping[str, st
             raise UsageError(
                 f"--stage {stage}: {config_file} does not exist (use --app-dir, or set the variables)"
             )
-        config = json.loads(config_file.read_text())
+        config = _read_json(config_file)
         if stage not in config.get("stages", {}):
             raise UsageError(f"--stage {stage}: no such stage in {config_file}")
         variables.update(config.get("environment_variables", {}))
@@ -81,21 +82,25 @@ def management_client(endpoint: str) -> ApiGatewayManagementApiClient:
 def run_infra(args: argparse.Namespace, out: TextIO) -> int:
     app_dir: Path = args.app_dir
     config_file = app_dir / ".chalice" / "config.json"
-    existing_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    existing_config = _read_json(config_file)
     config, changes = infra.merge_config(existing_config, app_dir.resolve().name, args.stage)
-    api_stage = infra.api_stage_of(config, args.stage)
     template_file = app_dir / args.template
-    existing = json.loads(template_file.read_text()) if template_file.is_file() else {}
-    template = infra.merge_template(existing, args.notifying_function, api_stage)
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(template_file, template)
-    _write_json(config_file, config)
-    out.write(f"wrote {template_file} (merge it: chalice package --merge-template {args.template} ...)\n")
+    existing = _read_json(template_file)
+    template = infra.merge_template(existing, args.notifying_function, infra.api_stage_of(config, args.stage))
+    # A file already as it should be is left alone (and keeps its formatting).
+    if template != existing:
+        _write_json(template_file, template)
+        out.write(f"wrote {template_file} (merge it: chalice package --merge-template {args.template} ...)\n")
+    else:
+        out.write(f"{template_file} is up to date\n")
     for name in infra.functions_covered(args.notifying_function):
         out.write(f"  {name}: CONNECTIONS_TABLE, WEBSOCKET_ENDPOINT, role {infra.role_id(name)}\n")
-    out.write(f"updated {config_file}" + (":\n" if changes else " (nothing to change)\n"))
-    for change in changes:
-        out.write(f"  {change}\n")
+    if changes:
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(config_file, config)
+        out.write(f"updated {config_file}:\n" + "".join(f"  {change}\n" for change in changes))
+    else:
+        out.write(f"{config_file} is up to date\n")
     policy_file = app_dir / ".chalice" / f"policy-{args.stage}.json"
     if not policy_file.exists():
         _write_json(policy_file, infra.LOGS_ONLY_POLICY)
@@ -180,6 +185,18 @@ def _require_endpoint(settings: RealtimeSettings) -> None:
         raise UsageError("WEBSOCKET_ENDPOINT is not set (the stage's Management API URL, stage included)")
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise UsageError(f"{path} is not a JSON object")
+    return document
+
+
 def _write_json(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -191,6 +208,12 @@ def _user(value: str) -> str:
     # Any subject the verifier accepts (OIDC ones such as `auth0|64f1c2` included): not only Firebase uids.
     if not value.strip():
         raise argparse.ArgumentTypeError("a user id is the token's subject, not empty")
+    return value
+
+
+def _function_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Chalice function name (the handler's name)")
     return value
 
 
@@ -220,6 +243,7 @@ def parser() -> argparse.ArgumentParser:
         "--notifying-function",
         action="append",
         default=[],
+        type=_function_name,
         metavar="NAME",
         help="a Chalice function that calls notify (an SNS handler, a schedule), repeatable; "
         f"the REST routes' {infra.REST_FUNCTION} is always included",

@@ -127,7 +127,7 @@ class Forbidding:
         self._server.server_close()
 
 
-@pytest.mark.extra("oidc")  # noqa: S610 (pytest's marker, not Django's QuerySet.extra)
+@pytest.mark.requires_extra("oidc")
 def test_check_passes_on_a_stage_built_as_infra_writes_it(
     tmp_path: Path, stage: dict[str, str], local_issuer: Any
 ) -> None:
@@ -143,7 +143,7 @@ def test_check_passes_on_a_stage_built_as_infra_writes_it(
     assert result.stdout.splitlines()[-1].startswith("all 4 checks passed")
 
 
-@pytest.mark.extra("oidc")  # noqa: S610 (pytest's marker, not Django's QuerySet.extra)
+@pytest.mark.requires_extra("oidc")
 def test_check_reports_each_misconfiguration_of_a_broken_stage(
     tmp_path: Path, stage: dict[str, str], local_issuer: Any
 ) -> None:

@@ -338,3 +338,39 @@ def test_infra_gives_a_notifying_function_its_settings_and_role_and_keeps_what_t
     assert (tmp_path / ".chalice" / "policy-dev.json").is_file()
     assert "is up to date" in again.stdout and "wrote" not in again.stdout
     assert bad.returncode == 2 and "'ship order' is not a Chalice function name" in bad.stderr
+
+
+def test_the_stage_can_be_read_from_its_cloudformation_stack(tmp_path: Path, stage: dict[str, str]) -> None:
+    assert cli(stage, "infra", "--app-dir", str(tmp_path)).returncode == 0
+    core = json.loads((tmp_path / "realtime-resources.json").read_text())
+    template = {
+        "Parameters": {"FirebaseProjectId": core["Parameters"]["FirebaseProjectId"]},
+        "Resources": {"ConnectionsTable": core["Resources"]["ConnectionsTable"]},
+        "Outputs": {
+            "ConnectionsTableName": core["Outputs"]["ConnectionsTableName"],
+            "WebsocketManagementEndpoint": {"Value": stage["WEBSOCKET_ENDPOINT"]},
+        },
+    }
+    cloudformation = client("cloudformation", stage["AWS_ENDPOINT_URL"])
+    cloudformation.create_stack(
+        StackName="shop-dev",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "FirebaseProjectId", "ParameterValue": "shop-firebase"}],
+    )
+    (table,) = client("dynamodb", stage["AWS_ENDPOINT_URL"]).list_tables()["TableNames"]
+    add_connections(client("dynamodb", stage["AWS_ENDPOINT_URL"]), table, "uid-1", "conn-s=")
+    env = {
+        name: value
+        for name, value in stage.items()
+        if name not in ("CONNECTIONS_TABLE", "WEBSOCKET_ENDPOINT")
+    }
+
+    listed = cli(env, "connections", "--stack", "shop-dev", "--user", "uid-1")
+    notified = cli(env, "notify", "--stack", "shop-dev", "--user", "uid-1", "--event", "orders-updated")
+    unknown = cli(env, "connections", "--stack", "no-such-stack", "--user", "uid-1")
+
+    assert table != TABLE  # named by CloudFormation, known only from the stack
+    assert listed.stdout.splitlines()[-1] == "1 live connection of uid-1", listed.stderr
+    assert notified.stdout == "delivered=1 gone=0 failed=0\n"
+    assert frames_posted("conn-s=") == b'{"event":"orders-updated"}'
+    assert unknown.returncode == 2 and "--stack no-such-stack" in unknown.stderr

@@ -41,8 +41,19 @@ class UsageError(Exception):
     """What the operator asked for cannot be done as asked (exit status 2)."""
 
 
-def stage_environment(app_dir: Path, stage: str | None, environ: Mapping[str, str]) -> dict[str, str]:
-    """The stage's variables from `.chalice/config.json` (global, then the stage's), then `environ`'s."""
+# What a stack deployed with `infra`'s template says about the stage, and the variable each gives.
+STACK_OUTPUTS = {
+    "ConnectionsTableName": "CONNECTIONS_TABLE",
+    "WebsocketManagementEndpoint": "WEBSOCKET_ENDPOINT",
+}
+STACK_PARAMETERS = {"FirebaseProjectId": "FIREBASE_PROJECT_ID"}
+
+
+def stage_environment(
+    app_dir: Path, stage: str | None, environ: Mapping[str, str], stack: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The stage's variables: `.chalice/config.json`'s (global, then the stage's), then the `stack`'s
+    (`stack_environment`), then `environ`'s."""
     variables: dict[str, str] = {}
     config_file = app_dir / ".chalice" / "config.json"
     if stage is not None:
@@ -55,13 +66,42 @@ def stage_environment(app_dir: Path, stage: str | None, environ: Mapping[str, st
             raise UsageError(f"--stage {stage}: no such stage in {config_file}")
         variables.update(config.get("environment_variables", {}))
         variables.update(config["stages"][stage].get("environment_variables", {}))
+    variables.update(stack or {})
     variables.update(environ)
     return variables
 
 
-def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> RealtimeSettings:
+def stack_environment(stack_name: str, cloudformation: Any) -> dict[str, str]:
+    """`CONNECTIONS_TABLE`, `WEBSOCKET_ENDPOINT` and `FIREBASE_PROJECT_ID` from a deployed stack's outputs
+    and parameters (a `chalice package` deployment names its table and API only there)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
-        return RealtimeSettings.from_env(stage_environment(args.app_dir, args.stage, environ))
+        (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise UsageError(f"--stack {stack_name}: {exc}") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    missing = [name for name in STACK_OUTPUTS if name not in outputs]
+    if missing:
+        raise UsageError(
+            f"--stack {stack_name} has no output {', '.join(missing)}: was it deployed with the template "
+            "`chalice-realtime infra` writes?"
+        )
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    return {
+        **{variable: parameters[name] for name, variable in STACK_PARAMETERS.items() if parameters.get(name)},
+        **{variable: outputs[name] for name, variable in STACK_OUTPUTS.items()},
+    }
+
+
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> RealtimeSettings:
+    stack = None
+    if args.stack:
+        import boto3
+
+        stack = stack_environment(args.stack, boto3.session.Session().client("cloudformation"))
+    try:
+        return RealtimeSettings.from_env(stage_environment(args.app_dir, args.stage, environ, stack))
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -262,6 +302,9 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, help)
         sub.add_argument("--stage", help="read the stage's variables from .chalice/config.json")
+        sub.add_argument(
+            "--stack", help="read the table, endpoint and Firebase project from this CloudFormation stack"
+        )
         if name == "check":
             sub.add_argument(
                 "--role-arn", help="check this function role's permission with IAM's policy simulator"

@@ -277,15 +277,18 @@ def test_connections_notify_and_disconnect_act_on_the_users_connections(
 
 def test_bad_input_is_a_usage_error_not_a_traceback(stage: dict[str, str]) -> None:
     bad_key = cli(stage, "notify", "--user", "uid-1", "--event", "Orders Updated")
+    no_table = cli(stage, "connections", "--user", "uid-1")
     no_endpoint = cli(
         {k: v for k, v in stage.items() if k != "WEBSOCKET_ENDPOINT"}, "disconnect", "--user", "u"
     )
 
+    assert no_table.returncode == 1
+    assert "ResourceNotFoundException" in no_table.stderr and "Query" in no_table.stderr
     assert bad_key.returncode == 2
     assert "invalid event key 'Orders Updated'" in bad_key.stderr
     assert no_endpoint.returncode == 2
     assert "WEBSOCKET_ENDPOINT is not set" in no_endpoint.stderr
-    assert "Traceback" not in bad_key.stderr + no_endpoint.stderr
+    assert "Traceback" not in bad_key.stderr + no_endpoint.stderr + no_table.stderr
 
 
 def test_infra_gives_a_notifying_function_its_settings_and_role_and_keeps_what_the_app_added(

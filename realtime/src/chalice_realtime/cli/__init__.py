@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from ..identifiers import validate_event_key
 from ..metrics import log_notify
 from ..runtime import Realtime
@@ -208,9 +210,10 @@ def run_disconnect(args: argparse.Namespace, environ: Mapping[str, str], out: Te
             outcome = realtime.transport.delete_connection(connection.connection_id)
             if outcome is Outcome.FAILED:
                 failed.append(connection.connection_id)
-            else:  # DELIVERED (closed now) or GONE (closed already): either way the row can go
+            else:  # closed now, or gone already: either way its row can go
                 closed.append(connection.connection_id)
-                out.write(f"closed {connection.connection_id} ({outcome.value})\n")
+                done = "closed" if outcome is Outcome.DELIVERED else "was gone already"
+                out.write(f"{connection.connection_id} {done}\n")
         realtime.connections.remove_many(closed)
     finally:
         realtime.close()
@@ -340,3 +343,6 @@ def main(
     except UsageError as exc:
         sys.stderr.write(f"{PROG} {args.command}: {exc}\n")
         return 2
+    except (ClientError, BotoCoreError) as exc:  # AWS refused or could not be reached: say which call
+        sys.stderr.write(f"{PROG} {args.command}: {exc}\n")
+        return 1

@@ -7,7 +7,8 @@
     chalice-realtime disconnect --user uid-1                    # close every socket of a user
 
 The stage's settings are the core's variables (docs: configuration) as `.chalice/config.json` gives
-them for `--stage`, overridden by the process environment; AWS credentials, region and endpoints are
+them for `--stage`, then the outputs of the CloudFormation stack `--stack` names, then the process
+environment over both; AWS credentials, region and endpoints are
 boto3's own (`AWS_PROFILE`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`). Exit status: 0 when all went
 well, 1 when a check or an operation failed, 2 for a usage or configuration error.
 """

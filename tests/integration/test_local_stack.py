@@ -1,4 +1,4 @@
-"""The whole flow of docs/architecture.md over real sockets: the local stack, a `websockets` client, emulator tokens."""
+"""The README's "How it works" over real sockets: the local stack, `websockets`, emulator tokens."""
 
 from __future__ import annotations
 

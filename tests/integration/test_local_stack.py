@@ -1,4 +1,4 @@
-"""The README's "How it works" over real sockets: the local stack, `websockets`, emulator tokens."""
+"""The whole flow of docs/architecture.md over real sockets: the local stack, a websockets client, tokens."""
 
 from __future__ import annotations
 

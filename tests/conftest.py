@@ -250,3 +250,18 @@ def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
     from chalice_realtime.testing.oidc import OidcTokens
 
     return OidcTokens(local_issuer.issuer, issuer_key)
+
+
+@pytest.fixture
+def recorded(
+    settings: Settings, aws: dict[str, Any], firebase_certs: Any, realtime_frames: Any
+) -> Iterator[Any]:
+    """The app's services notifying through the core the testing kit installs (`realtime_frames` of
+    `chalice_realtime.testing`): frames are recorded instead of posted, and a test reads what each user
+    heard as an adopting app's tests do. Serve the app with `chalice.test.Client(app)`."""
+    built = services_module.Services(
+        settings, realtime=realtime_frames.realtime, dynamodb=aws["dynamodb"], sns=aws["sns"]
+    )
+    services_module.use(built)
+    yield realtime_frames
+    services_module.use(None)

@@ -2,8 +2,9 @@
 
 They run against whatever `chalice_realtime` is importable: the installed wheel in `make package-test`
 (each extra set in its own venv), the app's venv otherwise. A test that needs an extra says so with
-`@pytest.mark.extra("firebase")` (a module: `pytestmark = pytest.mark.extra("firebase")`); without that
-extra installed it is deselected, not skipped, and the summary says how many and why.
+`@pytest.mark.requires_extra("firebase")` (a whole module: `pytestmark = pytest.mark.requires_extra(...)`);
+without that extra installed it is deselected, not skipped, and the summary says how many and why. A test
+of what happens without an extra (the transport fallback) says `@pytest.mark.without_extra("fast")`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ EXTRAS = {
     "aiohttp": "aiohttp",
     "metrics": "aws_lambda_powertools",
 }
-MODULE_EXTRAS = re.compile(r"^pytestmark = pytest\.mark\.extra\((?P<names>[^)]*)\)", re.MULTILINE)
+MODULE_EXTRAS = re.compile(r"^pytestmark = pytest\.mark\.requires_extra\((?P<names>[^)]*)\)", re.MULTILINE)
 
 
 def installed(extra: str) -> bool:
@@ -45,8 +46,17 @@ def missing(extras: tuple[str, ...]) -> list[str]:
     return [extra for extra in extras if not installed(extra)]
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--only-extra",
+        metavar="NAME",
+        help="run only the tests that need this extra (the small extra sets of `make package-test`)",
+    )
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "extra(*names): needs these extras of chalice-realtime installed")
+    config.addinivalue_line("markers", "requires_extra(*names): needs these extras of chalice-realtime")
+    config.addinivalue_line("markers", "without_extra(*names): shows what happens when these are missing")
     config.stash[_LEFT_OUT] = {}
 
 
@@ -72,11 +82,19 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     kept, deselected = [], []
     left_out = config.stash[_LEFT_OUT]
+    only = config.getoption("--only-extra")
     for item in items:
-        lacking = [name for mark in item.iter_markers("extra") for name in missing(mark.args)]
-        if lacking:
+        if only and only not in [name for mark in item.iter_markers("requires_extra") for name in mark.args]:
             deselected.append(item)
-            key = f"needs [{','.join(sorted(set(lacking)))}]"
+            continue
+        needed = [name for mark in item.iter_markers("requires_extra") for name in mark.args]
+        absent = [name for mark in item.iter_markers("without_extra") for name in mark.args]
+        lacking, present = missing(tuple(needed)), [name for name in absent if installed(name)]
+        if lacking or present:
+            deselected.append(item)
+            key = (
+                f"needs [{','.join(sorted(set(lacking)))}]" if lacking else f"needs no [{','.join(present)}]"
+            )
             left_out[key] = left_out.get(key, 0) + 1
         else:
             kept.append(item)

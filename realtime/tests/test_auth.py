@@ -11,6 +11,8 @@ from chalice.test import Client
 from chalice_realtime.testing.events import websocket_event
 from chalice_realtime.testing.firebase import BAD_TOKENS, SigningKey, TokenFactory
 
+pytestmark = pytest.mark.requires_extra("firebase")
+
 
 def stored_connections(realtime: Any) -> list[dict[str, Any]]:
     return list(realtime.dynamodb.scan(TableName=realtime.settings.connections_table)["Items"])

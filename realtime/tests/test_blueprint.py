@@ -16,6 +16,8 @@ from chalice_realtime.testing.events import connect, websocket_event
 from chalice_realtime.testing.firebase import TokenFactory
 from fakes.management_api import received
 
+pytestmark = pytest.mark.requires_extra("firebase")
+
 
 @pytest.fixture
 def adopter(

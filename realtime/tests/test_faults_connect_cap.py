@@ -20,6 +20,8 @@ from chalice_realtime.transports.base import Outcome
 from chalice_realtime.websocket import IN_FLIGHT_MS, WebsocketSessions
 from fakes.clock import FakeClock
 
+pytestmark = pytest.mark.requires_extra("firebase")
+
 CAP = 3
 NOW_MS = 1_700_000_000_000
 

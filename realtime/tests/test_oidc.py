@@ -26,6 +26,8 @@ from chalice_realtime.testing.oidc import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+pytestmark = pytest.mark.requires_extra("oidc")
+
 
 def verifier_of(issuer: LocalIssuer, **options: Any) -> OidcVerifier:
     """A verifier of `issuer`'s tokens for CLIENT_ID, finding the JWKS through discovery."""

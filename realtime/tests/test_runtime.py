@@ -13,6 +13,7 @@ from chalice_realtime.transports.curl import CurlTransport
 from fakes.env import TEST_ENV
 
 
+@pytest.mark.requires_extra("fast")
 def test_the_default_transport_is_curl_even_with_an_injected_dynamodb_client() -> None:
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")
     realtime = Realtime(RealtimeSettings.from_env(TEST_ENV), dynamodb=dynamodb)
@@ -22,7 +23,11 @@ def test_the_default_transport_is_curl_even_with_an_injected_dynamodb_client() -
 
 @pytest.mark.parametrize(
     "value, kind",
-    [("curl", CurlTransport), ("aiohttp", AiohttpTransport), ("BOTO3", Boto3ThreadPoolTransport)],
+    [
+        pytest.param("curl", CurlTransport, marks=pytest.mark.requires_extra("fast")),
+        pytest.param("aiohttp", AiohttpTransport, marks=pytest.mark.requires_extra("aiohttp")),
+        ("BOTO3", Boto3ThreadPoolTransport),
+    ],
 )
 def test_realtime_transport_names_the_transport(value: str, kind: type[Any]) -> None:
     settings = RealtimeSettings.from_env({**TEST_ENV, "REALTIME_TRANSPORT": value})

@@ -42,6 +42,11 @@ def stand_in() -> Iterator[StandIn]:
         yield stand_in
 
 
+# Each transport's tests run where its extra is installed ([fast]: pycurl, [aiohttp]); boto3's everywhere.
+FAST = pytest.mark.requires_extra("fast")
+AIOHTTP = pytest.mark.requires_extra("aiohttp")
+EXTRA_OF = {"curl": FAST, "aiohttp": AIOHTTP}
+
 FAST_RETRIES = RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.1, deadline=8.0)
 
 
@@ -69,7 +74,7 @@ OWN_TRANSPORTS = {
 }
 
 
-@pytest.fixture(params=list(TRANSPORTS))
+@pytest.fixture(params=[pytest.param(kind, marks=EXTRA_OF.get(kind, ())) for kind in TRANSPORTS])
 def make_transport(request: pytest.FixtureRequest) -> Iterator[Callable[[str], ManagementTransport]]:
     made: list[ManagementTransport] = []
 
@@ -85,7 +90,7 @@ def make_transport(request: pytest.FixtureRequest) -> Iterator[Callable[[str], M
             transport.close()
 
 
-@pytest.fixture(params=list(OWN_TRANSPORTS))
+@pytest.fixture(params=[pytest.param(kind, marks=EXTRA_OF[kind]) for kind in OWN_TRANSPORTS])
 def make_own_transport(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
 
@@ -293,6 +298,7 @@ def test_the_notifier_cleans_gone_rows_and_reports_every_outcome(
     assert realtime.connections.connection_ids_of("bob") == []
 
 
+@AIOHTTP
 def test_the_notifier_posts_concurrently_to_many_users(realtime: Any, stand_in: StandIn) -> None:
     users = [f"u{n}" for n in range(30)]
     for user in users:
@@ -347,6 +353,7 @@ def test_when_signing_fails_frames_fail_and_nothing_is_sent(
     assert stand_in.seen == []
 
 
+@AIOHTTP
 def test_per_call_event_loop_mode_delivers_too(stand_in: StandIn) -> None:
     stand_in.fail(FaultRule(status=410, connection_id="c2"))
     transport = AiohttpTransport(stand_in.url, retry=FAST_RETRIES, persistent_loop=False)
@@ -391,6 +398,7 @@ def notify_alice(realtime: Any, stand_in: StandIn) -> tuple[DeliveryReport, list
         transport.close()
 
 
+@AIOHTTP
 @pytest.mark.parametrize("k", [1, 5, 40])
 def test_notify_to_k_connections_is_one_query_and_k_posts(realtime: Any, stand_in: StandIn, k: int) -> None:
     for n in range(k):
@@ -401,6 +409,7 @@ def test_notify_to_k_connections_is_one_query_and_k_posts(realtime: Any, stand_i
     assert [(s.method, s.status) for s in stand_in.seen] == [("POST", "200")] * k
 
 
+@AIOHTTP
 def test_gone_rows_cost_one_batch_write_per_25(realtime: Any, stand_in: StandIn) -> None:
     for n in range(30):
         realtime.connections.add(Connection(f"a{n}", "alice", 1_700_000_000_000 + n))

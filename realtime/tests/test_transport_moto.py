@@ -36,7 +36,13 @@ def moto_management_api(aws: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[t
     server.stop()
 
 
-@pytest.mark.parametrize("make_transport", [CurlTransport, AiohttpTransport], ids=["curl", "aiohttp"])
+@pytest.mark.parametrize(
+    "make_transport",
+    [
+        pytest.param(CurlTransport, marks=pytest.mark.requires_extra("fast"), id="curl"),
+        pytest.param(AiohttpTransport, marks=pytest.mark.requires_extra("aiohttp"), id="aiohttp"),
+    ],
+)
 def test_frames_reach_moto_and_gone_rows_are_deleted(
     realtime: Any, moto_management_api: Any, make_transport: Any
 ) -> None:

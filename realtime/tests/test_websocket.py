@@ -10,6 +10,8 @@ from chalice.test import Client
 from chalice_realtime.testing.events import websocket_event
 from chalice_realtime.testing.firebase import TokenFactory
 
+pytestmark = pytest.mark.requires_extra("firebase")
+
 
 def connect(client: Client, connection_id: str, token: str, *, via: str = "header") -> dict[str, Any]:
     if via == "header":

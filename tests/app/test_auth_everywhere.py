@@ -163,7 +163,7 @@ def test_a_token_of_another_firebase_project_is_refused_at_connect(
 def test_without_the_stage_guard_the_emulator_variable_would_let_unsigned_tokens_in(
     monkeypatch: pytest.MonkeyPatch, tokens: TokenFactory, firebase_certs: Any
 ) -> None:
-    """Why `Settings` refuses FIREBASE_AUTH_EMULATOR_HOST outside `local` (tests/app/test_settings.py):
+    """Why `Settings` refuses FIREBASE_AUTH_EMULATOR_HOST outside `local` (realtime/tests/test_settings.py):
     with it set, firebase-admin accepts a token with no signature at all."""
     unsigned = tokens.unsigned("mallory")
     signed_project = TEST_ENV["FIREBASE_PROJECT_ID"]

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
-from chalice_realtime.connections import Connection
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.store import add_connections
 
 from app import app
 from chalicelib.payments import Outcome, UnprocessableEvent, payment_from_event
@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def connect(services: Any, user_id: str, *connection_ids: str) -> None:
-    for n, cid in enumerate(connection_ids):
-        services.realtime.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
+    add_connections(
+        services.realtime.dynamodb, services.settings.realtime.connections_table, user_id, *connection_ids
+    )
 
 
 def deliver(

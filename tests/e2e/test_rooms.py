@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Locator, Page, expect
 
+from tests.e2e.test_accessibility import violations
 from testsupport.browser import PASSWORD, OpenedPage, unique_email
 
 OpenPage = Callable[..., OpenedPage]
@@ -92,6 +93,9 @@ def test_a_member_sees_the_room_live_and_a_non_member_sees_nothing_of_it(open_pa
     expect(mallory.locator(f'[data-testid=event-log-entry][data-topic="room:{room_id}"]')).to_have_count(0)
     expect(mallory.locator(f'[data-testid=room][data-room-id="{room_id}"]')).to_have_count(0)
     expect(present(alice, bob_uid)).to_have_count(1)  # mallory never showed up as here
+    # The panel passes axe-core as a member sees it (messages, who is here) and as a refused user does.
+    assert violations(alice) == []
+    assert violations(mallory) == []
 
     # Bob closes his page: he leaves who is here now.
     bob.close()

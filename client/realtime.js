@@ -357,7 +357,11 @@ export function createRealtime(options) {
     const union = wantedOnSocket();
     for (const topic of union) {
       const asked = socketTopics.get(topic);
-      if (asked && asked.state !== 'unsubscribing') continue;
+      if (asked && asked.state !== 'unsubscribing') {
+        // Another tab's topic that this tab now wants too: the socket's answer is this tab's.
+        if (topics.get(topic)?.state === 'subscribing' && asked.queue.length === 0) answerFromSocket(topic, asked);
+        continue;
+      }
       const entry = asked ?? { state: 'subscribing', queue: [] };
       entry.state = 'subscribing';
       entry.queue.push('subscribe');
@@ -374,6 +378,12 @@ export function createRealtime(options) {
       asked.queue.push('unsubscribe');
       send({ action: 'unsubscribe', topic });
     }
+  }
+
+  /** A holder new to a topic the socket has an answer for: `subscribed` holds; a refusal is asked again. */
+  function answerFromSocket(topic, asked) {
+    if (asked.state === 'subscribed') publishTopicState(topic, 'subscribed');
+    else if (asked.state === 'refused') retry(topic);
   }
 
   function send(message) {
@@ -469,14 +479,17 @@ export function createRealtime(options) {
       peers.set(id, peer);
       watchPeer(id, peer);
     }
+    const before = peer.topics;
     peer.topics = new Set(list.filter((topic) => typeof topic === 'string' && TOPIC_PATTERN.test(topic)));
+    const known = new Map([...socketTopics].filter(([, asked]) => asked.queue.length === 0));
     syncTopics();
-    // What the socket already knows, the follower learns now.
+    // What the socket already knows, the follower learns now; a topic it newly wants that was refused
+    // (for another tab) is asked again, as for a new holder in one tab.
     for (const topic of peer.topics) {
-      const asked = socketTopics.get(topic);
-      if (asked && asked.queue.length === 0 && asked.state !== 'unsubscribing') {
-        post({ type: 'topic-state', topic, state: asked.state, to: [id] });
-      }
+      const asked = known.get(topic);
+      if (!asked || asked.state === 'unsubscribing') continue;
+      if (asked.state === 'refused' && !before.has(topic)) retry(topic);
+      else post({ type: 'topic-state', topic, state: asked.state, to: [id] });
     }
   }
 

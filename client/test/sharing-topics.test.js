@@ -106,6 +106,42 @@ describe('topics across tabs', () => {
     assert.equal((await second).state, 'subscribed');
   });
 
+  test("the leader taking a topic a follower holds gets the socket's answer; a refusal is asked again", async () => {
+    const tabs = fakeBrowserTabs(createRealtime);
+    const [leader, follower] = await openTabs(tabs, 2);
+    follower.client.subscribe('room:1');
+    follower.client.subscribe('room:2');
+    await settle();
+    const socket = lastSocket(tabs);
+    acknowledge(socket, { 'room:2': 'subscribe-refused' });
+    await settle();
+    const held = leader.client.subscribe('room:1');
+    assert.equal((await held).state, 'subscribed');
+    const refused = leader.client.subscribe('room:2');
+    await settle();
+    assert.deepEqual(asked(socket), ['subscribe room:1', 'subscribe room:2', 'subscribe room:2']);
+    acknowledge(socket);
+    await settle();
+    assert.equal((await refused).state, 'subscribed');
+  });
+
+  test('a follower newly taking a topic refused for another tab has it asked again', async () => {
+    const tabs = fakeBrowserTabs(createRealtime);
+    const [leader, follower] = await openTabs(tabs, 2);
+    const refused = leader.client.subscribe('room:2');
+    await settle();
+    const socket = lastSocket(tabs);
+    acknowledge(socket, { 'room:2': 'subscribe-refused' });
+    await assert.rejects(refused, TopicRefusedError);
+    const again = follower.client.subscribe('room:2');
+    await settle();
+    assert.deepEqual(asked(socket), ['subscribe room:2', 'subscribe room:2']);
+    acknowledge(socket);
+    await settle();
+    assert.equal((await again).state, 'subscribed');
+    assert.equal(refused.state, 'subscribed', 'the answer is every holder\'s');
+  });
+
   test('a topic is unsubscribed only when no tab wants it any more', async () => {
     const tabs = fakeBrowserTabs(createRealtime);
     const [leader, follower, third] = await openTabs(tabs, 3);

@@ -186,3 +186,4 @@ bench: install
 	$(PY) -m bench.fanout
 	$(PY) -m bench.e2e
 	$(PY) -m bench.tabs
+	$(PY) -m bench.package_size

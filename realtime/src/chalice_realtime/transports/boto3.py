@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws import client_config, error_code
-from .base import Outcome
+from .base import Outcome, RetryPolicy, log_undelivered
+from .rate import RateController
 
 if TYPE_CHECKING:
     from types_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
@@ -27,7 +29,9 @@ class Boto3ThreadPoolTransport:
     """A boto3 `apigatewaymanagementapi` client driven from a thread pool.
 
     429 and 5xx are retried by botocore's `standard` retry mode (exponential
-    backoff with jitter); what still fails is reported as `FAILED`.
+    backoff with jitter); a 429 that still comes back is retried until the deadline, and each
+    call starts at the pace of `rate` (the process's `RateController` from `transport_for`,
+    else one of its own). What still fails is reported as `FAILED`.
 
         transport = Boto3ThreadPoolTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
         transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
@@ -39,59 +43,91 @@ class Boto3ThreadPoolTransport:
         *,
         concurrency: int = 32,
         client: ApiGatewayManagementApiClient | None = None,
+        retry: RetryPolicy | None = None,
+        rate: RateController | None = None,
     ) -> None:
         if not endpoint_url and client is None:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
         self._endpoint_url = endpoint_url
         self._concurrency = concurrency
         self._client = client
+        self._retry = retry or RetryPolicy()
+        self._rate = rate or RateController(min_in_flight=concurrency)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not connection_ids:
             return []
+        until = time.monotonic() + (self._retry.deadline if deadline is None else deadline)
         if len(connection_ids) == 1:
-            return [self._post(connection_ids[0], data)]
-        return list(self._executor().map(lambda cid: self._post(cid, data), connection_ids))
+            outcomes = [self._post(connection_ids[0], data, until)]
+        else:
+            outcomes = list(self._executor().map(lambda cid: self._post(cid, data, until), connection_ids))
+        failed = [cid for cid, out in zip(connection_ids, outcomes, strict=True) if out is Outcome.FAILED]
+        if failed:
+            log_undelivered("POST", {"throttled or failing until the deadline": len(failed)}, failed)
+        return outcomes
 
     def delete_connection(self, connection_id: str) -> Outcome:
         return self._call(
-            "delete_connection", connection_id, lambda api: api.delete_connection(ConnectionId=connection_id)
+            "delete_connection",
+            connection_id,
+            lambda api: api.delete_connection(ConnectionId=connection_id),
+            time.monotonic() + self._retry.deadline,
         )
 
-    def _post(self, connection_id: str, data: bytes) -> Outcome:
+    def _post(self, connection_id: str, data: bytes, until: float) -> Outcome:
         return self._call(
             "post_to_connection",
             connection_id,
             lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data),
+            until,
         )
 
     def _call(
-        self, operation: str, connection_id: str, call: Callable[[ApiGatewayManagementApiClient], object]
+        self,
+        operation: str,
+        connection_id: str,
+        call: Callable[[ApiGatewayManagementApiClient], object],
+        until: float,
     ) -> Outcome:
-        try:
-            call(self._management_client())
-        except ClientError as exc:
-            code = error_code(exc)
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "GoneException" or status == 410:
-                return Outcome.GONE
-            logger.warning(
-                "%s failed after retries",
-                operation,
-                extra={"connection_id": connection_id, "error_code": code, "status": status},
-            )
-            return Outcome.FAILED
-        except BotoCoreError as exc:
-            logger.warning(
-                "%s failed: %s",
-                operation,
-                type(exc).__name__,
-                extra={"connection_id": connection_id},
-            )
-            return Outcome.FAILED
-        return Outcome.DELIVERED
+        rate = self._rate
+        while True:
+            while not rate.take(1, now := time.monotonic()):
+                if now >= until:
+                    return Outcome.FAILED
+                time.sleep(max(rate.wait(now), 0.001))
+            try:
+                started = time.monotonic()
+                call(self._management_client())
+            except ClientError as exc:
+                code = error_code(exc)
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "GoneException" or status == 410:
+                    return Outcome.GONE
+                if (code == "LimitExceededException" or status == 429) and time.monotonic() < until:
+                    # Still throttled after botocore's retries: wait for the (cut) rate's next token.
+                    rate.throttled(time.monotonic())
+                    continue
+                logger.debug(
+                    "%s failed after retries",
+                    operation,
+                    extra={"connection_id": connection_id, "error_code": code, "status": status},
+                )
+                return Outcome.FAILED
+            except BotoCoreError as exc:
+                logger.debug(
+                    "%s failed: %s",
+                    operation,
+                    type(exc).__name__,
+                    extra={"connection_id": connection_id},
+                )
+                return Outcome.FAILED
+            rate.answered(time.monotonic() - started)
+            return Outcome.DELIVERED
 
     def _management_client(self) -> ApiGatewayManagementApiClient:
         if self._client is None:

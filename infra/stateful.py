@@ -36,6 +36,9 @@ API_STAGE = "api"
 PLACEHOLDER = "SET-ME"
 # A resource attribute kept from resources.json: what happens to a table's data on delete or replacement.
 KEPT_ATTRIBUTES = ("DeletionPolicy", "UpdateReplacePolicy")
+# Statements for what only the packaged template sets up: active tracing and the job runner's dead-letter
+# queue (Chalice's own deploy configures neither; docs/deploy.md).
+PACKAGE_PATH_ONLY = ("Tracing", "OnFailureDestination")
 _TOPIC_ARN = re.compile(r"arn:aws:sns:(?P<region>[^:]+):(?P<account>[^:]+):(?P<name>[^:]+)")
 _ENDPOINT = re.compile(
     r"https://(?P<api>[a-z0-9]+)\.execute-api\.(?P<region>[^.]+)\.amazonaws\.com/(?P<stage>[^/]+)/?"
@@ -127,7 +130,7 @@ def stateful_template(stage: str) -> dict[str, Any]:
                 "Properties": {"TableName": name, **resource["Properties"]},
             }
             outputs[f"{logical_id}Name"] = {"Value": {"Ref": logical_id}}
-        elif resource.get("Type") == "AWS::SNS::Topic":
+        elif logical_id == "JobsTopic":
             resources[logical_id] = {
                 "Type": resource["Type"],
                 **kept,
@@ -168,7 +171,7 @@ def stage_policy(stage: str, env: Mapping[str, str] | None = None) -> dict[str, 
             name = env[env_var_for(logical_id)]
             refs[logical_id] = name
             attrs[f"{logical_id}.Arn"] = arn.format(service="dynamodb", resource=f"table/{name}")
-        elif resource.get("Type") == "AWS::SNS::Topic":
+        elif logical_id == "JobsTopic":
             refs[logical_id] = where.topic_arn
     if where.websocket_api is not None:
         refs["WebsocketAPI"] = where.websocket_api
@@ -178,6 +181,8 @@ def stage_policy(stage: str, env: Mapping[str, str] | None = None) -> dict[str, 
             for statement in policy["PolicyDocument"]["Statement"]:
                 if statement.get("Sid") == "OwnLogGroup":
                     continue  # the template's own log groups; replaced by the stage prefix below
+                if statement.get("Sid") in PACKAGE_PATH_ONLY:
+                    continue
                 if where.websocket_api is None and "execute-api:ManageConnections" in statement["Action"]:
                     continue
                 rendered = render(statement["Resource"], refs, attrs)

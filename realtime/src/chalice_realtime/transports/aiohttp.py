@@ -80,7 +80,7 @@ class AiohttpTransport:
         self._base = endpoint_url.rstrip("/")
         self._concurrency = concurrency
         self._retry = retry or RetryPolicy()
-        self._rate = rate or RateController(min_in_flight=concurrency)
+        self.rate = rate or RateController(min_in_flight=concurrency)
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
         self._region = region
@@ -262,7 +262,7 @@ class AiohttpTransport:
         url = f"{self._base}/@connections/{quote(connection_id, safe='')}"
         target = URL(url, encoded=True)  # already quoted exactly as it was signed
         reason = ""
-        rate = self._rate
+        rate = self.rate
         attempt = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
         while True:
             status: int | None = None
@@ -297,13 +297,13 @@ class AiohttpTransport:
                     reason = type(exc).__name__
             if status is not None:
                 if 200 <= status < 300 or status == 410:
-                    rate.answered(time.monotonic() - started)
+                    rate.answered(started, time.monotonic())
                     return Outcome.DELIVERED if status != 410 else Outcome.GONE
                 reason = str(status)
                 if status not in RETRYABLE_STATUSES:
                     break
             if status == 429:
-                rate.throttled(time.monotonic())  # retried when the (cut) rate gives a token
+                rate.throttled(started, time.monotonic())  # retried when the (cut) rate gives a token
                 delay = retry_after or 0.0
             else:
                 attempt += 1

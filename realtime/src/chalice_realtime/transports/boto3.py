@@ -13,10 +13,11 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws import client_config, error_code
-from .base import Outcome, RetryPolicy, log_undelivered
+from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, log_undelivered
 from .rate import RateController
 
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ logger = logging.getLogger(__name__)
 class Boto3ThreadPoolTransport:
     """A boto3 `apigatewaymanagementapi` client driven from a thread pool.
 
-    429 and 5xx are retried by botocore's `standard` retry mode (exponential
-    backoff with jitter); a 429 that still comes back is retried until the deadline, and each
-    call starts at the pace of `rate` (the process's `RateController` from `transport_for`,
-    else one of its own). What still fails is reported as `FAILED`.
+    Each call starts at the pace of `rate` (the process's `RateController` from `transport_for`,
+    else one of its own). Retries follow `RetryPolicy`, as for the other transports, rather than
+    botocore's (whose backoff knows nothing of the rate or of the caller's deadline): a 429 until
+    the deadline, 5xx and connection errors `max_attempts` in all. What still fails is `FAILED`.
 
         transport = Boto3ThreadPoolTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
         transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
@@ -52,7 +53,7 @@ class Boto3ThreadPoolTransport:
         self._concurrency = concurrency
         self._client = client
         self._retry = retry or RetryPolicy()
-        self._rate = rate or RateController(min_in_flight=concurrency)
+        self.rate = rate or RateController(min_in_flight=concurrency)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
@@ -94,7 +95,8 @@ class Boto3ThreadPoolTransport:
         call: Callable[[ApiGatewayManagementApiClient], object],
         until: float,
     ) -> Outcome:
-        rate = self._rate
+        rate, policy = self.rate, self._retry
+        attempt = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
         while True:
             while not rate.take(1, now := time.monotonic()):
                 if now >= until:
@@ -108,26 +110,32 @@ class Boto3ThreadPoolTransport:
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if code == "GoneException" or status == 410:
                     return Outcome.GONE
-                if (code == "LimitExceededException" or status == 429) and time.monotonic() < until:
-                    # Still throttled after botocore's retries: wait for the (cut) rate's next token.
-                    rate.throttled(time.monotonic())
+                if code == "LimitExceededException" or status == 429:
+                    if time.monotonic() >= until:
+                        return Outcome.FAILED
+                    rate.throttled(started, time.monotonic())  # retried when the (cut) rate gives a token
                     continue
-                logger.debug(
-                    "%s failed after retries",
-                    operation,
-                    extra={"connection_id": connection_id, "error_code": code, "status": status},
-                )
-                return Outcome.FAILED
+                reason = f"{code or status}"
+                if status not in RETRYABLE_STATUSES:
+                    logger.debug("%s failed: %s", operation, reason, extra={"connection_id": connection_id})
+                    return Outcome.FAILED
             except BotoCoreError as exc:
+                reason = type(exc).__name__
+            else:
+                rate.answered(started, time.monotonic())
+                return Outcome.DELIVERED
+            attempt += 1
+            delay = policy.backoff(attempt - 1)
+            if attempt >= policy.max_attempts or time.monotonic() + delay >= until:
                 logger.debug(
-                    "%s failed: %s",
+                    "%s failed after %d attempts: %s",
                     operation,
-                    type(exc).__name__,
+                    attempt,
+                    reason,
                     extra={"connection_id": connection_id},
                 )
                 return Outcome.FAILED
-            rate.answered(time.monotonic() - started)
-            return Outcome.DELIVERED
+            time.sleep(delay)
 
     def _management_client(self) -> ApiGatewayManagementApiClient:
         if self._client is None:
@@ -140,7 +148,7 @@ class Boto3ThreadPoolTransport:
                         endpoint_url=self._endpoint_url,
                         config=client_config(
                             max_pool_connections=self._concurrency, connect_timeout=2, read_timeout=5
-                        ),
+                        ).merge(Config(retries={"mode": "standard", "total_max_attempts": 1})),
                     )
         return self._client
 

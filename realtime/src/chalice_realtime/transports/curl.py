@@ -223,11 +223,11 @@ class _Session:
         if status is not None:
             if 200 <= status < 300:
                 request.outcome = Outcome.DELIVERED
-                self.transport.rate.answered(time.monotonic() - request.started)
+                self.transport.rate.answered(request.started, time.monotonic())
                 return
             if status == 410:
                 request.outcome = Outcome.GONE
-                self.transport.rate.answered(time.monotonic() - request.started)
+                self.transport.rate.answered(request.started, time.monotonic())
                 return
             request.reason = str(status)
             if status not in RETRYABLE_STATUSES:
@@ -239,7 +239,7 @@ class _Session:
         if status == 429:
             # Throttled: the account's rate says nothing about this request, so it is retried until the
             # deadline, when the controller (cut by this answer) gives it a token.
-            self.transport.rate.throttled(now)
+            self.transport.rate.throttled(request.started, now)
             delay = float(retry_after)
         else:
             request.attempt += 1

@@ -7,7 +7,9 @@ limit, so most retries are throttled again. Instead every post takes a token fro
 whose rate follows the answers (AIMD, as TCP's congestion control):
 
 - each 429 cuts the rate by `decrease` (0.7), at most once per `hold` (two round trips), since
-  the posts already in flight when the first 429 came were sent at the old rate;
+  the posts already in flight when the first 429 came were sent at the old rate; when posts sent
+  after a cut are throttled too, the rate falls to the rate at which API Gateway admitted those
+  posts (a little under it), so a sender far over the limit gets there in two cuts, not ten;
 - without 429s the rate climbs back by `increase` posts/s every second (a tenth of the ceiling);
 - it never exceeds `ceiling` (`REALTIME_MAX_POSTS_PER_SECOND`), which leaves the rest of the
   account's budget to its REST traffic.
@@ -19,6 +21,8 @@ flight when each takes `latency`, so the bound is that (with headroom) between `
     controller = RateController(ceiling=5_000)
     granted = controller.take(100, time.monotonic())  # posts that may start now
     controller.wait(time.monotonic())                  # seconds until the next token
+    controller.answered(sent, time.monotonic())        # each answer: delivered or gone ...
+    controller.throttled(sent, time.monotonic())       # ... or 429
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ DEFAULT_CEILING = 10_000.0  # API Gateway's default account throttle, in request
 _HEADROOM = 1.5  # in-flight bound over rate x latency: room for jitter in answer times
 _LATENCY_WEIGHT = 1 / 32  # weight of the newest answer time in the moving average
 _BURST_SECONDS = 0.02  # tokens saved while idle, in seconds of the current rate
+_ADMITTED_WINDOW = 1.0  # a cut this soon after the last one measures the rate admitted in between
+_UNDER_ADMITTED = 0.95
+_MEASURED_ANSWERS = 20  # answers since the last cut it takes to trust the rate they show
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,9 @@ class RateController:
         self._latency = 0.0
         self._throttled = 0
         self._cuts = 0
+        self._cut_at = -math.inf
+        self._admitted = 0  # posts sent since the last cut and delivered (or gone)
+        self._refused = 0  # posts sent since the last cut and answered 429
         self._lock = threading.Lock()
 
     @property
@@ -114,24 +124,39 @@ class RateController:
             self._refill(now)
             return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self._rate
 
-    def answered(self, latency: float) -> None:
-        """A post was answered (delivered or gone) after `latency` seconds."""
+    def answered(self, sent: float, now: float) -> None:
+        """A post sent at `sent` was answered (delivered or gone) at `now`."""
         with self._lock:
+            latency = now - sent
+            if sent >= self._cut_at:
+                self._admitted += 1
             if self._latency == 0.0:
                 self._latency = latency
             else:
                 self._latency += (latency - self._latency) * _LATENCY_WEIGHT
 
-    def throttled(self, now: float) -> None:
-        """A post was answered 429: cut the rate, once per hold (the posts sent before the cut still land)."""
+    def throttled(self, sent: float, now: float) -> None:
+        """A post sent at `sent` was answered 429 at `now`: cut the rate, at most once per hold (the posts
+        sent before a cut still come back 429 after it)."""
         with self._lock:
             self._throttled += 1
+            if sent >= self._cut_at:
+                self._refused += 1
             if now < self._hold_until:
                 return
             self._refill(now)
-            self._rate = max(self.floor, self._rate * self.decrease)
+            rate = self._rate * self.decrease
+            # Posts sent since the last cut, at the rate it set, and answered by now: if they were throttled
+            # too, those API Gateway admitted say what it lets this process send (a little under it, so
+            # that its bucket can refill).
+            sending = now - self._cut_at - self._latency
+            if sending > 0 and now - self._cut_at <= _ADMITTED_WINDOW and self._refused:
+                if self._admitted + self._refused >= _MEASURED_ANSWERS:
+                    rate = min(rate, self._admitted / sending * _UNDER_ADMITTED)
+            self._rate = max(self.floor, rate)
             self._tokens = min(self._tokens, 1.0)  # no saved burst right after a 429
             self._cuts += 1
+            self._cut_at, self._admitted, self._refused = now, 0, 0
             self._hold_until = now + max(0.05, 2 * self._latency)
 
     def in_flight_limit(self) -> int:
@@ -150,11 +175,12 @@ class RateController:
         elapsed = now - self._updated
         if elapsed <= 0:
             return
+        # Additive increase, in time rather than per answer (an idle process recovers too, as API
+        # Gateway's own bucket refills while it is idle), from the end of the hold after a cut.
+        growing = now - max(self._updated, self._hold_until)
         self._updated = now
-        if now >= self._hold_until:
-            # Additive increase, in time rather than per answer: an idle process recovers too, as
-            # API Gateway's own bucket refills while it is idle.
-            self._rate = min(self.ceiling, self._rate + self.increase * elapsed)
+        if growing > 0:
+            self._rate = min(self.ceiling, self._rate + self.increase * growing)
         burst = max(1.0, self._rate * _BURST_SECONDS)
         self._tokens = min(burst, self._tokens + elapsed * self._rate)
 

@@ -141,7 +141,14 @@ def test_the_setting_defaults_to_the_account_limit_and_refuses_nonsense() -> Non
             RealtimeSettings.from_env({"REALTIME_MAX_POSTS_PER_SECOND": bad})
 
 
-@pytest.mark.parametrize("kind", ["curl", "aiohttp", "boto3"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("curl", marks=pytest.mark.requires_extra("fast")),
+        pytest.param("aiohttp", marks=pytest.mark.requires_extra("aiohttp")),
+        "boto3",
+    ],
+)
 def test_every_transport_of_the_process_shares_one_controller_under_the_ceiling(kind: str) -> None:
     first = transport_for(kind, "http://127.0.0.1:9", max_posts_per_second=3_000)
     second = transport_for("boto3", "http://127.0.0.1:9", max_posts_per_second=3_000)

@@ -121,19 +121,6 @@ def serving(rate: float | None, burst: float) -> Iterator[ThrottledApi]:
         thread.join(5)
 
 
-CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(autouse=True)
-def aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-
-
 TRANSPORTS: dict[str, Callable[..., Any]] = {
     "curl": CurlTransport,
     "aiohttp": AiohttpTransport,
@@ -141,7 +128,12 @@ TRANSPORTS: dict[str, Callable[..., Any]] = {
 }
 
 
-@pytest.fixture(params=list(TRANSPORTS))
+# Each transport's tests run where its extra is installed ([fast]: pycurl, [aiohttp]); boto3's everywhere.
+FAST = pytest.mark.requires_extra("fast")
+EXTRA_OF = {"curl": FAST, "aiohttp": pytest.mark.requires_extra("aiohttp")}
+
+
+@pytest.fixture(params=[pytest.param(kind, marks=EXTRA_OF.get(kind, ())) for kind in TRANSPORTS])
 def make_transport(request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
     made: list[Any] = []
 
@@ -172,6 +164,7 @@ def test_a_throttled_burst_loses_no_frame(make_transport: Callable[..., Any]) ->
     assert api.throttled > 0  # the throttle did bite
 
 
+@FAST
 def test_the_curl_transport_backs_off_instead_of_hammering_the_throttle() -> None:
     connections = ids(1_500)
     with serving(rate=500, burst=100) as api:

@@ -284,7 +284,24 @@ def summary(
                 ["client", "N", "delivered", "span", "notify wall", "CPU ms/frame", "in flight at the end"],
                 free_rows(list(free.values())),
             ),
+            "",
+            contention_note(free),
         ]
+    )
+
+
+def contention_note(free: dict[str, dict[str, Any]]) -> str:
+    """How much of core 0 the pinned runs got: the plain client against its ideal, our CPU against our span."""
+    from chalice_realtime.transports.rate import DEFAULT_CEILING
+
+    plain, mine = free["plain"], free["ours"]
+    plain_ideal = plain["n"] * DELAY / 64
+    return (
+        f"How busy core 0 was: the plain client took {plain['span'] / plain_ideal:.1f}x its own ideal "
+        f"N x {DELAY * 1000:.0f} ms / 64 = {plain_ideal:.2f} s (about 1.5x on an idle machine, "
+        f"`python -m bench.fanout`); ours used {mine['cpu']:.2f} s of CPU for its {mine['span']:.2f} s span, "
+        f"and at the default ceiling of {DEFAULT_CEILING:,.0f} posts/s it cannot take less than "
+        f"{mine['n'] / DEFAULT_CEILING:.1f} s."
     )
 
 

@@ -291,7 +291,7 @@ def summary(
 
 
 def contention_note(free: dict[str, dict[str, Any]]) -> str:
-    """How much of core 0 the pinned runs got: the plain client against its ideal, our CPU against our span."""
+    """How much of core 0 the pinned runs got: the plain client vs its ideal, our CPU vs our span."""
     from chalice_realtime.transports.rate import DEFAULT_CEILING
 
     plain, mine = free["plain"], free["ours"]

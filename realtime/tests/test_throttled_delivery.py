@@ -213,5 +213,5 @@ def test_frames_the_deadline_leaves_undelivered_are_failed_and_logged_with_their
     assert line.failed == len(failed)  # type: ignore[attr-defined]
     sample = line.connection_ids  # type: ignore[attr-defined]
     assert set(sample) <= set(failed) and len(sample) == 10  # a sample, not a line per frame
-    assert line.getMessage().startswith(f"{len(failed)} frames not delivered")
+    assert line.getMessage().startswith(f"{len(failed)} frames not delivered after retries (429, deadline")
     assert all(cid in line.getMessage() for cid in sample)

@@ -294,6 +294,10 @@ class AiohttpTransport:
                             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                         await response.read()  # so the connection goes back to the pool
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    if reason and time.monotonic() >= deadline:
+                        # An attempt the deadline cut short: what kept the frame back came before it.
+                        reason = f"{reason}, deadline"
+                        break
                     reason = type(exc).__name__
             if status is not None:
                 if 200 <= status < 300 or status == 410:

@@ -119,8 +119,9 @@ def log_undelivered(method: str, failures: dict[str, int], connection_ids: Seque
     the reasons, and a sample of the connection ids, so that an operator can follow one up."""
     more = len(connection_ids) - UNDELIVERED_SAMPLE
     logger.warning(
-        "%d frames not delivered (%s); connection ids %s%s",
+        "%d %s after retries (%s); connection ids %s%s",
         len(connection_ids),
+        "connections not closed" if method == "DELETE" else "frames not delivered",
         ", ".join(f"{reason}: {count}" for reason, count in sorted(failures.items())),
         ", ".join(connection_ids[:UNDELIVERED_SAMPLE]),
         f" and {more} more" if more > 0 else "",

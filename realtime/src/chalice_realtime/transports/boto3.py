@@ -64,43 +64,42 @@ class Boto3ThreadPoolTransport:
             return []
         until = time.monotonic() + (self._retry.deadline if deadline is None else deadline)
         if len(connection_ids) == 1:
-            outcomes = [self._post(connection_ids[0], data, until)]
+            results = [self._post(connection_ids[0], data, until)]
         else:
-            outcomes = list(self._executor().map(lambda cid: self._post(cid, data, until), connection_ids))
-        failed = [cid for cid, out in zip(connection_ids, outcomes, strict=True) if out is Outcome.FAILED]
+            results = list(self._executor().map(lambda cid: self._post(cid, data, until), connection_ids))
+        failures: dict[str, int] = {}
+        failed = []
+        for cid, (outcome, reason) in zip(connection_ids, results, strict=True):
+            if outcome is Outcome.FAILED:
+                failed.append(cid)
+                failures[reason] = failures.get(reason, 0) + 1
         if failed:
-            log_undelivered("POST", {"throttled or failing until the deadline": len(failed)}, failed)
-        return outcomes
+            log_undelivered("POST", failures, failed)
+        return [outcome for outcome, _ in results]
 
     def delete_connection(self, connection_id: str) -> Outcome:
-        return self._call(
-            "delete_connection",
-            connection_id,
+        outcome, reason = self._call(
             lambda api: api.delete_connection(ConnectionId=connection_id),
             time.monotonic() + self._retry.deadline,
         )
+        if outcome is Outcome.FAILED:
+            log_undelivered("DELETE", {reason: 1}, [connection_id])
+        return outcome
 
-    def _post(self, connection_id: str, data: bytes, until: float) -> Outcome:
-        return self._call(
-            "post_to_connection",
-            connection_id,
-            lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data),
-            until,
-        )
+    def _post(self, connection_id: str, data: bytes, until: float) -> tuple[Outcome, str]:
+        return self._call(lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data), until)
 
     def _call(
-        self,
-        operation: str,
-        connection_id: str,
-        call: Callable[[ApiGatewayManagementApiClient], object],
-        until: float,
-    ) -> Outcome:
+        self, call: Callable[[ApiGatewayManagementApiClient], object], until: float
+    ) -> tuple[Outcome, str]:
+        """The outcome of one connection's call, and why it failed ('' unless FAILED)."""
         rate, policy = self.rate, self._retry
         attempt = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
+        reason = ""
         while True:
             while not rate.take(1, now := time.monotonic()):
                 if now >= until:
-                    return Outcome.FAILED
+                    return Outcome.FAILED, f"{reason}, deadline" if reason else "deadline"
                 time.sleep(max(rate.wait(now), 0.001))
             try:
                 started = time.monotonic()
@@ -109,32 +108,27 @@ class Boto3ThreadPoolTransport:
                 code = error_code(exc)
                 status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
                 if code == "GoneException" or status == 410:
-                    return Outcome.GONE
+                    return Outcome.GONE, ""
+                reason = str(status or code)
                 if code == "LimitExceededException" or status == 429:
+                    reason = "429"
                     if time.monotonic() >= until:
-                        return Outcome.FAILED
+                        return Outcome.FAILED, "429, deadline"
                     rate.throttled(started, time.monotonic())  # retried when the (cut) rate gives a token
                     continue
-                reason = f"{code or status}"
                 if status not in RETRYABLE_STATUSES:
-                    logger.debug("%s failed: %s", operation, reason, extra={"connection_id": connection_id})
-                    return Outcome.FAILED
+                    return Outcome.FAILED, reason
             except BotoCoreError as exc:
                 reason = type(exc).__name__
             else:
                 rate.answered(started, time.monotonic())
-                return Outcome.DELIVERED
+                return Outcome.DELIVERED, ""
             attempt += 1
             delay = policy.backoff(attempt - 1)
-            if attempt >= policy.max_attempts or time.monotonic() + delay >= until:
-                logger.debug(
-                    "%s failed after %d attempts: %s",
-                    operation,
-                    attempt,
-                    reason,
-                    extra={"connection_id": connection_id},
-                )
-                return Outcome.FAILED
+            if attempt >= policy.max_attempts:
+                return Outcome.FAILED, reason
+            if time.monotonic() + delay >= until:
+                return Outcome.FAILED, f"{reason}, no time left to retry"
             time.sleep(delay)
 
     def _management_client(self) -> ApiGatewayManagementApiClient:

@@ -233,6 +233,10 @@ class _Session:
             if status not in RETRYABLE_STATUSES:
                 batch.fail(request, request.reason)
                 return
+        elif request.reason and time.monotonic() >= batch.deadline:
+            # An attempt the deadline cut short: what kept the frame from its connection came before it.
+            batch.fail(request, f"{request.reason}, deadline")
+            return
         else:
             request.reason = f"curl error {error}"
         now = time.monotonic()

@@ -187,3 +187,4 @@ bench: install
 	$(PY) -m bench.throttle
 	$(PY) -m bench.e2e
 	$(PY) -m bench.tabs
+	$(PY) -m bench.package_size

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..connections import TTL_ATTRIBUTE, USER_INDEX
-from ..settings import DEFAULT_MAX_CONNECTIONS_PER_USER
+from ..settings import DEFAULT_MAX_CONNECTIONS_PER_USER, DEFAULT_MAX_POSTS_PER_SECOND
 
 # Chalice's function names for what the Blueprint registers (chalice.deploy.appgraph names WebSocket
 # handlers by route, whatever the Python function is called).
@@ -40,6 +40,8 @@ GLOBAL_VARIABLES = {
     "LOG_LEVEL": "INFO",
     "MAX_CONNECTIONS_PER_USER": str(DEFAULT_MAX_CONNECTIONS_PER_USER),
     "REALTIME_TRANSPORT": "curl",
+    # Posts per second this app's notifies may take of the account's API Gateway budget.
+    "REALTIME_MAX_POSTS_PER_SECOND": str(DEFAULT_MAX_POSTS_PER_SECOND),
 }
 # Timeouts and memory of the core's functions: verifying a token (firebase-admin's import) needs 512 MB
 # to start fast; the others touch one row. Reserved concurrency caps what a flood of connects or pings

@@ -64,6 +64,8 @@ ENV = {
     "MESSAGES_TABLE": "bench-cost-messages",
     "PAYMENTS_TABLE": "bench-cost-payments",
     "RATE_LIMITS_TABLE": "bench-cost-rate-limits",
+    "TOPICS_TABLE": "bench-cost-topics",
+    "ROOMS_TABLE": "bench-cost-rooms",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-cost-jobs",
     "STRIPE_WEBHOOK_SECRET": "whsec_bench",
     # As deployed: the log volume is part of the bill.

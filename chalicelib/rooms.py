@@ -2,8 +2,8 @@
 
 Every room is the topic `room:<room id>`: posting a message notifies it with
 `room-messages-updated`, and its members' browsers subscribe to it while the room is on screen.
-`may_subscribe` is the app's topic authorizer (`TOPIC_AUTHORIZER=chalicelib.rooms:may_subscribe`):
-members of room 42 may subscribe to `room:42`, nobody else, and no other topic.
+`Rooms.may_subscribe` is the app's topic authorizer (`TOPIC_AUTHORIZER=chalicelib.services:may_subscribe`
+calls it): members of room 42 may subscribe to `room:42`, nobody else, and no other topic.
 
 Keys (table `ROOMS_TABLE`, string `pk` / `sk`):
 
@@ -31,7 +31,7 @@ from chalice_realtime import DeliveryReport, validate_user_id
 
 from chalicelib import aws
 from chalicelib.clock import SYSTEM_CLOCK, Clock, epoch_ms, iso_utc
-from chalicelib.errors import RequestRefused
+from chalicelib.errors import Conflict, NotFound, RequestRefused
 from chalicelib.messages import message_text, new_message_id
 from chalicelib.pagination import Listing, Page, query_page
 
@@ -62,6 +62,20 @@ ROOMS_OF_USER = Listing(
 
 class InvalidRoomRequest(RequestRefused):
     """Input a user sent that rooms cannot accept; the message says why (a 400)."""
+
+
+class RoomNotFound(NotFound):
+    """No room of the caller's has this id: unknown, or one they are not a member of (the same 404)."""
+
+    def __init__(self, what: str = "room") -> None:
+        super().__init__(f"{what} not found")
+
+
+class RoomFull(Conflict):
+    """The room has `MAX_MEMBERS` members already (409)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the room is full: at most {MAX_MEMBERS} members")
 
 
 class RoomTopics(Protocol):
@@ -122,13 +136,6 @@ class RoomMessage:
 def topic_of(room_id: str) -> str:
     """The topic a room's frames go to: `room:<room id>`."""
     return TOPIC_PREFIX + room_id
-
-
-def may_subscribe(user_id: str, topic: str) -> bool:
-    """The app's topic authorizer: only members of room 42 may subscribe to `room:42`."""
-    from chalicelib import services  # services builds Rooms: imported on use, not at import
-
-    return services.current().rooms.may_subscribe(user_id, topic)
 
 
 def room_name(value: object) -> str:
@@ -214,14 +221,13 @@ class Rooms:
             lambda item: RoomSummary(item["sk"]["S"].removeprefix(ROOM_PREFIX), item["name"]["S"])
         )
 
-    def get(self, caller: str, room_id: str) -> tuple[Room, list[str]] | None:
-        """The room and its members' ids, for a member of it; None otherwise (a 404)."""
-        if not self.is_member(caller, room_id):
-            return None
+    def get(self, caller: str, room_id: str) -> tuple[Room, list[str]]:
+        """The room and its members' ids, for a member of it; `RoomNotFound` otherwise."""
+        self._require_member(caller, room_id)
         items = self._partition(room_id)
         room_item = next((item for item in items if item["sk"]["S"] == ROOM_SORT_KEY), None)
         if room_item is None:
-            return None
+            raise RoomNotFound()
         members = [
             item["sk"]["S"].removeprefix(MEMBER_PREFIX)
             for item in items
@@ -230,13 +236,11 @@ class Rooms:
         room = Room(room_id, room_item["name"]["S"], room_item["owner"]["S"], room_item["created_at"]["S"])
         return room, members
 
-    def add_member(self, caller: str, room_id: str, user_id: object) -> bool | None:
-        """The owner adds `user_id`; True if added, False if already a member, None if the caller owns no
-        such room (a 404). `InvalidRoomRequest` for a bad user id or a full room."""
+    def add_member(self, caller: str, room_id: str, user_id: object) -> bool:
+        """The owner adds `user_id`; True if added, False if already a member. `RoomNotFound` if the caller
+        owns no such room, `InvalidRoomRequest` for a bad user id, `RoomFull` past `MAX_MEMBERS`."""
         new_member = member_id(user_id)
         room = self._room_owned_by(caller, room_id)
-        if room is None:
-            return None
         now_ms = epoch_ms(self._clock.now())
         try:
             self._dynamodb.transact_write_items(
@@ -273,22 +277,20 @@ class Rooms:
             if reasons[:1] == ["ConditionalCheckFailed"]:
                 return False
             if reasons[2:3] == ["ConditionalCheckFailed"]:
-                raise InvalidRoomRequest(f"the room is full: at most {MAX_MEMBERS} members") from None
+                raise RoomFull() from None
             raise
         # Members' pages show who belongs; they refetch on the room's presence key.
         self._topics.notify_topic(topic_of(room_id), PRESENCE_UPDATED)
         return True
 
-    def remove_member(self, caller: str, room_id: str, user_id: str) -> bool | None:
-        """The owner removes a member, whose subscriptions to the room end at once. None (a 404) if the
+    def remove_member(self, caller: str, room_id: str, user_id: str) -> None:
+        """The owner removes a member, whose subscriptions to the room end at once. `RoomNotFound` if the
         caller owns no such room or `user_id` is not a member; `InvalidRoomRequest` for the owner."""
         room = self._room_owned_by(caller, room_id)
-        if room is None:
-            return None
         try:
             validate_user_id(user_id)
         except ValueError:
-            return None
+            raise RoomNotFound("member") from None
         if user_id == room.owner:
             raise InvalidRoomRequest("the owner cannot be removed from their room")
         try:
@@ -314,12 +316,11 @@ class Rooms:
             )
         except ClientError as exc:
             if _cancellation_reasons(exc)[:1] == ["ConditionalCheckFailed"]:
-                return None
+                raise RoomNotFound("member") from None
             raise
         # After the member row is gone, so a re-subscribe racing this is refused by the authorizer.
         if self._topics.unsubscribe_user(topic_of(room_id), user_id) == 0:
             self._topics.notify_topic(topic_of(room_id), PRESENCE_UPDATED)
-        return True
 
     def is_member(self, user_id: str, room_id: str) -> bool:
         """Whether `user_id` is a member of the room (one strongly consistent GetItem)."""
@@ -339,11 +340,10 @@ class Rooms:
 
     # ------------------------------------------------------------ messages and presence
 
-    def post(self, sender: str, room_id: str, text: object) -> RoomMessage | None:
-        """Store a member's message and notify the room's topic; None (a 404) for a non-member."""
+    def post(self, sender: str, room_id: str, text: object) -> RoomMessage:
+        """Store a member's message and notify the room's topic; `RoomNotFound` for a non-member."""
         body = message_text(text)
-        if not self.is_member(sender, room_id):
-            return None
+        self._require_member(sender, room_id)
         now_ms = epoch_ms(self._clock.now())
         message = RoomMessage(new_message_id(now_ms), room_id, sender, body, iso_utc(now_ms))
         self._dynamodb.put_item(
@@ -362,10 +362,9 @@ class Rooms:
 
     def messages(
         self, caller: str, room_id: str, *, limit: str | None = None, cursor: str | None = None
-    ) -> Page[RoomMessage] | None:
-        """The room's messages newest first, one Query per page, for a member; None (a 404) otherwise."""
-        if not self.is_member(caller, room_id):
-            return None
+    ) -> Page[RoomMessage]:
+        """The room's messages newest first, one Query per page, for a member; `RoomNotFound` otherwise."""
+        self._require_member(caller, room_id)
         partition = {"pk": {"S": ROOM_PREFIX + room_id}}
         query = {
             "TableName": self._table,
@@ -376,25 +375,27 @@ class Rooms:
         page = query_page(self._dynamodb, query, MESSAGES_OF_ROOM, partition, limit=limit, cursor=cursor)
         return page.map(lambda item: self._message(room_id, item))
 
-    def presence(self, caller: str, room_id: str) -> list[str] | None:
-        """The members subscribed to the room right now, for a member; None (a 404) otherwise."""
-        found = self.get(caller, room_id)
-        if found is None:
-            return None
-        _, members = found
+    def presence(self, caller: str, room_id: str) -> list[str]:
+        """The members subscribed to the room right now, for a member; `RoomNotFound` otherwise."""
+        _, members = self.get(caller, room_id)
         # A subscription is ended when its member is removed; the intersection covers the moment between.
         return [user for user in self._topics.members(topic_of(room_id)) if user in set(members)]
 
     # ------------------------------------------------------------ internals
 
-    def _room_owned_by(self, caller: str, room_id: str) -> Room | None:
+    def _require_member(self, user_id: str, room_id: str) -> None:
+        if not self.is_member(user_id, room_id):
+            raise RoomNotFound()
+
+    def _room_owned_by(self, caller: str, room_id: str) -> Room:
+        """The room if `caller` owns it; `RoomNotFound` otherwise (a member who does not own it included)."""
         if not ROOM_ID.fullmatch(room_id):
-            return None
+            raise RoomNotFound()
         item = self._dynamodb.get_item(
             TableName=self._table, Key=self._room_key(room_id), ConsistentRead=True
         ).get("Item")
         if item is None or item["owner"]["S"] != caller:
-            return None
+            raise RoomNotFound()
         return Room(room_id, item["name"]["S"], item["owner"]["S"], item["created_at"]["S"])
 
     def _partition(self, room_id: str) -> list[dict[str, Any]]:

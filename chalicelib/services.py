@@ -154,6 +154,12 @@ class Services:
         return StripeWebhooks(self.stripe_webhook_secret, self.payments, self.notifier)
 
 
+def may_subscribe(user_id: str, topic: str) -> bool:
+    """The app's topic authorizer (`TOPIC_AUTHORIZER=chalicelib.services:may_subscribe`): members of room 42
+    may subscribe to `room:42`, and nobody may subscribe to anything else."""
+    return current().rooms.may_subscribe(user_id, topic)
+
+
 _current: Services | None = None
 _lock = threading.Lock()
 

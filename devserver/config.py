@@ -25,7 +25,7 @@ LOCAL_FIREBASE_API_KEY = "demo-api-key"
 FAKE_ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 JOBS_TOPIC_NAME = "chalice-realtime-jobs"
-# API Gateway's limits (DESIGN.md, "Facts"): a connection idle this long is closed, and any after this age.
+# API Gateway's limits (docs/local-stack.md): a connection idle this long is closed, and any after this age.
 AWS_IDLE_TIMEOUT_SECONDS = 600.0
 AWS_MAX_CONNECTION_AGE_SECONDS = 7200.0
 

@@ -124,12 +124,15 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "${WebsocketAPI}/api/POST/@connections/*"
         )
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+        # The REST function also reads and settles topics (notify_topic, topic_members, unsubscribe_user).
+        topics = {"TopicSubscribers"} if name == "APIHandler" else set()
         assert set(statements) == {
             "OwnLogGroup",
             "Tracing",
             "FindConnectionsOfUser",
             "DeleteGoneConnections",
             "PostFrames",
+            *topics,
         }
     ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}

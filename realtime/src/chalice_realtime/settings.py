@@ -22,6 +22,7 @@ STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
 DEFAULT_MAX_TOPICS_PER_CONNECTION = 50
 DEFAULT_SUBSCRIBE_RATE_LIMIT = (60, 60)  # subscribes per user per window of seconds
+DEFAULT_MAX_POSTS_PER_SECOND = 10_000  # API Gateway's default account throttle
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Who issues the tokens `$connect` and `realtime_auth` accept: Firebase Authentication, or any
 # OpenID Connect issuer publishing a JWKS (Cognito user pools, Auth0, Keycloak).
@@ -52,6 +53,8 @@ class RealtimeSettings:
     max_topics_per_connection: int = DEFAULT_MAX_TOPICS_PER_CONNECTION
     subscribe_rate_limit: tuple[int, int] = DEFAULT_SUBSCRIBE_RATE_LIMIT  # (subscribes, seconds) per user
     topic_authorizer: str = ""  # `module:function` deciding who may subscribe; '' refuses every subscribe
+    # Posts per second this process may send at most; the rest of the account's budget is the REST API's.
+    max_posts_per_second: int = DEFAULT_MAX_POSTS_PER_SECOND
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
 
     @property
@@ -99,6 +102,9 @@ class RealtimeSettings:
                 environ, "MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
             ),
             transport=one_of(environ, "REALTIME_TRANSPORT", TRANSPORTS, default="curl"),
+            max_posts_per_second=positive_int(
+                environ, "REALTIME_MAX_POSTS_PER_SECOND", DEFAULT_MAX_POSTS_PER_SECOND
+            ),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
             topics_table=environ.get("TOPICS_TABLE", "realtime-topics"),
             max_topics_per_connection=positive_int(

@@ -494,3 +494,39 @@ def no_registered_authorizer() -> Iterator[None]:
 
     yield
     topics._registered = None
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_the_topic_settings_are_read_and_bad_ones_stop_the_process() -> None:
+    from chalice_realtime import ConfigurationError
+
+    settings = RealtimeSettings.from_env(
+        {
+            "TOPICS_TABLE": "t",
+            "SUBSCRIBE_RATE_LIMIT": "5/10",
+            "MAX_TOPICS_PER_CONNECTION": "3",
+            "TOPIC_AUTHORIZER": "chalicelib.services:may_subscribe",
+        }
+    )
+    assert (settings.topics_table, settings.subscribe_rate_limit) == ("t", (5, 10))
+    assert (settings.max_topics_per_connection, settings.topic_authorizer) == (
+        3,
+        "chalicelib.services:may_subscribe",
+    )
+    defaults = RealtimeSettings.from_env({})
+    assert (defaults.max_topics_per_connection, defaults.subscribe_rate_limit, defaults.topic_authorizer) == (
+        50,
+        (60, 60),
+        "",
+    )
+    for bad in (
+        {"SUBSCRIBE_RATE_LIMIT": "0/10"},
+        {"SUBSCRIBE_RATE_LIMIT": "many"},
+        {"TOPIC_AUTHORIZER": "no_colon"},
+        {"TOPIC_AUTHORIZER": "os:system;rm"},
+        {"MAX_TOPICS_PER_CONNECTION": "0"},
+    ):
+        with pytest.raises(ConfigurationError):
+            RealtimeSettings.from_env(bad)

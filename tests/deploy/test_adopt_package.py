@@ -104,10 +104,11 @@ def test_the_package_has_the_websocket_api_its_routes_and_every_function(templat
 def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permissions(
     template: dict[str, Any],
 ) -> None:
-    assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable"}
+    assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable", "TopicsTable"}
     for name in [*CORE_FUNCTIONS, *NOTIFYING]:
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+        assert variables["TOPICS_TABLE"] == {"Ref": "TopicsTable"}, name
         assert variables["WEBSOCKET_ENDPOINT"] == {
             "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
         }, name
@@ -127,12 +128,15 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "${WebsocketAPI}/api/POST/@connections/*"
         )
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+        # The REST function also reads and settles topics (notify_topic, topic_members, unsubscribe_user).
+        topics = {"TopicSubscribers"} if name == "APIHandler" else set()
         assert set(statements) == {
             "OwnLogGroup",
             "Tracing",
             "FindConnectionsOfUser",
             "DeleteGoneConnections",
             "PostFrames",
+            *topics,
         }
     ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}

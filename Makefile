@@ -184,6 +184,7 @@ bench: install
 	$(PY) -m bench.cost
 	$(PY) -m bench.coldstart
 	$(PY) -m bench.fanout
+	$(PY) -m bench.throttle
 	$(PY) -m bench.e2e
 	$(PY) -m bench.tabs
 	$(PY) -m bench.package_size

@@ -12,7 +12,10 @@
   API as boto3's `apigatewaymanagementapi` client calls it; unknown ids get 410
   `GoneException` exactly as AWS answers. Signatures are not checked.
 - Local only: `GET /_health`, `GET /_connections`, and `GET|PUT|DELETE /_faults`
-  (see `devserver.faults`) so tests can inject 410/429/5xx or dropped connections.
+  (see `devserver.faults`) so tests can inject 410/429/5xx or dropped connections;
+  `GET|PUT|DELETE /_throttle` (`{"rate": 5000, "burst": 2500}`, or `--throttle-rate` and
+  `--throttle-burst`) puts the Management API behind a token bucket, as API Gateway's account
+  throttle: a call finding it empty is answered 429 `LimitExceededException`.
   These and the Management API refuse other web pages (`devserver.local_only`);
   `PUT /_faults` takes an `application/json` body only.
 
@@ -48,7 +51,7 @@ from devserver.config import (
     PROJECT_ROOT,
     configure_logging,
 )
-from devserver.faults import ERROR_TYPES, FaultPlan, FaultRule
+from devserver.faults import ERROR_TYPES, AccountThrottle, FaultPlan, FaultRule
 from devserver.lambdas import LambdaFunction
 from devserver.local_only import LocalOnly, origin_of
 
@@ -114,6 +117,7 @@ class Gateway:
         idle_timeout: float = AWS_IDLE_TIMEOUT_SECONDS,
         max_connection_age: float = AWS_MAX_CONNECTION_AGE_SECONDS,
         faults: FaultPlan | None = None,
+        throttle: AccountThrottle | None = None,
         workers: int = 16,
         local_only: LocalOnly | None = None,
     ) -> None:
@@ -123,6 +127,7 @@ class Gateway:
         self._idle_timeout = idle_timeout
         self._max_age = max_connection_age
         self.faults = faults or FaultPlan()
+        self.throttle = throttle or AccountThrottle()
         # Who may call the local control routes and the Management API: no web page unless named.
         self._local_only = local_only or LocalOnly(frozenset())
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
@@ -138,6 +143,9 @@ class Gateway:
         app.router.add_put("/_faults", self._put_faults)
         app.router.add_post("/_faults", self._put_faults)
         app.router.add_delete("/_faults", self._delete_faults)
+        app.router.add_get("/_throttle", self._get_throttle)
+        app.router.add_put("/_throttle", self._put_throttle)
+        app.router.add_delete("/_throttle", self._delete_throttle)
         for prefix in ("", "/{stage}"):
             resource = app.router.add_resource(prefix + "/@connections/{connection_id}")
             resource.add_route("POST", self._post_to_connection)
@@ -375,6 +383,9 @@ class Gateway:
         self, request: web.Request, operation: str
     ) -> tuple[LiveConnection | None, web.StreamResponse | None]:
         connection_id = request.match_info["connection_id"]
+        if not self.throttle.admit():
+            # What API Gateway answers over the account's throttle, before it looks at the connection.
+            return None, _error(429, {"message": "Too Many Requests"})
         fault = self.faults.decide(operation, connection_id)
         if fault is not None:
             return None, _fault_response(request, fault)
@@ -406,6 +417,21 @@ class Gateway:
     async def _delete_faults(self, _request: web.Request) -> web.Response:
         self.faults.replace([])
         return _json(200, self.faults.to_json())
+
+    async def _get_throttle(self, _request: web.Request) -> web.Response:
+        return _json(200, self.throttle.to_json())
+
+    async def _put_throttle(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            self.throttle.set(float(body.get("rate", 0)), float(body.get("burst", 0)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _json(400, {"message": f"bad throttle: {exc}"})
+        return _json(200, self.throttle.to_json())
+
+    async def _delete_throttle(self, _request: web.Request) -> web.Response:
+        self.throttle.set(0, 0)
+        return _json(200, self.throttle.to_json())
 
 
 def _fault_response(request: web.Request, fault: FaultRule) -> web.StreamResponse:
@@ -458,6 +484,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-connection-age", type=float, default=AWS_MAX_CONNECTION_AGE_SECONDS)
     parser.add_argument("--page-origin", default="http://127.0.0.1:8080", help="the demo page's origin")
     parser.add_argument("--app-dir", type=Path, default=PROJECT_ROOT, help="the Chalice app's folder")
+    parser.add_argument(
+        "--throttle-rate", type=float, default=0, help="Management API calls/s admitted (0: all)"
+    )
+    parser.add_argument("--throttle-burst", type=float, default=0, help="the throttle's bucket size")
     args = parser.parse_args(argv)
     configure_logging()
     gateway = Gateway(
@@ -466,6 +496,7 @@ def main(argv: list[str] | None = None) -> None:
         idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age,
         local_only=LocalOnly(frozenset({args.page_origin, origin_of(args.host, args.port)})),
+        throttle=AccountThrottle(args.throttle_rate, args.throttle_burst),
     )
     web.run_app(
         gateway.application(), host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=2

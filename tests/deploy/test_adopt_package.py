@@ -1,9 +1,9 @@
 """`chalice package` of a brand-new app that adopted the core as docs/adopt.md says (`chalice new-project`,
 the wheel in requirements.txt with extras, `chalice-realtime infra` naming an SNS handler and a schedule).
 
-The app's dependency layer is built once (about a minute on a clean clone) and kept in this
-project's `.chalice/deployments/` beside the project's own, under Chalice's own cache name
-(the hash of the app's requirements.txt), so later runs reuse it.
+The app's dependency layer is built once per wheel (about a minute on a clean clone) and kept in this
+project's `.chalice/deployments/` beside the project's own, named by the wheel's digest and Chalice's
+own cache name (the hash of the app's requirements.txt), so later runs with the same core reuse it.
 """
 
 from __future__ import annotations
@@ -52,10 +52,14 @@ def packaged_adopter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The adopting app's `chalice package` output directory (`sam.json`, the zips)."""
     app_dir = create_adopting_app(tmp_path_factory.mktemp("adopter"))
     layer = _layer_name(app_dir)
+    # Chalice names the layer by requirements.txt alone; the wheel it names changes with the core's code,
+    # so the copy kept here is named by the wheel's digest too and never serves a stale core.
+    (wheel,) = (app_dir / "wheels").glob("*.whl")
+    kept = LAYER_CACHE / f"{hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]}-{layer}"
     deployments = app_dir / ".chalice" / "deployments"
     deployments.mkdir()
-    if (LAYER_CACHE / layer).exists():
-        shutil.copy(LAYER_CACHE / layer, deployments / layer)
+    if kept.exists():
+        shutil.copy(kept, deployments / layer)
     result = subprocess.run(
         [str(CHALICE), "package", "--stage", "dev", "--merge-template", "realtime-resources.json", "out"],
         cwd=app_dir,
@@ -65,9 +69,9 @@ def packaged_adopter(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     assert result.returncode == 0, f"chalice package:\n{result.stdout}\n{result.stderr}"
-    if not (LAYER_CACHE / layer).exists() and (deployments / layer).exists():
+    if not kept.exists() and (deployments / layer).exists():
         LAYER_CACHE.mkdir(parents=True, exist_ok=True)
-        shutil.copy(deployments / layer, LAYER_CACHE / layer)
+        shutil.copy(deployments / layer, kept)
     return app_dir / "out"
 
 
@@ -100,10 +104,11 @@ def test_the_package_has_the_websocket_api_its_routes_and_every_function(templat
 def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permissions(
     template: dict[str, Any],
 ) -> None:
-    assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable"}
+    assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable", "TopicsTable"}
     for name in [*CORE_FUNCTIONS, *NOTIFYING]:
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+        assert variables["TOPICS_TABLE"] == {"Ref": "TopicsTable"}, name
         assert variables["WEBSOCKET_ENDPOINT"] == {
             "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
         }, name
@@ -123,12 +128,15 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "${WebsocketAPI}/api/POST/@connections/*"
         )
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+        # The REST function also reads and settles topics (notify_topic, topic_members, unsubscribe_user).
+        topics = {"TopicSubscribers"} if name == "APIHandler" else set()
         assert set(statements) == {
             "OwnLogGroup",
             "Tracing",
             "FindConnectionsOfUser",
             "DeleteGoneConnections",
             "PostFrames",
+            *topics,
         }
     ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}

@@ -20,6 +20,9 @@ from .transports import TRANSPORTS
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
+DEFAULT_MAX_TOPICS_PER_CONNECTION = 50
+DEFAULT_SUBSCRIBE_RATE_LIMIT = (60, 60)  # subscribes per user per window of seconds
+DEFAULT_MAX_POSTS_PER_SECOND = 10_000  # API Gateway's default account throttle
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Who issues the tokens `$connect` and `realtime_auth` accept: Firebase Authentication, or any
 # OpenID Connect issuer publishing a JWKS (Cognito user pools, Auth0, Keycloak).
@@ -46,6 +49,12 @@ class RealtimeSettings:
     connections_table: str = "realtime-connections"
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
     transport: str = "curl"
+    topics_table: str = "realtime-topics"
+    max_topics_per_connection: int = DEFAULT_MAX_TOPICS_PER_CONNECTION
+    subscribe_rate_limit: tuple[int, int] = DEFAULT_SUBSCRIBE_RATE_LIMIT  # (subscribes, seconds) per user
+    topic_authorizer: str = ""  # `module:function` deciding who may subscribe; '' refuses every subscribe
+    # Posts per second this process may send at most; the rest of the account's budget is the REST API's.
+    max_posts_per_second: int = DEFAULT_MAX_POSTS_PER_SECOND
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
 
     @property
@@ -93,7 +102,16 @@ class RealtimeSettings:
                 environ, "MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
             ),
             transport=one_of(environ, "REALTIME_TRANSPORT", TRANSPORTS, default="curl"),
+            max_posts_per_second=positive_int(
+                environ, "REALTIME_MAX_POSTS_PER_SECOND", DEFAULT_MAX_POSTS_PER_SECOND
+            ),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
+            topics_table=environ.get("TOPICS_TABLE", "realtime-topics"),
+            max_topics_per_connection=positive_int(
+                environ, "MAX_TOPICS_PER_CONNECTION", DEFAULT_MAX_TOPICS_PER_CONNECTION
+            ),
+            subscribe_rate_limit=rate(environ, "SUBSCRIBE_RATE_LIMIT", DEFAULT_SUBSCRIBE_RATE_LIMIT),
+            topic_authorizer=import_path(environ, "TOPIC_AUTHORIZER"),
         )
 
 
@@ -153,6 +171,27 @@ def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
         raise ConfigurationError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
+
+
+def rate(environ: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """`environ[name]` as `<requests>/<seconds>`, `default` when unset; else a `ConfigurationError`."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    match = re.fullmatch(r"([0-9]+)\s*/\s*([0-9]+)", raw)
+    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+        raise ConfigurationError(
+            f"{name} must be <requests>/<seconds> with both at least 1, like 60/60, not {raw!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def import_path(environ: Mapping[str, str], name: str) -> str:
+    """`environ[name]` as `package.module:function` ('' when unset); `ConfigurationError` otherwise."""
+    raw = environ.get(name, "").strip()
+    if raw and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", raw):
+        raise ConfigurationError(f"{name} must name a function as package.module:function, not {raw!r}")
+    return raw
 
 
 def one_of(environ: Mapping[str, str], name: str, choices: tuple[str, ...], *, default: str) -> str:

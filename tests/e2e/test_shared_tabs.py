@@ -372,6 +372,8 @@ def test_two_tabs_showing_two_rooms_each_get_only_their_rooms_frames_over_one_co
         expect(any_room_frames(tab)).to_have_count(2)  # its own room's two, none of the other's
     expect(tabs[1].get_by_test_id("room-message").last).to_contain_text(f"in {rooms[1]}, message 2")
     assert len(live_connections_of(stack, uid)) == 1
+    for room_id in rooms:  # both rooms subscribed, by the user's one connection
+        assert presence(stack, token, room_id) == [uid]
 
 
 def test_after_a_handover_every_remaining_tab_keeps_its_room(new_tab: OpenTab, stack: LocalStack) -> None:
@@ -410,4 +412,5 @@ def test_after_a_handover_every_remaining_tab_keeps_its_room(new_tab: OpenTab, s
     while (users := presence(stack, token, lobby)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert users == []
-    assert presence(stack, token, rooms[0]) == [uid]
+    for room_id in rooms:
+        assert presence(stack, token, room_id) == [uid]

@@ -47,6 +47,8 @@ class RealtimeSettings:
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
     transport: str = "curl"
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
+    fanout_queue_url: str = ""  # the fan-out workers' SQS queue; '' delivers every notify inline
+    notify_budget_seconds: float = 1.0  # what a notify spends delivering before it hands the rest on
 
     @property
     def is_local(self) -> bool:
@@ -91,6 +93,8 @@ class RealtimeSettings:
             ),
             transport=one_of(environ, "REALTIME_TRANSPORT", TRANSPORTS, default="curl"),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
+            fanout_queue_url=environ.get("FANOUT_QUEUE_URL", "").strip(),
+            notify_budget_seconds=seconds(environ, "REALTIME_NOTIFY_BUDGET_SECONDS", 1.0, most=25.0),
         )
 
 
@@ -139,6 +143,16 @@ def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
         raise ConfigurationError(f"{name} must be a positive integer, not {raw!r}")
     return int(raw)
+
+
+def seconds(environ: Mapping[str, str], name: str, default: float, *, most: float) -> float:
+    """`environ[name]` as seconds, 0 to `most`, `default` when unset; `ConfigurationError` otherwise."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw) or float(raw) > most:
+        raise ConfigurationError(f"{name} must be a number of seconds from 0 to {most:g}, not {raw!r}")
+    return float(raw)
 
 
 def one_of(environ: Mapping[str, str], name: str, choices: tuple[str, ...], *, default: str) -> str:

@@ -69,16 +69,10 @@ def json_object() -> dict[str, Any]:
     return body
 
 
-class ServiceUnavailable(ChaliceViewError):
-    """503: Chalice answers `{"Code": "ServiceUnavailable", "Message": ...}`."""
-
-    STATUS_CODE = 503
-
-
 def answers_errors[**P, R](view: Callable[P, R]) -> Callable[P, R]:
     """The features' two error bases as HTTP answers, the same on every route that uses a feature:
-    `RequestRefused` is a 400, `TooManyRequests` a 429 with `Retry-After` and `TemporarilyUnavailable`
-    a 503, each carrying the feature's message. Anything else stays a logged 500 that leaks nothing."""
+    `RequestRefused` is a 400, `TooManyRequests` a 429 and `TemporarilyUnavailable` a 503, both with
+    `Retry-After`, each carrying the feature's message. Anything else stays a logged 500 leaking nothing."""
 
     @functools.wraps(view)
     def answered(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -88,20 +82,22 @@ def answers_errors[**P, R](view: Callable[P, R]) -> Callable[P, R]:
             raise BadRequestError(str(exc)) from exc
         except TooManyRequests as exc:
             # Chalice's TooManyRequestsError carries no headers: the answer is built here, in its shape.
-            return cast(R, too_many_requests(exc))
+            return cast(R, retry_later(429, "TooManyRequestsError", exc, exc.retry_after))
         except TemporarilyUnavailable as exc:
-            # Our fault and temporary (a job recorded but not queued): the same request may be sent again.
-            raise ServiceUnavailable(str(exc)) from exc
+            # Our fault and temporary (a job recorded but not queued, the request counters failing): the
+            # same request may be sent again.
+            return cast(R, retry_later(503, "ServiceUnavailable", exc, exc.retry_after))
 
     return answered
 
 
-def too_many_requests(exc: TooManyRequests) -> Response:
-    """429 `{"Code": "TooManyRequestsError", "Message": ...}` with `Retry-After` in whole seconds."""
+def retry_later(status: int, code: str, exc: Exception, retry_after: int) -> Response:
+    """`{"Code": code, "Message": ...}` in Chalice's error shape, with `Retry-After` in whole seconds
+    (Chalice's own errors carry no headers)."""
     return Response(
-        body={"Code": "TooManyRequestsError", "Message": str(exc)},
-        status_code=429,
-        headers={"Retry-After": str(exc.retry_after)},
+        body={"Code": code, "Message": str(exc)},
+        status_code=status,
+        headers={"Retry-After": str(retry_after)},
     )
 
 

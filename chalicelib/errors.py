@@ -18,7 +18,12 @@ class RequestRefused(ValueError):
 
 
 class TemporarilyUnavailable(RuntimeError):
-    """A service the feature needs failed; the same request may be sent again later (503)."""
+    """A service the feature needs failed; the same request may be sent again later (503). `retry_after`:
+    whole seconds after which that is worth trying, sent as `Retry-After`."""
+
+    def __init__(self, message: str, *, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
 
 
 class TooManyRequests(Exception):

@@ -13,26 +13,35 @@ current windows.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chalicelib import aws
 from chalicelib.clock import Clock
-from chalicelib.errors import TooManyRequests
+from chalicelib.errors import TemporarilyUnavailable, TooManyRequests
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient
+
+logger = logging.getLogger(__name__)
 
 # A counter outlives its window by this much before DynamoDB's TTL may delete it.
 TTL_SLACK_SECONDS = 60
 # The limited actions: `POST /jobs` and `POST /messages`.
 SUBMIT_JOB = "submit-job"
 SEND_MESSAGE = "send-message"
+# What a caller is told to wait when the counters cannot be read: botocore has retried already.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+
+class RatesUnavailable(TemporarilyUnavailable):
+    """The request could not be counted (the rate-limits table failed): refused, never let through."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +102,19 @@ class RequestRates:
             )
         except ClientError as exc:
             if aws.error_code(exc) != "ConditionalCheckFailedException":
-                raise
+                raise self._unavailable(action, exc) from exc
             raise TooManyRequests(
                 f"too many requests: at most {rate} for this action; retry after the window ends",
                 retry_after=math.ceil(window_end - now),
             ) from None
+        except BotoCoreError as exc:  # unreachable, timed out
+            raise self._unavailable(action, exc) from exc
+
+    def _unavailable(self, action: str, exc: Exception) -> RatesUnavailable:
+        logger.error(
+            "cannot count a request: %s: %s", type(exc).__name__, str(exc)[:200], extra={"action": action}
+        )
+        return RatesUnavailable(
+            "requests cannot be counted right now; please try again shortly",
+            retry_after=UNAVAILABLE_RETRY_AFTER_SECONDS,
+        )

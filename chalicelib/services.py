@@ -103,6 +103,7 @@ class Services:
             self.notifier,
             self.clock,
             max_active=self.settings.max_active_jobs_per_user,
+            max_stage_active=self.settings.max_active_jobs,
         )
 
     @functools.cached_property

@@ -21,6 +21,9 @@ from chalicelib.limits import Rate
 __all__ = ["ConfigurationError", "RealtimeSettings", "Settings", "get_settings"]
 
 DEFAULT_MAX_ACTIVE_JOBS_PER_USER = 3
+# Jobs queued or running on the whole stage: the job runner's reserved concurrency (`.chalice/config.json`),
+# so an admitted job finds a runner instead of waiting in Lambda's queue until it is failed as stale.
+DEFAULT_MAX_ACTIVE_JOBS = 20
 DEFAULT_JOBS_RATE_LIMIT = Rate(10, 60)
 DEFAULT_MESSAGES_RATE_LIMIT = Rate(20, 10)
 
@@ -36,6 +39,7 @@ class Settings:
     stripe_webhook_secret_param: str
     rate_limits_table: str = "realtime-rate-limits"
     max_active_jobs_per_user: int = DEFAULT_MAX_ACTIVE_JOBS_PER_USER  # queued or running
+    max_active_jobs: int = DEFAULT_MAX_ACTIVE_JOBS  # queued or running on the stage, every user's
     jobs_rate_limit: Rate = DEFAULT_JOBS_RATE_LIMIT  # POST /jobs per user
     messages_rate_limit: Rate = DEFAULT_MESSAGES_RATE_LIMIT  # POST /messages per user
 
@@ -58,6 +62,7 @@ class Settings:
             max_active_jobs_per_user=positive_int(
                 environ, "MAX_ACTIVE_JOBS_PER_USER", DEFAULT_MAX_ACTIVE_JOBS_PER_USER
             ),
+            max_active_jobs=positive_int(environ, "MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             jobs_rate_limit=rate(environ, "JOBS_RATE_LIMIT", DEFAULT_JOBS_RATE_LIMIT),
             messages_rate_limit=rate(environ, "MESSAGES_RATE_LIMIT", DEFAULT_MESSAGES_RATE_LIMIT),
         )

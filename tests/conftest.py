@@ -34,6 +34,7 @@ TEST_ENV = {
 # own). Not in the process environment, so the local stack the tests start keeps the shipped defaults.
 FEATURE_TEST_LIMITS = {
     "MAX_ACTIVE_JOBS_PER_USER": "100",
+    "MAX_ACTIVE_JOBS": "1000",
     "JOBS_RATE_LIMIT": "1000/60",
     "MESSAGES_RATE_LIMIT": "1000/60",
 }

@@ -35,6 +35,8 @@ PARAMS_MAX_BYTES = 4096
 # What a user beyond the active-jobs limit is told to wait: a short job's time, after which a retry
 # may find a slot (one of theirs finished, or they cancelled one).
 ACTIVE_JOBS_RETRY_AFTER_SECONDS = 10
+# What a user is told to wait when the stage is full: about the time a short job takes to free a runner.
+STAGE_FULL_RETRY_AFTER_SECONDS = 30
 SUBMIT_FIELDS = {"kind", "params"}
 
 
@@ -60,6 +62,7 @@ class JobQueue:
         clock: Clock,
         *,
         max_active: int = 3,
+        max_stage_active: int = 20,
     ) -> None:
         self._store = store
         self._kinds = kinds
@@ -68,6 +71,7 @@ class JobQueue:
         self._notifier = notifier
         self._clock = clock
         self._max_active = max_active
+        self._max_stage_active = max_stage_active
 
     def submit(self, owner: str, request: dict[str, Any]) -> Job:
         """Validate `{"kind", "params"}`, record the job as queued and publish it to the topic.
@@ -105,13 +109,10 @@ class JobQueue:
         # Counted after storing, every active job included: of parallel submits, the one counting last sees
         # every other admitted one, so never more than `max_active` are admitted (in a race, maybe fewer).
         since_ms = now_ms - ACTIVE_HORIZON_SECONDS * 1000
-        if self._store.active_since(owner, since_ms=since_ms) > self._max_active:
+        mine = self._store.active_since(owner, since_ms=since_ms)
+        if refusal := self._refusal(owner, job.job_id, mine):
             self._store.withdraw(owner, job.job_id)  # never published: no runner, no notification
-            raise TooManyRequests(
-                f"you already have {self._max_active} active jobs (queued or running), the most allowed: "
-                "wait for one to finish, or cancel one",
-                retry_after=ACTIVE_JOBS_RETRY_AFTER_SECONDS,
-            )
+            raise refusal
         try:
             self._sns.publish(TopicArn=self._topic_arn, Message=job_message(job), **sns_attributes())
         except Exception as exc:
@@ -125,6 +126,37 @@ class JobQueue:
                 self._notifier.notify(owner, JOBS_UPDATED)
             raise QueueUnavailable("the job could not be queued; please try again") from exc
         return job
+
+    def _refusal(self, owner: str, job_id: str, mine: int) -> TooManyRequests | None:
+        """Why the owner's new job (one of `mine` active) cannot be admitted, or None.
+
+        Per user: at most `max_active`. Per stage: at most `max_stage_active`, the runner's slots; and once
+        half of them are taken, fair share: one active job per user, so a few accounts cannot hold every
+        slot. The stage is counted on the sparse index (eventually consistent: parallel submits of many
+        users may overshoot by the jobs stored within the same moment).
+        """
+        if mine > self._max_active:
+            return TooManyRequests(
+                f"you already have {self._max_active} active jobs (queued or running), the most allowed: "
+                "wait for one to finish, or cancel one",
+                retry_after=ACTIVE_JOBS_RETRY_AFTER_SECONDS,
+            )
+        others = sum(1 for job in self._store.active() if job.job_id != job_id)
+        if others + 1 > self._max_stage_active:
+            logger.warning(
+                "stage job limit reached", extra={"active": others, "limit": self._max_stage_active}
+            )
+            return TooManyRequests(
+                f"the service runs at most {self._max_stage_active} jobs at once, and is full: retry shortly",
+                retry_after=STAGE_FULL_RETRY_AFTER_SECONDS,
+            )
+        if mine > 1 and others >= self._max_stage_active // 2:
+            return TooManyRequests(
+                "the service is busy: one active job per user until it is less busy; wait for yours to "
+                "finish, or cancel it",
+                retry_after=ACTIVE_JOBS_RETRY_AFTER_SECONDS,
+            )
+        return None
 
     def get(self, owner: str, job_id: str) -> Job | None:
         """The owner's job (stale rule applied), or None for an unknown id or someone else's job."""

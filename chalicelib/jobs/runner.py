@@ -117,8 +117,15 @@ class _RunContext:
         return self._clock.now() - self._started
 
     def beat(self) -> None:
-        """The heartbeat thread's write: only `updated_at`."""
-        self._store.beat(self.owner, self.job_id, token=self._token, now_ms=epoch_ms(self._clock.now()))
+        """The heartbeat thread's write: only `updated_at`. Once the cancel is known it keeps beating, so a
+        job in a long step is not taken for dead (and failed as stale) before its runner can stop it."""
+        self._store.beat(
+            self.owner,
+            self.job_id,
+            token=self._token,
+            now_ms=epoch_ms(self._clock.now()),
+            notice_cancel=not self.cancelled.is_set(),
+        )
 
     def _check(self) -> None:
         if self.lease_lost.is_set():
@@ -164,8 +171,7 @@ class _Heartbeat:
                 self._context.lease_lost.set()
                 return
             except JobCancelled:
-                self._context.cancelled.set()
-                return
+                self._context.cancelled.set()  # the kind stops at its next check; beats go on until then
             except Exception:
                 # A missed beat is harmless; only a long run of them makes the job look stale.
                 logger.warning("heartbeat failed", exc_info=True, extra={"job_id": self._context.job_id})
@@ -255,6 +261,9 @@ class JobRunner:
         except LeaseLost:
             logger.warning("job was written off before it finished", extra={"job_id": job.job_id})
             return RunOutcome.LEASE_LOST
+        except JobCancelled:
+            # Cancelled after its last check: the 202 the owner got means it ends cancelled, not succeeded.
+            return self._stop_cancelled(job, token)
         logger.info(
             "job finished", extra={"job_id": job.job_id, "kind": job.kind, "failed": error is not None}
         )

@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 ACTIVE_INDEX = "active_jobs"
 ACTIVE_SHARDS = 4
 ERROR_MAX_CHARS = 500
+ANY_TIME_MS = 2**53  # later than any `updated_at`
 # `GET /jobs`: an owner's jobs, whose cursors name one of that owner's job ids.
 JOBS_OF_OWNER = Listing(("owner", "job_id"), accepts_start=lambda key: is_job_id(key["job_id"].get("S")))
 
@@ -146,6 +147,11 @@ class JobStore:
                 if not response.get("LastEvaluatedKey"):
                     break
                 args["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def active(self) -> list[ActiveJob]:
+        """Every queued or running job of the stage, from the sparse index (eventually consistent: a job
+        stored a moment ago may be missing)."""
+        return list(self.active_older_than(ANY_TIME_MS))
 
     def active_since(self, owner: str, *, since_ms: int) -> int:
         """How many of the owner's jobs created from `since_ms` on are queued or running: one strongly
@@ -274,14 +280,24 @@ class JobStore:
             {":cancelled": {"S": CANCELLED}, ":now": {"N": str(now_ms)}},
         )
 
-    def beat(self, owner: str, job_id: str, *, token: str, now_ms: int, progress: int | None = None) -> None:
+    def beat(
+        self,
+        owner: str,
+        job_id: str,
+        *,
+        token: str,
+        now_ms: int,
+        progress: int | None = None,
+        notice_cancel: bool = True,
+    ) -> None:
         """Refresh the heartbeat (and progress) of a job this runner holds; `LeaseLost` if it does not,
-        `JobCancelled` if its owner cancelled it."""
+        `JobCancelled` if its owner cancelled it (unless `notice_cancel` is False: the runner knows, and keeps
+        the job alive until it stops)."""
         update = "SET updated_at = :now" + (", progress = :progress" if progress is not None else "")
         values: dict[str, Any] = {":now": {"N": str(now_ms)}}
         if progress is not None:
             values[":progress"] = {"N": str(progress)}
-        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=True)
+        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=notice_cancel)
 
     def finish(
         self,
@@ -293,7 +309,8 @@ class JobStore:
         result: dict[str, Any] | None = None,
         error: str | None = None,
     ) -> None:
-        """running -> succeeded (with `result`) or failed (with `error`); `LeaseLost` if not this runner's."""
+        """running -> succeeded (with `result`) or failed (with `error`); `LeaseLost` if not this runner's,
+        `JobCancelled` if its owner cancelled it meanwhile (the cancel was accepted: it ends cancelled)."""
         values: dict[str, Any] = {":now": {"N": str(now_ms)}}
         if error is None:
             update = "SET #s = :succeeded, progress = :hundred, #r = :result"
@@ -308,7 +325,7 @@ class JobStore:
             update = "SET #s = :failed, #e = :error"
             values.update({":failed": {"S": FAILED}, ":error": {"S": error[:ERROR_MAX_CHARS]}})
         update += ", updated_at = :now, finished_at = :now REMOVE active_shard"
-        self._guarded_update(owner, job_id, token, update, values)
+        self._guarded_update(owner, job_id, token, update, values, unless_cancelled=True)
 
     def fail_queued(self, owner: str, job_id: str, *, error: str, now_ms: int) -> bool:
         """queued -> failed (the publish failed); False if the job had already left `queued`."""

@@ -93,7 +93,7 @@ def test_a_revoked_token_is_refused_when_checking_and_accepted_by_default(
     assert connect(client, new_token, "fresh-1") == 200
 
     # Off (the default): the old token still verifies, here and on the stack's REST server.
-    assert FirebaseVerifier(emulator.project_id).verify(old_token) == uid
+    assert FirebaseVerifier(emulator.project_id, allow_emulator=True).verify(old_token) == uid
     response = requests.get(
         f"{emulator.rest_url}/me", headers={"Authorization": f"Bearer {old_token}"}, timeout=10
     )

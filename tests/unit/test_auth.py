@@ -115,3 +115,31 @@ def test_token_never_appears_in_the_logs(
     for token in (bad, good):
         assert token not in logged
         assert token.split(".")[1] not in logged
+
+
+def test_a_fresh_token_from_a_clock_a_few_seconds_ahead_is_accepted(
+    client: Client, tokens: TokenFactory
+) -> None:
+    """Google's clock ahead of Lambda's by 5 s: `iat` is in the future here, within the 10 s of leeway."""
+    now = int(time.time())
+    token = tokens.mint("alice", iat=now + 5, auth_time=now + 5)
+    response = client.http.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert json.loads(response.body) == {"user_id": "alice"}
+
+
+def test_the_verifier_refuses_everything_while_the_emulator_is_set_unless_it_is_the_local_stack(
+    tokens: TokenFactory, firebase_certs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A function deployed with the emulator variable (whatever its APP_STAGE) must not take unsigned tokens:
+    firebase-admin then skips the signature check, so the verifier itself refuses to verify."""
+    from chalice_realtime.auth import AuthUnavailable, FirebaseVerifier
+
+    monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
+    forged = tokens.unsigned("mallory")
+    with pytest.raises(AuthUnavailable, match="FIREBASE_AUTH_EMULATOR_HOST"):
+        FirebaseVerifier("test-project").verify(forged)
+    with pytest.raises(AuthUnavailable):
+        FirebaseVerifier("test-project").verify(tokens.mint("alice"))  # nothing is verified at all
+    # What it would let in: the local stack's verifier takes the unsigned token.
+    assert FirebaseVerifier("test-project", allow_emulator=True).verify(forged) == "mallory"

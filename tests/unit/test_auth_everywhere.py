@@ -174,7 +174,8 @@ def test_without_the_stage_guard_the_emulator_variable_would_let_unsigned_tokens
     # With it (a fresh firebase-admin app reads it on first use): accepted, for any uid the token names.
     monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", "127.0.0.1:9")
     emulated = TokenFactory("emulator-guard-demo", tokens.key)
-    assert FirebaseVerifier("emulator-guard-demo").verify(emulated.unsigned("mallory")) == "mallory"
+    verifier = FirebaseVerifier("emulator-guard-demo", allow_emulator=True)  # the local stack's
+    assert verifier.verify(emulated.unsigned("mallory")) == "mallory"
 
 
 def test_revocation_checks_without_a_google_credential_refuse_rather_than_skip_the_check(

@@ -32,6 +32,7 @@ class Gateway:
         self.open = set(open_ids or ())
         self.closed: list[str] = []
         self.on_delete: Any = None
+        self.failing: set[str] = set()  # closes that fail (429, 5xx, timeout after the transport's retries)
 
     def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
         return [Outcome.DELIVERED if cid in self.open else Outcome.GONE for cid in connection_ids]
@@ -39,6 +40,8 @@ class Gateway:
     def delete_connection(self, connection_id: str) -> Outcome:
         if self.on_delete is not None:
             self.on_delete(connection_id)
+        if connection_id in self.failing:
+            return Outcome.FAILED
         if connection_id not in self.open:
             return Outcome.GONE
         self.open.discard(connection_id)
@@ -134,3 +137,18 @@ def test_an_old_row_answering_410_is_not_retried(
     assert sessions(store, gateway).connect("d", bearer(tokens, "alice"), None).status == 200
     assert attempts == ["stale"]
     assert store.connection_ids_of("alice") == ["b", "c", "d"]
+
+
+def test_an_oldest_connection_whose_close_fails_keeps_its_row(
+    store: ConnectionStore, tokens: TokenFactory, firebase_certs: Any
+) -> None:
+    """DELETE @connections still failing after the transport's retries (429, 5xx, timeout): the socket may
+    still be open, so its row stays; deleted, the socket would answer pings and hear no notify for 2 h."""
+    gateway = Gateway({"a", "b", "c"})
+    gateway.failing.add("a")
+    for n, cid in enumerate("abc"):
+        store.add(Connection(cid, "alice", NOW_MS - 3000 + n))
+    result = sessions(store, gateway).connect("d", bearer(tokens, "alice"), None)
+    assert result.status == 200
+    assert gateway.closed == [] and "a" in gateway.open
+    assert store.connection_ids_of("alice") == ["a", "b", "c", "d"]  # over the cap until the next connect

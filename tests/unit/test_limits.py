@@ -35,6 +35,7 @@ from chalicelib.jobs.store import JobCancelled
 from chalicelib.limits import TTL_SLACK_SECONDS, Rate, RequestRates
 from chalicelib.settings import (
     DEFAULT_JOBS_RATE_LIMIT,
+    DEFAULT_MAX_ACTIVE_JOBS,
     DEFAULT_MAX_ACTIVE_JOBS_PER_USER,
     DEFAULT_MESSAGES_RATE_LIMIT,
     ConfigurationError,
@@ -113,6 +114,7 @@ class Limited:
 # The shipped defaults (the test environment relaxes them for the feature tests).
 DEFAULT_LIMITS = {
     "max_active_jobs_per_user": DEFAULT_MAX_ACTIVE_JOBS_PER_USER,
+    "max_active_jobs": DEFAULT_MAX_ACTIVE_JOBS,
     "jobs_rate_limit": DEFAULT_JOBS_RATE_LIMIT,
     "messages_rate_limit": DEFAULT_MESSAGES_RATE_LIMIT,
 }
@@ -228,6 +230,47 @@ def test_parallel_submits_never_overshoot_the_active_limit(limited: Limited) -> 
     assert limited.post("carol", "/jobs", REPORT).status_code == 429
 
 
+# ---------------------------------------------------------------- the stage's runners, shared fairly
+
+
+def test_a_crowd_of_accounts_cannot_hold_every_runner_slot(limited: Limited) -> None:
+    """Issue 21's case: 7 accounts x 3 jobs would fill the runner's 20 slots. Past half of them, each user
+    gets one active job: the 7 hold 13 at most, and 7 other users still get theirs at once."""
+    accepted: dict[str, int] = {}
+    for n in range(7):
+        for _ in range(3):
+            response = limited.post(f"crowd{n}", "/jobs", REPORT)
+            if response.status_code == 429:
+                assert response.headers["Retry-After"] == "10"
+                assert "one active job per user" in json.loads(response.body)["Message"]
+            accepted[f"crowd{n}"] = accepted.get(f"crowd{n}", 0) + (response.status_code == 202)
+    # Three users take 9 slots; the fourth's first job makes 10 (half); then one each.
+    assert list(accepted.values()) == [3, 3, 3, 1, 1, 1, 1]
+    for n in range(7):
+        limited.submit(f"other{n}")  # 202: a slot for each of them
+    assert len(limited.published()) == 13 + 7 == DEFAULT_MAX_ACTIVE_JOBS
+    assert_429(limited.post("late", "/jobs", REPORT), 30)  # the stage is full
+
+
+@pytest.mark.parametrize("limits", [{"max_active_jobs": 4}])
+def test_a_full_stage_refuses_with_429_and_leaves_nothing_behind(
+    limited: Limited, management_api: Any
+) -> None:
+    connect(limited.client, limited.tokens, "erin", "e1")
+    limited.submit("alice")
+    limited.submit("alice")  # 2 of 4: not yet busy
+    assert_429(limited.post("alice", "/jobs", REPORT), 10)  # busy: a third of alice's waits
+    limited.submit("bob")
+    limited.submit("carol")
+    body = assert_429(limited.post("erin", "/jobs", REPORT), 30)
+    assert "at most 4 jobs at once" in body["Message"]
+    assert limited.jobs("erin") == [] and len(limited.published()) == 4
+    assert received(management_api, "e1") == []
+    # A finished job frees a runner's slot for the next user.
+    assert limited.run(limited.published()[0]) is RunOutcome.RAN
+    limited.submit("erin")
+
+
 # ---------------------------------------------------------------- request rates
 
 
@@ -296,6 +339,24 @@ def test_one_conditional_write_per_request_with_a_ttl(settings: Settings, aws: d
     assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
 
 
+@pytest.mark.parametrize("path", ["/jobs", "/messages"])
+def test_a_failing_rate_limits_table_is_a_503_with_retry_after_and_nothing_done(
+    limited: Limited, management_api: Any, path: str
+) -> None:
+    """Failing closed (nothing let through uncounted), as a temporary error the client may retry."""
+    connect(limited.client, limited.tokens, "bob", "b1")
+    limited.services.dynamodb.delete_table(TableName=limited.services.settings.rate_limits_table)
+    body = REPORT if path == "/jobs" else {"to": "bob", "text": "hi"}
+    response = limited.post("alice", path, body)
+    assert response.status_code == 503, response.body
+    assert response.headers["Retry-After"] == "5"
+    assert json.loads(response.body) == {
+        "Code": "ServiceUnavailable",
+        "Message": "requests cannot be counted right now; please try again shortly",
+    }
+    assert limited.published() == [] and received(management_api, "b1") == []
+
+
 def test_rates_are_read_from_settings() -> None:
     settings = Settings.from_env({**TEST_ENV, "JOBS_RATE_LIMIT": "5/30", "MAX_ACTIVE_JOBS_PER_USER": "2"})
     assert settings.jobs_rate_limit == Rate(5, 30)
@@ -360,6 +421,62 @@ def test_the_heartbeat_finds_a_cancel_too(limited: Limited) -> None:
     with pytest.raises(JobCancelled):
         store.beat("alice", job_id, token="t1", now_ms=3)
     store.finish_cancelled("alice", job_id, token="t1", now_ms=4)
+    assert limited.get("alice", f"/jobs/{job_id}")["status"] == "cancelled"
+
+
+def test_a_cancel_accepted_while_running_is_never_followed_by_succeeded(
+    limited: Limited, management_api: Any
+) -> None:
+    """The owner got 202 `running`; the kind then returned before any progress point: it ends cancelled."""
+    connect(limited.client, limited.tokens, "alice", "a1")
+    answers: list[dict[str, Any]] = []
+
+    @limited.kinds.registry.register("last-step")
+    def last_step(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+        answers.append(json.loads(limited.post("alice", f"/jobs/{ctx.job_id}/cancel").body))
+        return {"done": True}  # no progress write, no sleep: nothing checked the cancel
+
+    job_id = limited.submit("alice", {"kind": "last-step"})
+    assert limited.run(limited.published()[0]) is RunOutcome.CANCELLED
+    assert answers == [{"job_id": job_id, "status": "running"}]
+    job = limited.get("alice", f"/jobs/{job_id}")
+    assert (job["status"], job["result"]) == ("cancelled", None)
+    assert received(management_api, "a1")[-1] == JOBS_UPDATED
+
+
+def test_a_cancelled_job_in_a_long_step_stays_alive_until_it_stops(limited: Limited) -> None:
+    """The heartbeat that found the cancel keeps beating: a long step does not make the job look dead (the
+    sweep would fail it as stale); it ends cancelled when the step returns."""
+    from chalicelib.jobs import STALE_AFTER_SECONDS, JobRunner
+
+    services = limited.services
+    release, started = threading.Event(), threading.Event()
+
+    @limited.kinds.registry.register("long-step")
+    def long_step(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        release.wait(30)  # a step that neither sleeps through ctx nor reports progress
+        return {}
+
+    services.job_runner = JobRunner(
+        services.job_store, services.notifier, limited.kinds.registry, limited.clock, heartbeat_seconds=0.02
+    )
+    job_id = limited.submit("alice", {"kind": "long-step"})
+    outcome: list[RunOutcome] = []
+    runner = threading.Thread(target=lambda: outcome.append(limited.run(limited.published()[0])))
+    runner.start()
+    try:
+        assert started.wait(10)
+        assert json.loads(limited.post("alice", f"/jobs/{job_id}/cancel").body)["status"] == "running"
+        threading.Event().wait(0.3)  # heartbeats find the cancel
+        limited.clock.advance(STALE_AFTER_SECONDS + 30)  # the step goes on for minutes
+        threading.Event().wait(0.3)  # heartbeats at the new time
+        assert services.jobs.sweep() == 0
+        assert limited.get("alice", f"/jobs/{job_id}")["status"] == "running"
+    finally:
+        release.set()
+        runner.join(30)
+    assert outcome == [RunOutcome.CANCELLED]
     assert limited.get("alice", f"/jobs/{job_id}")["status"] == "cancelled"
 
 

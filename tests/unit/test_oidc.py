@@ -272,15 +272,25 @@ def test_a_jwks_endpoint_answering_an_error_or_html_is_unavailable_until_it_reco
     assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"  # a failure is not cached
 
 
-def test_a_failed_discovery_is_retried_on_the_next_token(
+def test_a_failed_discovery_is_remembered_for_the_cooldown_then_retried(
     local_issuer: LocalIssuer, oidc_tokens: OidcTokens
 ) -> None:
-    verifier = verifier_of(local_issuer)
+    """Within 30 s of a failed discovery, tokens are answered AuthUnavailable at once (no fetch, no wait of up
+    to 5 s each); after it, the next token tries again."""
+    now = [1000.0]
+    verifier = verifier_of(local_issuer, clock=lambda: now[0])
     local_issuer.down = True
     with pytest.raises(AuthUnavailable, match="discovery document"):
         verifier.verify(oidc_tokens.id_token("alice"))
+    assert local_issuer.requests[local_issuer.discovery_path] == 1
     local_issuer.down = False
+    now[0] += 29
+    with pytest.raises(AuthUnavailable, match="discovery document"):
+        verifier.verify(oidc_tokens.id_token("alice"))
+    assert local_issuer.requests[local_issuer.discovery_path] == 1  # not fetched again
+    now[0] += 2
     assert verifier.verify(oidc_tokens.id_token("alice")) == "alice"
+    assert local_issuer.requests[local_issuer.discovery_path] == 2
 
 
 def test_cached_keys_keep_verifying_while_the_issuer_is_down(

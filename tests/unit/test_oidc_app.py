@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from chalice_realtime import AuthUnavailable, OidcVerifier
+from chalice_realtime.oidc import REFETCH_COOLDOWN_SECONDS
 
 from chalicelib.settings import Settings
 from tests.apigw import websocket_event
@@ -138,7 +140,13 @@ def test_an_unreachable_issuer_answers_503_at_connect_and_an_uncached_error_on_r
     with pytest.raises(AuthUnavailable, match="discovery document"):
         me(oidc_client, token)
     assert stored_connections(oidc_services) == {}
-    local_issuer.down = False  # back: the same token gets in, nothing was cached from the outage
+    local_issuer.down = False
+    # Within the cooldown the failed discovery is remembered: answered at once, the issuer not asked again.
+    assert connect(oidc_client, "c-1", token)["statusCode"] == 503
+    # Once it has passed, the same token gets in: nothing else was cached from the outage.
+    verifier = oidc_services.realtime.verifier
+    later = time.monotonic() + REFETCH_COOLDOWN_SECONDS + 1
+    verifier._clock = lambda: later
     assert connect(oidc_client, "c-1", token)["statusCode"] == 200
     assert stored_connections(oidc_services) == {"c-1": "alice"}
     assert me(oidc_client, token) == (200, {"user_id": "alice"})

@@ -53,6 +53,38 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], mes
         Settings.from_env(env)
 
 
+def test_the_local_stage_is_refused_on_aws_lambda() -> None:
+    # The Lambda runtime sets AWS_LAMBDA_FUNCTION_NAME; a function deployed with APP_STAGE=local would let
+    # the emulator variable through the stage check.
+    with pytest.raises(ConfigurationError, match="APP_STAGE is 'local' on AWS Lambda"):
+        Settings.from_env(
+            {"APP_STAGE": "local", "AWS_LAMBDA_FUNCTION_NAME": "chalice-realtime-dev-APIHandler"}
+        )
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        "http://abc123.execute-api.eu-west-1.amazonaws.com/api",
+        "http://10.0.0.5:8001",
+        "ftp://x/api",
+        "abc/api",
+    ],
+)
+def test_a_websocket_endpoint_that_would_send_signed_calls_in_clear_is_refused(endpoint: str) -> None:
+    with pytest.raises(ConfigurationError, match="WEBSOCKET_ENDPOINT"):
+        Settings.from_env({"APP_STAGE": "dev", "WEBSOCKET_ENDPOINT": endpoint})
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["https://abc123.execute-api.eu-west-1.amazonaws.com/api/", "http://127.0.0.1:8001"]
+)
+def test_https_or_this_machine_is_a_websocket_endpoint(endpoint: str) -> None:
+    assert Settings.from_env({"WEBSOCKET_ENDPOINT": endpoint}).realtime.websocket_endpoint == endpoint.rstrip(
+        "/"
+    )
+
+
 def test_app_refuses_to_start_on_a_non_local_stage_with_the_emulator_set() -> None:
     import os
     import subprocess

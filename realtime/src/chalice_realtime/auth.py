@@ -7,12 +7,18 @@ Lambdas of an app (a job runner, a webhook) never verify a token.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from typing import Any, Protocol
 
 logger = logging.getLogger(__name__)
 
 BEARER_PREFIX = "bearer "
+# Clock difference tolerated between Google and Lambda for `iat` and `exp` (as OidcVerifier's): a fresh
+# token whose `iat` is a few seconds ahead of this clock is not refused (and its Deny cached).
+CLOCK_SKEW_SECONDS = 10
+# With this variable set, firebase-admin accepts tokens it never checked the signature of.
+EMULATOR_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
 
 
 class InvalidToken(Exception):
@@ -46,11 +52,15 @@ class FirebaseVerifier:
 
         verifier = FirebaseVerifier("my-project")
         uid = verifier.verify(id_token)
+
+    Unless `allow_emulator` (the local stack), it verifies nothing while `FIREBASE_AUTH_EMULATOR_HOST`
+    is set, whatever the stage says: firebase-admin would accept unsigned tokens.
     """
 
-    def __init__(self, project_id: str, *, check_revoked: bool = False) -> None:
+    def __init__(self, project_id: str, *, check_revoked: bool = False, allow_emulator: bool = False) -> None:
         self._project_id = project_id
         self._check_revoked = check_revoked
+        self._allow_emulator = allow_emulator
         self._app: Any = None
         self._lock = threading.Lock()
 
@@ -58,11 +68,20 @@ class FirebaseVerifier:
         """Return the token's uid or raise `InvalidToken` with the reason."""
         if not token:
             raise InvalidToken("no token")
+        # firebase-admin reads the variable from the process environment at each verification: so do we.
+        if os.environ.get(EMULATOR_VARIABLE) and not self._allow_emulator:
+            logger.error("%s is set: firebase-admin would take unsigned tokens; refusing", EMULATOR_VARIABLE)
+            raise AuthUnavailable(f"{EMULATOR_VARIABLE} is set outside the local stack")
         import google.auth.exceptions
         from firebase_admin import auth, exceptions
 
         try:
-            claims = auth.verify_id_token(token, app=self._firebase_app(), check_revoked=self._check_revoked)
+            claims = auth.verify_id_token(
+                token,
+                app=self._firebase_app(),
+                check_revoked=self._check_revoked,
+                clock_skew_seconds=CLOCK_SKEW_SECONDS,
+            )
         except auth.UserNotFoundError as exc:
             # Revocation checks look the user up: the account was deleted after the token was issued.
             raise InvalidToken("the user no longer exists") from exc

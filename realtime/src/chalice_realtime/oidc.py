@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -66,6 +67,7 @@ class OidcVerifier:
         lifespan: float = JWKS_LIFESPAN_SECONDS,
         cooldown: float = REFETCH_COOLDOWN_SECONDS,
         timeout: float = FETCH_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.issuer = issuer
         self.audiences = frozenset(audiences)
@@ -76,6 +78,10 @@ class OidcVerifier:
         self._timeout = timeout
         self._client: PyJWKClient | None = None
         self._lock = threading.Lock()
+        self._clock = clock
+        # When discovery last failed: for a cooldown, tokens are answered AuthUnavailable at once instead of
+        # each waiting up to `timeout` for an issuer that just failed.
+        self._discovery_failed_at: float | None = None
 
     def verify(self, token: str) -> str:
         """Return the token's `sub`, or raise `InvalidToken` (refused) or `AuthUnavailable` (the
@@ -171,7 +177,20 @@ class OidcVerifier:
         return self._client
 
     def _discover_jwks_url(self) -> str:
-        """The `jwks_uri` of the issuer's discovery document (fetched once per process)."""
+        """The `jwks_uri` of the issuer's discovery document (fetched once per process; after a failure, not
+        again for the cooldown)."""
+        failed_at = self._discovery_failed_at
+        if failed_at is not None and self._clock() - failed_at < self._cooldown:
+            raise AuthUnavailable("the issuer's discovery document could not be fetched moments ago")
+        try:
+            jwks_url = self._fetch_jwks_url()
+        except AuthUnavailable:
+            self._discovery_failed_at = self._clock()
+            raise
+        self._discovery_failed_at = None
+        return jwks_url
+
+    def _fetch_jwks_url(self) -> str:
         url = self.issuer.rstrip("/") + DISCOVERY_PATH
         try:
             document = json.loads(fetch(url, self._timeout))

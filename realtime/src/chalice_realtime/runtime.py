@@ -130,7 +130,11 @@ def verifier_for(settings: RealtimeSettings) -> TokenVerifier:
             jwks_url=settings.oidc_jwks_url,
             token_uses=settings.oidc_token_uses,
         )
-    return FirebaseVerifier(settings.firebase_project_id, check_revoked=settings.check_revoked_tokens)
+    return FirebaseVerifier(
+        settings.firebase_project_id,
+        check_revoked=settings.check_revoked_tokens,
+        allow_emulator=settings.is_local,
+    )
 
 
 _current: Realtime | None = None

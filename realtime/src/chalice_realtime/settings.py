@@ -64,6 +64,9 @@ class RealtimeSettings:
         stage = environ.get("APP_STAGE", "dev")
         if stage not in STAGES:
             raise ConfigurationError(f"APP_STAGE must be one of {', '.join(STAGES)}, not {stage!r}")
+        if stage == "local" and environ.get("AWS_LAMBDA_FUNCTION_NAME"):
+            # Set by the Lambda runtime: `local` there would let the emulator's unsigned tokens in.
+            raise ConfigurationError("APP_STAGE is 'local' on AWS Lambda; set the stage's name (dev, prod)")
         emulator = environ.get("FIREBASE_AUTH_EMULATOR_HOST", "")
         if emulator and stage != "local":
             # firebase-admin accepts unsigned tokens when this is set: anyone could sign in as anyone.
@@ -86,7 +89,7 @@ class RealtimeSettings:
             auth_emulator_host=emulator,
             check_revoked_tokens=flag(environ, "FIREBASE_CHECK_REVOKED"),
             **oidc,
-            websocket_endpoint=environ.get("WEBSOCKET_ENDPOINT", "").rstrip("/"),
+            websocket_endpoint=websocket_endpoint(environ),
             connections_table=environ.get("CONNECTIONS_TABLE", "realtime-connections"),
             max_connections_per_user=positive_int(
                 environ, "MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
@@ -128,6 +131,15 @@ def oidc_settings(environ: Mapping[str, str]) -> dict[str, Any]:
         "oidc_jwks_url": jwks_url,
         "oidc_token_uses": token_uses,
     }
+
+
+def websocket_endpoint(environ: Mapping[str, str]) -> str:
+    """`WEBSOCKET_ENDPOINT` without its trailing slash: https://, or http:// to this machine only (the local
+    stack). The notifier signs its Management API calls: over http:// the signature would travel in clear."""
+    endpoint = environ.get("WEBSOCKET_ENDPOINT", "").strip().rstrip("/")
+    if endpoint and (problem := url_problem(endpoint)):
+        raise ConfigurationError(f"WEBSOCKET_ENDPOINT {endpoint!r}: {problem}")
+    return endpoint
 
 
 def words(environ: Mapping[str, str], name: str) -> tuple[str, ...]:

@@ -166,26 +166,31 @@ class WebsocketSessions:
             return ()
         oldest = existing[:excess]
         others = [c for c in oldest if c.connection_id != new_id]
-        still_connecting = {c.connection_id for c in self._close_all(others)}
-        # A row whose connection could not be closed because its $connect is still running stays: deleted,
-        # that socket would open with no row. It is over the cap until the next connect or notify.
-        self._store.remove_many([c.connection_id for c in others if c.connection_id not in still_connecting])
+        kept = {c.connection_id for c in self._close_all(others)}
+        # A row whose socket may still be open stays: its $connect still running (410 while young), or the
+        # close failed (429, 5xx, timeout). Deleted, that socket would stay open, answering pings, with no
+        # row for any notify to find. It is over the cap until the next connect or notify.
+        self._store.remove_many([c.connection_id for c in others if c.connection_id not in kept])
         logger.info("closed oldest connections beyond the cap", extra={"user_id": user_id, "count": excess})
         return tuple(c.connection_id for c in oldest)
 
     def _close_all(self, connections: list[Connection]) -> list[Connection]:
-        """Close each connection; those still answering 410 while young enough to be connecting."""
+        """Close each connection; those whose rows must stay: the close failed, or the connection still
+        answered 410 while young enough to be connecting."""
         now_ms = self._now_ms()
+        not_closed: list[Connection] = []
         for attempt in range(CLOSE_RETRIES + 1):
-            # 410 for a connection stored moments ago: its own $connect may still be running (the gateway
-            # knows it only once that returns), so the close is tried again shortly.
-            connections = [
-                c
-                for c in connections
-                if self._transport.delete_connection(c.connection_id) is Outcome.GONE
-                and now_ms - c.connected_at < IN_FLIGHT_MS
-            ]
+            connecting: list[Connection] = []
+            for c in connections:
+                outcome = self._transport.delete_connection(c.connection_id)
+                if outcome is Outcome.FAILED:
+                    not_closed.append(c)
+                # 410 for a connection stored moments ago: its own $connect may still be running (the
+                # gateway knows it only once that returns), so the close is tried again shortly.
+                elif outcome is Outcome.GONE and now_ms - c.connected_at < IN_FLIGHT_MS:
+                    connecting.append(c)
+            connections = connecting
             if not connections or attempt == CLOSE_RETRIES:
-                return connections
+                break
             self._clock.sleep(CLOSE_RETRY_SECONDS)
-        return connections
+        return not_closed + connections

@@ -24,6 +24,9 @@ LOCAL_FIREBASE_API_KEY = "demo-api-key"
 FAKE_ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 JOBS_TOPIC_NAME = "chalice-realtime-jobs"
+# The queue the core's `fanout_worker` is registered on (chalice_realtime's blueprint): the local stack
+# creates it (with a dead-letter queue) and runs the worker on its messages as Lambda's poller would.
+FANOUT_QUEUE_NAME = "realtime-fanout"
 # API Gateway's limits (DESIGN.md, "Facts"): a connection idle this long is closed, and any after this age.
 AWS_IDLE_TIMEOUT_SECONDS = 600.0
 AWS_MAX_CONNECTION_AGE_SECONDS = 7200.0
@@ -134,6 +137,10 @@ class StackConfig:
     def jobs_topic_arn(self) -> str:
         return f"arn:aws:sns:{REGION}:{FAKE_ACCOUNT_ID}:{JOBS_TOPIC_NAME}"
 
+    @property
+    def fanout_queue_url(self) -> str:
+        return f"{self.aws_url}/{FAKE_ACCOUNT_ID}/{FANOUT_QUEUE_NAME}"
+
     def ports(self) -> dict[str, int]:
         return {
             "rest": self.rest_port,
@@ -161,6 +168,7 @@ class StackConfig:
             "PAYMENTS_TABLE": "local-payments",
             "RATE_LIMITS_TABLE": "local-rate-limits",
             "JOBS_TOPIC_ARN": self.jobs_topic_arn,
+            "FANOUT_QUEUE_URL": self.fanout_queue_url,
             "WEBSOCKET_ENDPOINT": self.management_url,
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
         }
@@ -207,7 +215,7 @@ def app_environ(config: StackConfig) -> dict[str, str]:
         for name, value in os.environ.items()
         # A developer's real AWS profile or endpoint must never be used by the local stack.
         if not name.startswith(("AWS_", "FIREBASE_", "STRIPE_"))
-        and name not in {"APP_STAGE", "WEBSOCKET_ENDPOINT", "JOBS_TOPIC_ARN"}
+        and name not in {"APP_STAGE", "WEBSOCKET_ENDPOINT", "JOBS_TOPIC_ARN", "FANOUT_QUEUE_URL"}
         and not name.endswith("_TABLE")
     }
     return {**inherited, **config.app_environment()}

@@ -13,7 +13,8 @@ function's role, so a path that calls something its role does not allow fails
 here, not in production. A new path is one more decorated function.
 
 Paths every notifying flow covers: delivery to a live connection, and a
-connection that is gone (410), whose row is then deleted.
+connection that is gone (410), whose row is then deleted. Some also have a
+connection whose post is refused: its frame is handed to the fan-out queue.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.clock import FakeClock
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
 from tests.firebase_tokens import TokenFactory
+from tests.management_api import FaultRule
 from tests.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
@@ -58,6 +60,7 @@ class Deployment:
     routes_called: set[tuple[str, str]] = field(default_factory=set)
     functions_run: set[str] = field(default_factory=set)
     failures: dict[str, str] = field(default_factory=dict)  # AWS operation -> error code it answers
+    refused: list[FaultRule] = field(default_factory=list)
 
     def prepare(self) -> None:
         """Create what the stack would hold before any function runs (nothing is recorded)."""
@@ -71,6 +74,8 @@ class Deployment:
             Name=env["STRIPE_WEBHOOK_SECRET_PARAM"], Value=STRIPE_SECRET, Type="SecureString"
         )
         self.recorder.websocket_endpoint = env["WEBSOCKET_ENDPOINT"]
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        sqs.create_queue(QueueName=env["FANOUT_QUEUE_URL"].rsplit("/", 1)[1])
 
     def settings_of(self, function: str) -> Settings:
         return Settings.from_env(self.stack.environment(function))
@@ -140,9 +145,15 @@ class Deployment:
         return response
 
     def connect(
-        self, user_id: str, *connection_ids: str, gone: bool = False, connected_at: int | None = None
+        self,
+        user_id: str,
+        *connection_ids: str,
+        gone: bool = False,
+        refused: bool = False,
+        connected_at: int | None = None,
     ) -> None:
-        """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410.
+        """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410, `refused`
+        ones 403 (a frame the notifier hands to the fan-out workers).
 
         `connected_at` (epoch ms) orders them among the user's connections; by default now, and for gone
         ones an hour ago (a 410 for a younger row may be a connect still in flight: its row is kept).
@@ -155,9 +166,23 @@ class Deployment:
             store.add(Connection(cid, user_id, connected_at or (now_ms - 3_600_000 if gone else now_ms)))
             if gone:
                 self.management_api.gone.add(cid)
+            if refused:
+                self.refused.append(FaultRule(status=403, connection_id=cid))
+                self.management_api.faults.replace(self.refused)
 
     def received(self, connection_id: str) -> list[dict[str, str]]:
         return frames_posted(self.management_api, connection_id)
+
+    def fanout_shards(self) -> list[dict[str, Any]]:
+        """The shards on the fan-out queue, taken off it (as a worker would)."""
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = self.stack.environment("APIHandler")["FANOUT_QUEUE_URL"]
+        shards = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                shards.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return shards
 
     def connection_rows(self) -> set[str]:
         table = self.settings_of("APIHandler").realtime.connections_table
@@ -200,9 +225,11 @@ def chat(d: Deployment) -> None:
         return
     d.connect("bob", "bob-live")
     d.connect("bob", "bob-gone", gone=True)
+    d.connect("bob", "bob-refused", refused=True)
     expect(d.rest("POST", "/messages", user="alice", body={"to": "bob", "text": "hi"}), 201)
     assert d.received("bob-live") == [{"event": "chat-messages-updated"}]
     assert "bob-gone" not in d.connection_rows()
+    assert [list(shard["connections"]) for shard in d.fanout_shards()] == [["bob-refused"]]
     page = expect(d.rest("GET", "/messages", user="bob", path="/messages?with=alice"), 200)
     assert [m["text"] for m in page["messages"]] == ["hi"]
     assert expect(d.rest("GET", "/messages/unread-count", user="bob"), 200)["unread"] == 1
@@ -449,6 +476,7 @@ def _submitted_job(d: Deployment, owner: str, request: dict[str, Any]) -> str:
 def run_job(d: Deployment) -> None:
     d.connect("grace", "grace-live")
     d.connect("grace", "grace-gone", gone=True)
+    d.connect("grace", "grace-refused", refused=True)
     for request in ({"kind": "report", "params": {"seconds": 2}}, {"kind": "fail", "params": {}}):
         message = _submitted_job(d, "grace", request)
         d.invoke("run_job", d.client.events.generate_sns_event(message=message))
@@ -457,6 +485,7 @@ def run_job(d: Deployment) -> None:
     assert sorted(job["status"] for job in listed) == ["failed", "succeeded"]
     assert {"event": "jobs-updated"} in d.received("grace-live")
     assert "grace-gone" not in d.connection_rows()
+    assert {c for shard in d.fanout_shards() for c in shard["connections"]} == {"grace-refused"}
 
 
 @flow("run_job")
@@ -503,11 +532,49 @@ def run_job_messages_that_are_not_jobs(d: Deployment) -> None:
 def sweep_stale_jobs(d: Deployment) -> None:
     d.connect("heidi", "heidi-live")
     d.connect("heidi", "heidi-gone", gone=True)
+    d.connect("heidi", "heidi-refused", refused=True)
     _submitted_job(d, "heidi", {"kind": "report", "params": {"seconds": 1}})
     d.clock.advance(3 * 3600)  # its SNS delivery never ran it: stale
     d.invoke("sweep_stale_jobs", d.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
     assert expect(d.rest("GET", "/jobs", user="heidi"), 200)["jobs"][0]["status"] == "failed"
     assert d.received("heidi-live") == [{"event": "jobs-updated"}]
     assert "heidi-gone" not in d.connection_rows()
+    assert [list(shard["connections"]) for shard in d.fanout_shards()] == [["heidi-refused"]]
     d.invoke("sweep_stale_jobs", d.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
     assert d.received("heidi-live") == [{"event": "jobs-updated"}]  # nothing stale the second time
+
+
+# ---------------------------------------------------------------- fan-out worker
+
+
+def _shard_event(d: Deployment, shard: dict[str, Any]) -> dict[str, Any]:
+    return d.client.events.generate_sqs_event(message_bodies=[json.dumps(shard)], queue_name="fanout")
+
+
+@flow("fanout_worker")
+def fanout_worker(d: Deployment) -> None:
+    """A shard of connections: delivered, a gone one's row deleted; delivered again: nothing sent twice."""
+    d.connect("ivy", "ivy-live")
+    d.connect("ivy", "ivy-gone", gone=True)
+    connections = {"ivy-live": 1, "ivy-gone": 1}
+    shard = {"v": 1, "id": "deploy-1:c0", "key": "jobs-updated", "frame": '{"event":"jobs-updated"}'}
+    for _ in range(2):  # SQS delivers at least once
+        d.invoke("fanout_worker", _shard_event(d, {**shard, "connections": connections}))
+    assert d.received("ivy-live") == [{"event": "jobs-updated"}]
+    assert "ivy-gone" not in d.connection_rows()
+
+
+@flow("fanout_worker")
+def fanout_worker_reads_users_and_hands_on_the_rest_of_a_large_one(d: Deployment) -> None:
+    """A shard of users: each one's connections read; one holding more than a shard's worth has the rest
+    handed on behind a cursor."""
+    from chalice_realtime.fanout import SHARD_CONNECTIONS
+
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
+    d.connect("jay", "jay-live")
+    d.connect("kim", *[f"kim-{n:05d}" for n in range(SHARD_CONNECTIONS + 1)])
+    shard = {"v": 1, "id": "deploy-2:u0", "key": "jobs-updated", "frame": '{"event":"jobs-updated"}'}
+    d.invoke("fanout_worker", _shard_event(d, {**shard, "users": ["jay", "kim"]}))
+    assert d.received("jay-live") == [{"event": "jobs-updated"}]
+    (rest,) = d.fanout_shards()
+    assert (rest["user"], rest["cursor"] is not None) == ("kim", True)

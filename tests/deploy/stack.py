@@ -50,6 +50,13 @@ class FakeStack:
                 self.refs[logical_id] = arn
                 self.attrs[f"{logical_id}.TopicArn"] = arn
                 self.attrs[f"{logical_id}.TopicName"] = f"{stack}-{logical_id}"
+            elif kind == "AWS::SQS::Queue":
+                props = resource.get("Properties", {})
+                name = self.render(props["QueueName"]) if "QueueName" in props else f"{stack}-{logical_id}"
+                self.refs[logical_id] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+                self.attrs[f"{logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
+                self.attrs[f"{logical_id}.QueueName"] = name
+                self.attrs[f"{logical_id}.QueueUrl"] = self.refs[logical_id]
             elif kind == "AWS::ApiGatewayV2::Api":
                 self.refs[logical_id] = f"ws{self.stage}api"
             elif kind in ("AWS::Serverless::Api", "AWS::ApiGateway::RestApi"):

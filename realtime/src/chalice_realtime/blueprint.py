@@ -26,10 +26,12 @@ from chalice.app import AuthRequest, SQSEvent, WebsocketAPI, WebsocketEvent
 from . import budget, observability, runtime
 from .auth import AuthUnavailable, InvalidToken, bearer_token
 from .fanout import Shard
+from .settings import fanout_queue_name
 
-# The fan-out workers' queue as Chalice registers it; a deployment points the event source at its own
-# queue (infra/resources.json), and the local stack creates and polls a queue of this name.
-FANOUT_QUEUE = "realtime-fanout"
+# The fan-out workers' queue as Chalice registers it: `chalice deploy` imports this module with the stage's
+# variables (FANOUT_QUEUE_URL names the queue); `chalice package --merge-template` points the event source
+# at the template's queue; the local stack creates and polls the queue its FANOUT_QUEUE_URL names.
+FANOUT_QUEUE = fanout_queue_name()
 
 logger = logging.getLogger(__name__)
 

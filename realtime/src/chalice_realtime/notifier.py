@@ -34,7 +34,7 @@ from .transports import ManagementTransport, Outcome, SubmittingTransport
 # under one warm Lambda's measured rate against a 20 ms Management API (docs/performance.md).
 DEFAULT_POSTS_PER_SECOND = 2_000.0
 # The longest a notify spends delivering before it hands the rest to the fan-out workers.
-DEFAULT_BUDGET_SECONDS = 1.0
+DEFAULT_BUDGET_SECONDS = 0.5
 # Connection lookups (one Query each) one notify is assumed to finish per second on its lookup threads.
 LOOKUPS_PER_SECOND_PER_THREAD = 50.0
 

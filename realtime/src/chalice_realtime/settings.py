@@ -48,7 +48,7 @@ class RealtimeSettings:
     transport: str = "curl"
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
     fanout_queue_url: str = ""  # the fan-out workers' SQS queue; '' delivers every notify inline
-    notify_budget_seconds: float = 1.0  # what a notify spends delivering before it hands the rest on
+    notify_budget_seconds: float = 0.5  # what a notify spends delivering before it hands the rest on
 
     @property
     def is_local(self) -> bool:
@@ -97,7 +97,7 @@ class RealtimeSettings:
             transport=one_of(environ, "REALTIME_TRANSPORT", TRANSPORTS, default="curl"),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
             fanout_queue_url=environ.get("FANOUT_QUEUE_URL", "").strip(),
-            notify_budget_seconds=seconds(environ, "REALTIME_NOTIFY_BUDGET_SECONDS", 1.0, most=25.0),
+            notify_budget_seconds=seconds(environ, "REALTIME_NOTIFY_BUDGET_SECONDS", 0.5, most=25.0),
         )
 
 
@@ -186,6 +186,21 @@ def flag(environ: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
+
+
+DEFAULT_FANOUT_QUEUE = "realtime-fanout"
+
+
+def fanout_queue_name(environ: Mapping[str, str] | None = None) -> str:
+    """The queue the blueprint's fan-out worker is registered on: the last part of `FANOUT_QUEUE_URL`,
+    else `realtime-fanout`. Read when the blueprint is imported (Chalice's deploy imports it with the
+    stage's variables).
+
+    >>> fanout_queue_name({"FANOUT_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/111122223333/app-dev-fanout"})
+    'app-dev-fanout'
+    """
+    url = (os.environ if environ is None else environ).get("FANOUT_QUEUE_URL", "").strip().rstrip("/")
+    return url.rsplit("/", 1)[-1] if url else DEFAULT_FANOUT_QUEUE
 
 
 @functools.cache

@@ -12,9 +12,9 @@ from typing import Any, Literal
 from devserver.config import FANOUT_QUEUE_NAME, REGION, StackConfig
 from infra.tables import create_tables, create_topic
 
-# Locally a failed shard comes back after 5 s rather than the deployed queue's 180 s; the dead-letter
-# queue after the same number of receives as deployed (infra/resources.json).
-LOCAL_VISIBILITY_TIMEOUT_SECONDS = 5
+# Locally a failed shard comes back after 30 s (the worker's timeout, the least Lambda accepts) rather than
+# the deployed queue's 180 s; the dead-letter queue after the same number of receives (infra/resources.json).
+LOCAL_VISIBILITY_TIMEOUT_SECONDS = 30
 
 
 def aws_client(config: StackConfig, service: Literal["dynamodb", "sns", "sqs"]) -> Any:

@@ -22,10 +22,12 @@ from chalice_realtime.budget import answering_within, notify_budget
 from chalice_realtime.connections import Connection, ConnectionStore
 from chalice_realtime.fanout import (
     CHECKPOINT_CONNECTIONS,
+    DEFAULT_LEASE_SECONDS,
     SHARD_CONNECTIONS,
     FanoutQueue,
     FanoutWorker,
     Shard,
+    ShardBusy,
     ShardIncomplete,
     ShardLedger,
     connection_shards,
@@ -133,8 +135,28 @@ def add_rows(aws: dict[str, Any], user_id: str, count: int, connected_at: int | 
     return ids
 
 
-def worker_for(aws: dict[str, Any], transport: RecordingTransport) -> FanoutWorker:
-    return FanoutWorker(store_of(aws), transport, ShardLedger(TABLE, aws["dynamodb"]), aws["queue"])
+class SteppedClock:
+    """The real time, plus what a test skips with `advance` (a visibility timeout, a lease)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0.0
+
+    def now(self) -> float:
+        return time.time() + self.skipped
+
+    def sleep(self, seconds: float) -> None:
+        self.skipped += seconds
+
+    def advance(self, seconds: float) -> None:
+        self.skipped += seconds
+
+
+def worker_for(
+    aws: dict[str, Any], transport: RecordingTransport, clock: SteppedClock | None = None
+) -> FanoutWorker:
+    clock = clock or SteppedClock()
+    ledger = ShardLedger(TABLE, aws["dynamodb"], clock=clock)
+    return FanoutWorker(store_of(aws), transport, ledger, aws["queue"], clock=clock)
 
 
 def drain(aws: dict[str, Any], worker: FanoutWorker) -> list[DeliveryReport]:
@@ -222,12 +244,16 @@ def test_a_killed_worker_is_redelivered_and_no_connection_gets_a_finished_checkp
     rows = [(f"k-{n:05d}", 1) for n in range(3 * CHECKPOINT_CONNECTIONS)]
     (shard,) = connection_shards("n1", "jobs-updated", FRAME, rows)
     dying = RecordingTransport(die_after=2 * CHECKPOINT_CONNECTIONS + 10)
+    clock = SteppedClock()
 
     with pytest.raises(Killed):
-        worker_for(aws, dying).deliver(shard)
+        worker_for(aws, dying, clock).deliver(shard)
     healthy = RecordingTransport()
-    worker_for(aws, healthy).deliver(shard)  # SQS's redelivery after the visibility timeout
-    worker_for(aws, healthy).deliver(shard)  # and another one, after the shard had finished
+    with pytest.raises(ShardBusy):  # delivered again while the killed attempt's lease still runs
+        worker_for(aws, healthy, clock).deliver(shard)
+    clock.advance(DEFAULT_LEASE_SECONDS + 1)  # SQS's visibility timeout is longer than any lease
+    worker_for(aws, healthy, clock).deliver(shard)
+    worker_for(aws, healthy, clock).deliver(shard)  # and once more, after the shard had finished
 
     # The two checkpointed chunks are never sent again; only the chunk in flight when it died is.
     assert set(healthy.frames) == {cid for cid, _ in rows[2 * CHECKPOINT_CONNECTIONS :]}

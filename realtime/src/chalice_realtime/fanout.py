@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .aws import error_code
+from .budget import remaining_seconds
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
@@ -53,6 +55,8 @@ CHECKPOINT_CONNECTIONS = 500
 SHARD_RECORD_PREFIX = "fanout-shard#"
 # Kept as long as a shard can come back: the dead-letter queue's 14 days of retention, redriven.
 SHARD_RECORD_TTL_SECONDS = 15 * 24 * 3600
+# How long an attempt holds its shard when its invocation's remaining time is unknown.
+DEFAULT_LEASE_SECONDS = 60.0
 # SQS's limit is 262,144 bytes per message and per batch; the rest is attribute and framing overhead.
 MAX_BATCH_BYTES = 250_000
 MAX_BATCH_ENTRIES = 10
@@ -61,6 +65,10 @@ FORMAT_VERSION = 1
 
 class ShardIncomplete(RuntimeError):
     """Some frames of a shard could not be delivered: raised so that SQS delivers the shard again."""
+
+
+class ShardBusy(ShardIncomplete):
+    """Another attempt holds the shard (SQS delivered it again while the first still runs)."""
 
 
 class FanoutUnavailable(RuntimeError):
@@ -213,9 +221,12 @@ class ShardLedger:
     """Each shard's progress, one item per shard in the connections table (`fanout-shard#<id>`).
 
     ledger = ShardLedger(table_name, dynamodb_client)
-    ledger.progress("ab12:c0")               # ShardProgress(finished=False, done=frozenset())
+    ledger.claim("ab12:c0", 30.0)            # ShardProgress(finished=False, done=frozenset())
     ledger.settled("ab12:c0", ["id1=", "id2="])
     ledger.finish("ab12:c0")
+
+    An attempt holds its shard (`lease_until`) for its invocation's remaining time: SQS may deliver a
+    message again while the first receiver still runs, and the second attempt then waits its turn.
 
     The items carry no `user_id`, so they never appear in the `by_user` index, and expire by TTL.
     """
@@ -225,16 +236,37 @@ class ShardLedger:
         self._dynamodb = dynamodb
         self._clock = clock
 
-    def progress(self, shard_id: str) -> ShardProgress:
-        """What earlier attempts did (a strongly consistent read)."""
-        item = self._dynamodb.get_item(
-            TableName=self._table, Key=self._key(shard_id), ConsistentRead=True
-        ).get("Item")
-        if not item:
-            return ShardProgress()
+    def claim(self, shard_id: str, seconds: float) -> ShardProgress | None:
+        """Hold the shard for `seconds` and read what earlier attempts did; None while another attempt
+        holds it. One conditional UpdateItem (strongly consistent, as every write is)."""
+        now = self._clock.now()
+        try:
+            answer = self._dynamodb.update_item(
+                TableName=self._table,
+                Key=self._key(shard_id),
+                UpdateExpression="SET lease_until = :until, expires_at = :ttl",
+                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
+                ExpressionAttributeValues={
+                    ":until": {"N": f"{now + seconds:.3f}"},
+                    ":now": {"N": f"{now:.3f}"},
+                    ":ttl": self._ttl(),
+                },
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        item = answer.get("Attributes", {})
         return ShardProgress(
             finished=bool(item.get("finished", {}).get("BOOL")),
             done=frozenset(item.get("done", {}).get("SS", ())),
+        )
+
+    def release(self, shard_id: str) -> None:
+        """Let the next attempt take the shard at once (this one is giving up)."""
+        self._dynamodb.update_item(
+            TableName=self._table, Key=self._key(shard_id), UpdateExpression="REMOVE lease_until"
         )
 
     def settled(self, shard_id: str, connection_ids: Sequence[str]) -> None:
@@ -256,7 +288,7 @@ class ShardLedger:
         self._dynamodb.update_item(
             TableName=self._table,
             Key=self._key(shard_id),
-            UpdateExpression="SET finished = :yes, expires_at = :ttl REMOVE done",
+            UpdateExpression="SET finished = :yes, expires_at = :ttl REMOVE done, lease_until",
             ExpressionAttributeValues={":yes": {"BOOL": True}, ":ttl": self._ttl()},
         )
 
@@ -319,10 +351,19 @@ class FanoutWorker:
         when some frames failed (their connections stay unsettled, for the redelivery).
         """
         started = time.perf_counter()
-        progress = self._ledger.progress(shard.shard_id)
+        progress = self._ledger.claim(shard.shard_id, remaining_seconds() or DEFAULT_LEASE_SECONDS)
+        if progress is None:
+            raise ShardBusy(f"shard {shard.shard_id} is being delivered by another attempt")
         if progress.finished:
             logger.info("shard already delivered; nothing sent", extra={"shard_id": shard.shard_id})
             return DeliveryReport()
+        try:
+            return self._deliver(shard, progress, started)
+        except Exception:
+            self._ledger.release(shard.shard_id)  # the redelivery need not wait for this attempt's lease
+            raise
+
+    def _deliver(self, shard: Shard, progress: ShardProgress, started: float) -> DeliveryReport:
         # Taken before any frame is posted: a row older than the window now was older when its 410 came.
         settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
         connected_at, failed_lookups = self._audience(shard)

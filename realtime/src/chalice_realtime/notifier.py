@@ -225,8 +225,10 @@ class Notifier:
                 pass
         except FuturesTimeout:
             pass
+        # Cancelled in one pass first: while this thread waits for a running lookup, the pool starts the next.
+        cancelled = {user_id for user_id, future in lookups.items() if future.cancel()}
         for user_id, future in lookups.items():
-            if not future.done() and future.cancel():
+            if user_id in cancelled:
                 unread.append(user_id)
                 continue
             page = future.result()  # a lookup already running finishes: one Query

@@ -31,6 +31,7 @@ from chalice_realtime.fanout import (
     ShardIncomplete,
     ShardLedger,
     connection_shards,
+    user_shards,
 )
 from chalice_realtime.notifier import Notifier, frame
 from moto import mock_aws
@@ -221,6 +222,22 @@ def test_many_users_beyond_the_lookup_budget_go_on_as_user_shards(aws: dict[str,
     drain(aws, worker_for(aws, transport))
     assert sorted(transport.frames) == sorted(f"{u}-000000" for u in users)
     assert set(transport.frames.values()) == {1}
+
+
+def test_a_user_shard_finding_more_than_a_shards_worth_hands_the_rest_to_other_workers(
+    aws: dict[str, Any],
+) -> None:
+    ids = add_rows(aws, "big1", 3_000) + add_rows(aws, "big2", 3_000)
+    transport = RecordingTransport()
+    (shard,) = user_shards("n6", "jobs-updated", FRAME, ["big1", "big2"])
+
+    first = worker_for(aws, transport).deliver(shard)
+
+    assert first.delivered == SHARD_CONNECTIONS
+    (rest,) = queued(aws)
+    assert len(rest.connections) == 6_000 - SHARD_CONNECTIONS
+    drain(aws, worker_for(aws, transport))
+    assert transport.frames == Counter({cid: 1 for cid in ids})
 
 
 def test_frames_that_fail_inline_are_handed_on_not_dropped(aws: dict[str, Any]) -> None:

@@ -421,6 +421,14 @@ class FanoutWorker:
                 rest.append(
                     rest_of_user_shard(shard.shard_id, shard.event_key, shard.frame.encode(), user_id, cursor)
                 )
+        if len(connected_at) > SHARD_CONNECTIONS:
+            # Users with many connections each: this worker keeps a shard's worth and hands the rest to
+            # others, so the audience is posted in parallel. The same ids on a redelivery: no-op copies.
+            rows = list(connected_at.items())
+            connected_at = dict(rows[:SHARD_CONNECTIONS])
+            rest += connection_shards(
+                shard.shard_id, shard.event_key, shard.frame.encode(), rows[SHARD_CONNECTIONS:]
+            )
         if rest:
             self._require_queue().hand_on(rest)
         return connected_at, failed

@@ -118,3 +118,4 @@ bench: install
 	$(PY) -m bench.fanout
 	$(PY) -m bench.e2e
 	$(PY) -m bench.tabs
+	$(PY) -m bench.broadcast

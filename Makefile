@@ -5,15 +5,18 @@ PYTHON_VERSION := 3.13
 PYTHON ?= $(shell scripts/find-python $(PYTHON_VERSION))
 VENV := .venv
 PY := $(VENV)/bin/python
+# checkov in a venv of its own: it pins a boto3 the app's cannot share (requirements-checkov.txt).
+CHECKOV_VENV := .venv-checkov
 STAGE ?= dev
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install install-local dev test lint typecheck client-types unit integration e2e node-test package-check package clean
+.PHONY: help install install-local dev test lint typecheck client-types unit integration e2e node-test package-check package smoke clean
 
 help:
 	@echo "make dev        run the whole stack locally (REST, WebSocket, SNS, DynamoDB, Firebase Auth)"
 	@echo "make test       install everything and run lint, types and all tests"
-	@echo "make package    chalice package --merge-template for STAGE=$(STAGE) into out/$(STAGE)"
+	@echo "make package    chalice package --merge-template for STAGE=$(STAGE) into out/$(STAGE), then cfn-lint and checkov"
+	@echo "make smoke      after a deploy: sign in a test user, open a WebSocket, run a job, hear its frame (STAGE=$(STAGE))"
 	@echo "make bench      run the benchmarks"
 
 # ------------------------------------------------------------------ setup
@@ -60,7 +63,13 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(VENV)/.installed node_modules/.installed
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see scripts/find-python)" >&2; exit 1; }
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+	touch $@
+
+install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
 install-local: $(VENV)/.installed-local node_modules/.installed
 
 # ------------------------------------------------------------------ run
@@ -93,7 +102,7 @@ client-types: node_modules/.installed
 node-test: node_modules/.installed
 	node --test client/test/*.test.js
 
-package-check: $(VENV)/.installed
+package-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest tests/deploy
 
 test: install
@@ -101,13 +110,20 @@ test: install
 	$(MAKE) lint typecheck client-types node-test
 	$(PY) -m pytest
 
-package: $(VENV)/.installed
+package: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	rm -rf out/$(STAGE)
 	$(VENV)/bin/chalice package --stage $(STAGE) --merge-template infra/resources.json out/$(STAGE)
 	$(VENV)/bin/cfn-lint out/$(STAGE)/sam.json
+	$(PY) -m infra.checkov out/$(STAGE)/sam.json
+
+# After each deploy: the stage's URLs from its stack's outputs (STACK, default chalice-realtime-$(STAGE));
+# see docs/deploy.md for the test user's credentials. Exits non-zero naming the step that failed.
+STACK ?= chalice-realtime-$(STAGE)
+smoke: $(VENV)/.installed
+	$(PY) -m ops.smoke --stage $(STAGE) --stack $(STACK)
 
 clean:
-	rm -rf $(VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache realtime/dist
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules out .pytest_cache .mypy_cache .ruff_cache realtime/dist
 
 # ------------------------------------------------------------------ benchmarks (not part of `make test`)
 .PHONY: bench

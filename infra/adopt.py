@@ -130,11 +130,12 @@ def _resources_named(value: Any) -> set[str]:
 
 
 def _core_statements(policy: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The policy's statements for the function's own log group and the core's resources."""
+    """The policy's statements for the function's own log group, its traces and the core's resources."""
     return [
         statement
         for statement in policy["PolicyDocument"]["Statement"]
-        if statement.get("Sid") == "OwnLogGroup" or references(statement["Resource"]) & CORE_RESOURCES
+        if statement.get("Sid") in ("OwnLogGroup", "Tracing")
+        or references(statement["Resource"]) & CORE_RESOURCES
     ]
 
 
@@ -156,6 +157,7 @@ def adopter_template() -> dict[str, Any]:
         kept[function_id] = {
             "Properties": {
                 "FunctionName": properties["FunctionName"],
+                **({"Tracing": properties["Tracing"]} if "Tracing" in properties else {}),
                 "Environment": {
                     "Variables": {
                         name: value

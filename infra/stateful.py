@@ -36,6 +36,9 @@ API_STAGE = "api"
 PLACEHOLDER = "SET-ME"
 # A resource attribute kept from resources.json: what happens to a table's data on delete or replacement.
 KEPT_ATTRIBUTES = ("DeletionPolicy", "UpdateReplacePolicy")
+# Statements for what only the packaged template sets up: active tracing and the job runner's dead-letter
+# queue (Chalice's own deploy configures neither; docs/deploy.md).
+PACKAGE_PATH_ONLY = ("Tracing", "OnFailureDestination")
 _TOPIC_ARN = re.compile(r"arn:aws:sns:(?P<region>[^:]+):(?P<account>[^:]+):(?P<name>[^:]+)")
 _ENDPOINT = re.compile(
     r"https://(?P<api>[a-z0-9]+)\.execute-api\.(?P<region>[^.]+)\.amazonaws\.com/(?P<stage>[^/]+)/?"
@@ -132,15 +135,16 @@ def stateful_template(stage: str) -> dict[str, Any]:
                 "Properties": {"TableName": name, **resource["Properties"]},
             }
             outputs[f"{logical_id}Name"] = {"Value": {"Ref": logical_id}}
-        elif resource.get("Type") == "AWS::SNS::Topic":
+        elif logical_id == "JobsTopic":
             resources[logical_id] = {
                 "Type": resource["Type"],
                 **kept,
                 "Properties": {**resource.get("Properties", {}), "TopicName": jobs_topic_name(stage)},
             }
             outputs[f"{logical_id}Arn"] = {"Value": {"Ref": logical_id}}
-        elif resource.get("Type") == "AWS::SQS::Queue":
-            # The fan-out queue and its dead-letter queue, named as the packaged stack names them.
+        elif resource.get("Type") == "AWS::SQS::Queue" and "QueueName" in resource["Properties"]:
+            # The fan-out queue and its dead-letter queue, named as the packaged stack names them (the
+            # job runner's on-failure queue is the packaged path's only).
             name = queue_name(resource, stage)
             resources[logical_id] = {**resource, "Properties": {**resource["Properties"], "QueueName": name}}
             outputs[f"{logical_id}Url"] = {"Value": {"Ref": logical_id}}
@@ -178,9 +182,9 @@ def stage_policy(stage: str, env: Mapping[str, str] | None = None) -> dict[str, 
             name = env[env_var_for(logical_id)]
             refs[logical_id] = name
             attrs[f"{logical_id}.Arn"] = arn.format(service="dynamodb", resource=f"table/{name}")
-        elif resource.get("Type") == "AWS::SNS::Topic":
+        elif logical_id == "JobsTopic":
             refs[logical_id] = where.topic_arn
-        elif resource.get("Type") == "AWS::SQS::Queue":
+        elif resource.get("Type") == "AWS::SQS::Queue" and "QueueName" in resource["Properties"]:
             attrs[f"{logical_id}.Arn"] = arn.format(service="sqs", resource=queue_name(resource, stage))
     if where.websocket_api is not None:
         refs["WebsocketAPI"] = where.websocket_api
@@ -190,6 +194,8 @@ def stage_policy(stage: str, env: Mapping[str, str] | None = None) -> dict[str, 
             for statement in policy["PolicyDocument"]["Statement"]:
                 if statement.get("Sid") == "OwnLogGroup":
                     continue  # the template's own log groups; replaced by the stage prefix below
+                if statement.get("Sid") in PACKAGE_PATH_ONLY:
+                    continue
                 if where.websocket_api is None and "execute-api:ManageConnections" in statement["Action"]:
                     continue
                 rendered = render(statement["Resource"], refs, attrs)

@@ -348,6 +348,33 @@ def messages_limited(d: Deployment) -> None:
     assert d.received("nina-live") == []
 
 
+@flow("app")
+def jobs_of_the_stage_shared_fairly(d: Deployment) -> None:
+    """The stage's job limit (429 for anyone once full), fair share past half of it (429 for a user's
+    second job, a new user still admitted), and the request counters failing (503, nothing done)."""
+    if "/jobs/{job_id}/cancel" not in _app_routes():
+        return
+    request = {"kind": "report", "params": {"seconds": 1}}
+    cap = d.settings_of("APIHandler").max_active_jobs
+    admitted: list[tuple[str, str]] = []
+    for n in range(cap + 1):  # one job per user until the stage is full (earlier flows may hold some)
+        response = d.rest("POST", "/jobs", user=f"crowd{n}", body=request)
+        if response.status_code == 429:
+            assert "jobs at once" in json.loads(response.body)["Message"]
+            break
+        admitted.append((f"crowd{n}", expect(response, 202)["job_id"]))
+    else:
+        raise AssertionError(f"{cap + 1} jobs admitted on a stage of {cap}")
+    cancel = "/jobs/{job_id}/cancel"
+    for user, job_id in admitted[: len(admitted) // 2]:  # back under the limit, still past half of it
+        expect(d.rest("POST", cancel, user=user, path=f"/jobs/{job_id}/cancel"), 202)
+    busy = d.rest("POST", "/jobs", user=admitted[-1][0], body=request)
+    assert "one active job per user" in expect(busy, 429)["Message"]
+    expect(d.rest("POST", "/jobs", user="newcomer", body=request), 202)
+    with d.failing("UpdateItem"):  # the rate counter is the route's first write
+        expect(d.rest("POST", "/messages", user="pia", body={"to": "nina", "text": "hi"}), 503)
+
+
 def _app_routes() -> dict[str, list[str]]:
     from app import app
 

@@ -38,7 +38,7 @@ class FakeStack:
         )
         for name, parameter in self.template.get("Parameters", {}).items():
             default = str(parameter.get("Default", ""))
-            self.refs[name] = FIREBASE_PROJECT if name == "FirebaseProjectId" else default
+            self.refs[name] = {"FirebaseProjectId": FIREBASE_PROJECT, "Stage": self.stage}.get(name, default)
         for logical_id, resource in self.resources.items():
             kind = resource.get("Type", "")
             if kind == "AWS::DynamoDB::Table":
@@ -57,6 +57,8 @@ class FakeStack:
                 self.attrs[f"{logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
                 self.attrs[f"{logical_id}.QueueName"] = name
                 self.attrs[f"{logical_id}.QueueUrl"] = self.refs[logical_id]
+            elif kind == "AWS::CloudWatch::Dashboard":
+                self.refs[logical_id] = self.render(resource["Properties"]["DashboardName"])
             elif kind == "AWS::ApiGatewayV2::Api":
                 self.refs[logical_id] = f"ws{self.stage}api"
             elif kind in ("AWS::Serverless::Api", "AWS::ApiGateway::RestApi"):

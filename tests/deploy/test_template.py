@@ -43,6 +43,11 @@ OIDC_ONLY_SETTINGS = set(OIDC_VARIABLES)
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
 # What Lambda's SQS event source mapping does with the function's role (the code never calls them).
 EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+# What the Lambda service does with the role, not the code: send traces (X-Ray has no resource-level
+# permissions for these, hence `*`), and the job runner's failed events to its dead-letter queue. Each is
+# held to exactly that by its own test (test_operations.py).
+SERVICE_STATEMENTS = {"Tracing", "OnFailureDestination"}
+XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 # Tables kept when the stack is deleted or a table replaced; the connections table (rows of two hours at
 # most) may go. Messages and payments can also be restored to any second of the last 35 days.
 USER_DATA_TABLES = ("JobsTable", "MessagesTable", "PaymentsTable")
@@ -278,6 +283,7 @@ def test_each_policy_grants_exactly_the_calls_its_function_makes(deployment: Dep
             s
             for s in stack.statements_of(function)
             if not set(_list(s["Action"])) <= LOG_ACTIONS
+            and s.get("Sid") not in SERVICE_STATEMENTS
             and not set(_list(s["Action"])) <= EVENT_SOURCE_ACTIONS  # test_the_fanout_worker_reads_its_queue
         ]
         for call in sorted(calls, key=lambda c: (c.action, c.resource)):
@@ -311,6 +317,8 @@ def test_no_policy_has_a_wildcard_action_or_resource(stacks: dict[str, FakeStack
         for policy in role["Properties"].get("Policies", []):
             for statement in stack.render(policy["PolicyDocument"])["Statement"]:
                 assert statement["Effect"] == "Allow" and "NotAction" not in statement, logical_id
+                if statement.get("Sid") == "Tracing" and set(statement["Action"]) == XRAY_ACTIONS:
+                    continue  # the one `*`: X-Ray's trace actions take no resource
                 for action in _list(statement["Action"]):
                     assert "*" not in action, f"{logical_id}: {action}"
                 for resource in _list(statement["Resource"]):
@@ -441,6 +449,9 @@ def test_outputs_give_the_user_every_url_and_name(stacks: dict[str, FakeStack], 
     assert outputs["JobsTopicArn"] == stack.refs["JobsTopic"]
     for logical_id in stack.of_type("AWS::DynamoDB::Table"):
         assert outputs[f"{logical_id}Name"] == stack.refs[logical_id]
+    assert outputs["DashboardURL"].endswith(f"#dashboards:name=chalice-realtime-{stage}")
+    assert outputs["AlarmTopicArn"] == stack.refs["AlarmTopic"]
+    assert outputs["JobsDeadLetterQueueUrl"] == stack.refs["JobsDeadLetterQueue"]
 
 
 # ---------------------------------------------------------------- what a flood can take
@@ -458,21 +469,29 @@ def test_the_rest_api_stage_is_throttled(stacks: dict[str, FakeStack], stage: st
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_job_runner_has_reserved_concurrency(stacks: dict[str, FakeStack], stage: str) -> None:
-    """Jobs hold a Lambda for up to 15 minutes: the runner gets its own reserved share, which also caps it,
-    so queued jobs wait in SNS's retries instead of starving the other functions."""
+def test_the_job_runner_and_the_socket_functions_have_reserved_concurrency(
+    stacks: dict[str, FakeStack], stage: str
+) -> None:
+    """Jobs hold a Lambda for up to 15 minutes: the runner gets its own reserved share, which also caps it.
+    `$connect` and `$default` (every client frame) get theirs too: a flood of sockets cannot take the
+    account's concurrency from REST, nor REST from them. One sweep at a time."""
     stack = stacks[stage]
     reserved = {
         stack.handler_of(function): props.get("ReservedConcurrentExecutions")
         for function, props in stack.functions.items()
     }
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
-    assert reserved["run_job"] == config["lambda_functions"]["run_job"]["reserved_concurrency"]
-    assert 0 < reserved["run_job"] <= 100
-    assert {handler for handler, value in reserved.items() if value is not None} == {
-        "run_job",
-        "fanout_worker",
-    }
+    names = {"run_job": "run_job", "ws_connect": "websocket_connect", "ws_message": "websocket_message"}
+    names["sweep_stale_jobs"] = "sweep_stale_jobs"
+    names["fanout_worker"] = "fanout_worker"  # test_the_fanout_worker_reads_its_queue_...
+    for handler, name in names.items():
+        assert reserved[handler] == config["lambda_functions"][name]["reserved_concurrency"], handler
+        assert 0 < reserved[handler] <= 100, handler
+    assert {handler for handler, value in reserved.items() if value is not None} == set(names)
+    assert reserved["sweep_stale_jobs"] == 1
+    # The stage's job limit is the runner's slots: an admitted job finds a runner (docs/reliability.md).
+    environment = config["environment_variables"]
+    assert int(environment["MAX_ACTIVE_JOBS"]) <= reserved["run_job"]
 
 
 # ---------------------------------------------------------------- fan-out workers

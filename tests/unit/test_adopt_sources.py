@@ -85,6 +85,7 @@ def test_the_core_functions_keep_every_statement_the_project_gives_them() -> Non
     statements = merged["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
     assert [s["Sid"] for s in statements] == [
         "OwnLogGroup",
+        "Tracing",
         "FindConnectionsOfUser",
         "DeleteGoneConnections",
         "PostFrames",

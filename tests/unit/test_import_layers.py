@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-ROOT_PACKAGES = ("chalicelib", "devserver", "bench", "tests", "infra")
+ROOT_PACKAGES = ("chalicelib", "devserver", "bench", "tests", "infra", "ops")
 CORE_SOURCES = Path("realtime", "src")  # the core's package, analysed from its sources
 
 

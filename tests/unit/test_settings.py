@@ -80,9 +80,16 @@ def test_a_websocket_endpoint_that_would_send_signed_calls_in_clear_is_refused(e
     "endpoint", ["https://abc123.execute-api.eu-west-1.amazonaws.com/api/", "http://127.0.0.1:8001"]
 )
 def test_https_or_this_machine_is_a_websocket_endpoint(endpoint: str) -> None:
-    assert Settings.from_env({"WEBSOCKET_ENDPOINT": endpoint}).realtime.websocket_endpoint == endpoint.rstrip(
-        "/"
-    )
+    settings = Settings.from_env({"WEBSOCKET_ENDPOINT": endpoint})
+    assert settings.realtime.websocket_endpoint == endpoint.rstrip("/")
+
+
+def test_the_local_stack_may_serve_its_gateway_on_another_address() -> None:
+    # `python -m devserver --host 0.0.0.0 --allow-remote`: the local stage only, never dev or prod.
+    env = {"APP_STAGE": "local", "WEBSOCKET_ENDPOINT": "http://0.0.0.0:8001"}
+    assert Settings.from_env(env).realtime.websocket_endpoint == "http://0.0.0.0:8001"
+    with pytest.raises(ConfigurationError, match="WEBSOCKET_ENDPOINT"):
+        Settings.from_env({**env, "APP_STAGE": "dev"})
 
 
 def test_app_refuses_to_start_on_a_non_local_stage_with_the_emulator_set() -> None:

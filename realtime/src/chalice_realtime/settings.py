@@ -89,7 +89,7 @@ class RealtimeSettings:
             auth_emulator_host=emulator,
             check_revoked_tokens=flag(environ, "FIREBASE_CHECK_REVOKED"),
             **oidc,
-            websocket_endpoint=websocket_endpoint(environ),
+            websocket_endpoint=websocket_endpoint(environ, stage),
             connections_table=environ.get("CONNECTIONS_TABLE", "realtime-connections"),
             max_connections_per_user=positive_int(
                 environ, "MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
@@ -133,11 +133,13 @@ def oidc_settings(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def websocket_endpoint(environ: Mapping[str, str]) -> str:
-    """`WEBSOCKET_ENDPOINT` without its trailing slash: https://, or http:// to this machine only (the local
-    stack). The notifier signs its Management API calls: over http:// the signature would travel in clear."""
+def websocket_endpoint(environ: Mapping[str, str], stage: str) -> str:
+    """`WEBSOCKET_ENDPOINT` without its trailing slash: https://, or http:// to this machine or on the local
+    stack (`--allow-remote` serves it on another address). The notifier signs its Management API calls:
+    over http:// to anywhere else the signature would travel in clear."""
     endpoint = environ.get("WEBSOCKET_ENDPOINT", "").strip().rstrip("/")
-    if endpoint and (problem := url_problem(endpoint)):
+    local_http = stage == "local" and endpoint.startswith("http://")
+    if endpoint and not local_http and (problem := url_problem(endpoint)):
         raise ConfigurationError(f"WEBSOCKET_ENDPOINT {endpoint!r}: {problem}")
     return endpoint
 

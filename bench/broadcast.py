@@ -174,8 +174,8 @@ def write_section(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.broadcast", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--users", type=int, default=100)
-    parser.add_argument("--per-user", type=int, default=1_000)
+    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--per-user", type=int, default=5_000)
     parser.add_argument("--paper-only", action="store_true", help="print the computed table only")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs/performance.md")
     args = parser.parse_args(argv)

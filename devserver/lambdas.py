@@ -86,8 +86,12 @@ class LambdaFunction:
             name,
             app.handler_map[name],
             app.app_name,
-            timeout_seconds=config.lambda_timeout or DEFAULT_TIMEOUT_SECONDS,
-            memory_mb=config.lambda_memory_size or DEFAULT_MEMORY_MB,
+            timeout_seconds=config.lambda_timeout
+            or function_setting(name, "lambda_timeout", app_dir)
+            or DEFAULT_TIMEOUT_SECONDS,
+            memory_mb=config.lambda_memory_size
+            or function_setting(name, "lambda_memory_size", app_dir)
+            or DEFAULT_MEMORY_MB,
         )
 
     def invoke(self, event: dict[str, Any]) -> Any:
@@ -116,6 +120,12 @@ def chalice_config(function_name: str = "api_handler", app_dir: Path = PROJECT_R
         project_dir=str(app_dir),
         config_from_disk=_config_from_disk(app_dir),
     )
+
+
+def function_setting(function_name: str, key: str, app_dir: Path = PROJECT_ROOT) -> Any:
+    """`lambda_functions.<function>.<key>` at the top level of `.chalice/config.json` (Chalice's lookup for
+    stage `local` reads only a stage's own `lambda_functions`); None when unset."""
+    return _config_from_disk(app_dir).get("lambda_functions", {}).get(function_name, {}).get(key)
 
 
 @functools.cache
@@ -165,7 +175,9 @@ def sqs_consumers(app: Chalice, app_dir: Path = PROJECT_ROOT) -> dict[str, Queue
     for source in app.event_sources:
         if isinstance(source, SQSEventConfig):
             name = source.queue or (source.queue_arn or "").rsplit(":", 1)[-1]
-            reserved = chalice_config(source.name, app_dir).reserved_concurrency
+            reserved = chalice_config(source.name, app_dir).reserved_concurrency or function_setting(
+                source.name, "reserved_concurrency", app_dir
+            )
             concurrency = source.maximum_concurrency or reserved or DEFAULT_QUEUE_CONCURRENCY
             function = LambdaFunction.named(app, source.name, app_dir)
             consumers[name] = QueueConsumer(function, name, source.batch_size, concurrency)

@@ -382,3 +382,20 @@ def sqs_event(body: str) -> dict[str, Any]:
             }
         ]
     }
+
+
+def test_the_fanout_settings_are_read_and_checked() -> None:
+    from chalice_realtime import ConfigurationError
+    from chalice_realtime.settings import fanout_queue_name
+
+    url = "https://sqs.eu-west-1.amazonaws.com/111122223333/app-dev-fanout"
+    settings = RealtimeSettings.from_env({"FANOUT_QUEUE_URL": url, "REALTIME_NOTIFY_BUDGET_SECONDS": "2.5"})
+    assert (settings.fanout_queue_url, settings.notify_budget_seconds) == (url, 2.5)
+    assert RealtimeSettings.from_env({}).notify_budget_seconds == 0.5
+    assert (fanout_queue_name({"FANOUT_QUEUE_URL": url}), fanout_queue_name({})) == (
+        "app-dev-fanout",
+        "realtime-fanout",
+    )
+    for bad in ("-1", "soon", "26"):
+        with pytest.raises(ConfigurationError, match="REALTIME_NOTIFY_BUDGET_SECONDS"):
+            RealtimeSettings.from_env({"REALTIME_NOTIFY_BUDGET_SECONDS": bad})

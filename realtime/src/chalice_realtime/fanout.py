@@ -26,6 +26,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -333,9 +334,12 @@ class FanoutWorker:
         queue: FanoutQueue | None,
         *,
         checkpoint: int = CHECKPOINT_CONNECTIONS,
+        lookup_concurrency: int = 16,
         observer: NotifyObserver = log_notify,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self._lookup_concurrency = lookup_concurrency  # a user shard's Queries, as many at once
+        self._pool: ThreadPoolExecutor | None = None
         self._store = store
         self._transport = transport
         self._ledger = ledger
@@ -409,13 +413,11 @@ class FanoutWorker:
         connected_at: dict[str, int] = {}
         failed = 0
         rest: list[Shard] = []
-        for user_id in shard.users:
-            try:
-                rows, cursor = self._store.connection_page(user_id, SHARD_CONNECTIONS)
-            except Exception:
-                logger.exception("connection lookup failed", extra={"user_id": user_id})
+        for user_id, page in zip(shard.users, self._lookups().map(self._page, shard.users), strict=True):
+            if page is None:
                 failed += 1
                 continue
+            rows, cursor = page
             connected_at.update(rows)
             if cursor:
                 rest.append(
@@ -432,6 +434,18 @@ class FanoutWorker:
         if rest:
             self._require_queue().hand_on(rest)
         return connected_at, failed
+
+    def _page(self, user_id: str) -> tuple[list[tuple[str, int]], dict[str, Any] | None] | None:
+        try:
+            return self._store.connection_page(user_id, SHARD_CONNECTIONS)
+        except Exception:
+            logger.exception("connection lookup failed", extra={"user_id": user_id})
+            return None
+
+    def _lookups(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self._lookup_concurrency, thread_name_prefix="shard-lookup")
+        return self._pool
 
     def _require_queue(self) -> FanoutQueue:
         if self._queue is None:

@@ -121,7 +121,7 @@ class Notifier:
         """
         data = frame(event_key)
         if self._fanout is not None:
-            return self.deliver_within_budget(list(dict.fromkeys(user_ids)), event_key, data, self._fanout)
+            return self._deliver_within_budget(list(dict.fromkeys(user_ids)), event_key, data, self._fanout)
         started = time.perf_counter()
         # Taken before any frame is posted: a row older than the window now was older when its 410 came.
         settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
@@ -152,7 +152,7 @@ class Notifier:
         self._observer(event_key, len(users), report, (time.perf_counter() - started) * 1000)
         return report
 
-    def deliver_within_budget(
+    def _deliver_within_budget(
         self, users: list[str], event_key: str, data: bytes, fanout: FanoutQueue
     ) -> DeliveryReport:
         """Deliver `data` to `users`' connections for at most the notify's budget; hand the rest on.
@@ -225,13 +225,14 @@ class Notifier:
                 pass
         except FuturesTimeout:
             pass
-        # Cancelled in one pass first: while this thread waits for a running lookup, the pool starts the next.
-        cancelled = {user_id for user_id, future in lookups.items() if future.cancel()}
         for user_id, future in lookups.items():
-            if user_id in cancelled:
+            if not future.done():
+                # Late: handed on. One still running finishes in the background and its answer is dropped,
+                # so the caller never waits past the deadline for a slow Query.
+                future.cancel()
                 unread.append(user_id)
                 continue
-            page = future.result()  # a lookup already running finishes: one Query
+            page = future.result()
             if page is None:
                 unread.append(user_id)  # failed after botocore's retries: a worker tries again
                 continue

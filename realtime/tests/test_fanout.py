@@ -187,7 +187,7 @@ def test_an_audience_larger_than_the_budget_is_sharded_handed_on_and_delivered_o
     ids = add_rows(aws, "star", 2 * SHARD_CONNECTIONS + 1_000)
     transport = RecordingTransport()
     notifier = Notifier(
-        store_of(aws), transport, fanout=aws["queue"], budget_seconds=3.0, posts_per_second=lambda: 100
+        store_of(aws), transport, fanout=aws["queue"], budget_seconds=25.0, posts_per_second=lambda: 10
     )
 
     started = time.monotonic()
@@ -197,9 +197,9 @@ def test_an_audience_larger_than_the_budget_is_sharded_handed_on_and_delivered_o
     # One page of the user's connections was read (the rest is behind a cursor, for the workers);
     # of it, what the budget allows was posted and the remainder handed on.
     assert report.delivered + report.deferred == SHARD_CONNECTIONS
-    assert 0 < report.delivered <= 300 and report.deferred >= SHARD_CONNECTIONS - 300
+    assert 0 < report.delivered <= 250 and report.deferred >= SHARD_CONNECTIONS - 250
     assert (report.gone, report.failed, report.deferred_users) == (0, 0, 1)
-    assert answered_in < 4.0
+    assert answered_in < 25.0  # its budget: half for the lookup, the rest for posting
     assert sum(transport.frames.values()) == report.delivered
 
     drain(aws, worker_for(aws, transport))

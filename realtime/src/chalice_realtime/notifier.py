@@ -215,11 +215,8 @@ class Notifier:
         found: dict[str, int] = {}
         cursors: dict[str, dict[str, Any]] = {}
         unread: list[str] = []
-        if len(users) == 1:
-            lookups = {users[0]: self._page_future(users[0])}
-        else:
-            pool = self._lookup_pool()
-            lookups = {user_id: pool.submit(self._page, user_id) for user_id in users}
+        pool = self._lookup_pool()
+        lookups = {user_id: pool.submit(self._page, user_id) for user_id in users}
         try:
             for _ in as_completed(lookups.values(), timeout=max(0.0, deadline - time.monotonic())):
                 pass
@@ -241,13 +238,6 @@ class Notifier:
             if cursor:
                 cursors[user_id] = cursor
         return found, cursors, unread
-
-    def _page_future(
-        self, user_id: str
-    ) -> Future[tuple[list[tuple[str, int]], dict[str, Any] | None] | None]:
-        done: Future[tuple[list[tuple[str, int]], dict[str, Any] | None] | None] = Future()
-        done.set_result(self._page(user_id))
-        return done
 
     def _page(self, user_id: str) -> tuple[list[tuple[str, int]], dict[str, Any] | None] | None:
         try:

@@ -12,10 +12,6 @@ from typing import Any, Literal
 from devserver.config import FANOUT_QUEUE_NAME, REGION, StackConfig
 from infra.tables import create_tables, create_topic
 
-# Locally a failed shard comes back after 30 s (the worker's timeout, the least Lambda accepts) rather than
-# the deployed queue's 180 s; the dead-letter queue after the same number of receives (infra/resources.json).
-LOCAL_VISIBILITY_TIMEOUT_SECONDS = 30
-
 
 def aws_client(config: StackConfig, service: Literal["dynamodb", "sns", "sqs"]) -> Any:
     """A boto3 client for `service` in the stack's moto server, with its fake credentials."""
@@ -47,7 +43,8 @@ def create_fanout_queue(config: StackConfig) -> str:
 
     sqs = aws_client(config, "sqs")
     resources = template()["Resources"]
-    redrive = resources["FanoutQueue"]["Properties"]["RedrivePolicy"]
+    queue = resources["FanoutQueue"]["Properties"]
+    redrive = queue["RedrivePolicy"]
     retention = resources["FanoutDeadLetterQueue"]["Properties"]["MessageRetentionPeriod"]
     dead_letters = sqs.create_queue(
         QueueName=f"{FANOUT_QUEUE_NAME}-dead-letters", Attributes={"MessageRetentionPeriod": str(retention)}
@@ -57,7 +54,9 @@ def create_fanout_queue(config: StackConfig) -> str:
     ]["QueueArn"]
     policy = {"deadLetterTargetArn": dead_letters_arn, "maxReceiveCount": redrive["maxReceiveCount"]}
     attributes = {
-        "VisibilityTimeout": str(LOCAL_VISIBILITY_TIMEOUT_SECONDS),
+        # As deployed: the local stack does not stop a handler at its timeout, so a shorter visibility
+        # would hand a slow shard to a second worker while the first still runs.
+        "VisibilityTimeout": str(queue["VisibilityTimeout"]),
         "RedrivePolicy": json.dumps(policy),
     }
     return str(sqs.create_queue(QueueName=FANOUT_QUEUE_NAME, Attributes=attributes)["QueueUrl"])

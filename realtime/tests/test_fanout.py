@@ -22,7 +22,7 @@ from chalice_realtime.budget import answering_within, notify_budget
 from chalice_realtime.connections import Connection, ConnectionStore
 from chalice_realtime.fanout import (
     CHECKPOINT_CONNECTIONS,
-    DEFAULT_LEASE_SECONDS,
+    LEASE_SECONDS,
     SHARD_CONNECTIONS,
     FanoutQueue,
     FanoutWorker,
@@ -268,7 +268,7 @@ def test_a_killed_worker_is_redelivered_and_no_connection_gets_a_finished_checkp
     healthy = RecordingTransport()
     with pytest.raises(ShardBusy):  # delivered again while the killed attempt's lease still runs
         worker_for(aws, healthy, clock).deliver(shard)
-    clock.advance(DEFAULT_LEASE_SECONDS + 1)  # SQS's visibility timeout is longer than any lease
+    clock.advance(LEASE_SECONDS + 1)  # SQS's visibility timeout is longer than the lease
     worker_for(aws, healthy, clock).deliver(shard)
     worker_for(aws, healthy, clock).deliver(shard)  # and once more, after the shard had finished
 
@@ -276,6 +276,30 @@ def test_a_killed_worker_is_redelivered_and_no_connection_gets_a_finished_checkp
     assert set(healthy.frames) == {cid for cid, _ in rows[2 * CHECKPOINT_CONNECTIONS :]}
     assert set(healthy.frames.values()) == {1}
     assert set(dying.frames) | set(healthy.frames) == {cid for cid, _ in rows}
+
+
+def test_an_attempt_that_outlived_its_lease_stops_at_its_next_checkpoint(aws: dict[str, Any]) -> None:
+    rows = [(f"s-{n:05d}", 1) for n in range(3 * CHECKPOINT_CONNECTIONS)]
+    (shard,) = connection_shards("n7", "jobs-updated", FRAME, rows)
+    clock = SteppedClock()
+    second = RecordingTransport()
+
+    class StalledTransport(RecordingTransport):
+        """Its first chunk takes longer than the lease: SQS delivers the shard again meanwhile."""
+
+        def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+            outcomes = super().post_to_connections(connection_ids, data)
+            if sum(self.frames.values()) == CHECKPOINT_CONNECTIONS:
+                clock.advance(LEASE_SECONDS + 1)
+                worker_for(aws, second, clock).deliver(shard)
+            return outcomes
+
+    first = StalledTransport()
+    with pytest.raises(ShardBusy):
+        worker_for(aws, first, clock).deliver(shard)
+
+    assert set(second.frames) == {cid for cid, _ in rows}  # the second attempt delivered the shard
+    assert sum(first.frames.values()) == CHECKPOINT_CONNECTIONS  # the first sent no chunk after it lost it
 
 
 def test_the_retry_of_a_finished_shard_sends_nothing(aws: dict[str, Any]) -> None:

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import error_code
-from .budget import remaining_seconds
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
@@ -56,8 +55,9 @@ CHECKPOINT_CONNECTIONS = 500
 SHARD_RECORD_PREFIX = "fanout-shard#"
 # Kept as long as a shard can come back: the dead-letter queue's 14 days of retention, redriven.
 SHARD_RECORD_TTL_SECONDS = 15 * 24 * 3600
-# How long an attempt holds its shard when its invocation's remaining time is unknown.
-DEFAULT_LEASE_SECONDS = 60.0
+# How long an attempt holds its shard after each write (its record renews it every checkpoint): more than a
+# checkpoint can take, less than SQS's visibility timeout (180 s), so a killed attempt's retry finds it free.
+LEASE_SECONDS = 60.0
 # SQS's limit is 262,144 bytes per message and per batch; the rest is attribute and framing overhead.
 MAX_BATCH_BYTES = 250_000
 MAX_BATCH_ENTRIES = 10
@@ -222,12 +222,15 @@ class ShardLedger:
     """Each shard's progress, one item per shard in the connections table (`fanout-shard#<id>`).
 
     ledger = ShardLedger(table_name, dynamodb_client)
-    ledger.claim("ab12:c0", 30.0)            # ShardProgress(finished=False, done=frozenset())
-    ledger.settled("ab12:c0", ["id1=", "id2="])
-    ledger.finish("ab12:c0")
+    attempt = new_attempt_id()
+    ledger.claim("ab12:c0", attempt)                # ShardProgress(finished=False, done=frozenset())
+    ledger.settled("ab12:c0", attempt, ["id1=", "id2="])
+    ledger.finish("ab12:c0", attempt)
 
-    An attempt holds its shard (`lease_until`) for its invocation's remaining time: SQS may deliver a
-    message again while the first receiver still runs, and the second attempt then waits its turn.
+    An attempt holds its shard for `LEASE_SECONDS` from its last write (`lease_owner`, `lease_until`):
+    SQS may deliver a message again while its first receiver still runs, and the second attempt then
+    waits its turn (`claim` answers None); an attempt that lost its lease stops (`ShardBusy`) at its
+    next write instead of sending what the other sends. Every write is one conditional UpdateItem.
 
     The items carry no `user_id`, so they never appear in the `by_user` index, and expire by TTL.
     """
@@ -237,67 +240,86 @@ class ShardLedger:
         self._dynamodb = dynamodb
         self._clock = clock
 
-    def claim(self, shard_id: str, seconds: float) -> ShardProgress | None:
-        """Hold the shard for `seconds` and read what earlier attempts did; None while another attempt
-        holds it. One conditional UpdateItem (strongly consistent, as every write is)."""
+    def claim(self, shard_id: str, attempt: str) -> ShardProgress | None:
+        """Hold the shard and read what earlier attempts did; None while another attempt holds it."""
+        answer = self._update(
+            shard_id,
+            "SET lease_owner = :me, lease_until = :until, expires_at = :ttl",
+            "attribute_not_exists(lease_until) OR lease_until < :now",
+            {":me": {"S": attempt}, ":now": {"N": f"{self._clock.now():.3f}"}},
+            returning=True,
+        )
+        if answer is None:
+            return None
+        return ShardProgress(
+            finished=bool(answer.get("finished", {}).get("BOOL")),
+            done=frozenset(answer.get("done", {}).get("SS", ())),
+        )
+
+    def renew(self, shard_id: str, attempt: str) -> None:
+        """Hold the shard `LEASE_SECONDS` more; `ShardBusy` if another attempt took it meanwhile."""
+        self._held(shard_id, attempt, "SET lease_until = :until, expires_at = :ttl", {})
+
+    def settled(self, shard_id: str, attempt: str, connection_ids: Sequence[str]) -> None:
+        """Add `connection_ids` to the shard's settled set; renews the lease."""
+        ids = list(dict.fromkeys(connection_ids))
+        if not ids:
+            self.renew(shard_id, attempt)
+            return
+        self._held(
+            shard_id,
+            attempt,
+            "ADD done :ids SET lease_until = :until, expires_at = :ttl",
+            {":ids": {"SS": ids}},
+        )
+
+    def finish(self, shard_id: str, attempt: str) -> None:
+        """Mark the shard finished and let it go; its settled set is no longer needed."""
+        self._held(
+            shard_id,
+            attempt,
+            "SET finished = :yes, expires_at = :ttl REMOVE done, lease_owner, lease_until",
+            {":yes": {"BOOL": True}},
+        )
+
+    def release(self, shard_id: str, attempt: str) -> None:
+        """Let the next attempt take the shard at once (this one is giving up); a no-op if not held."""
+        self._update(
+            shard_id, "REMOVE lease_owner, lease_until", "lease_owner = :me", {":me": {"S": attempt}}
+        )
+
+    def _held(self, shard_id: str, attempt: str, update: str, values: dict[str, Any]) -> None:
+        if self._update(shard_id, update, "lease_owner = :me", {**values, ":me": {"S": attempt}}) is None:
+            raise ShardBusy(f"shard {shard_id}: another attempt took it over; this one stops")
+
+    def _update(
+        self, shard_id: str, update: str, condition: str, values: dict[str, Any], *, returning: bool = False
+    ) -> dict[str, Any] | None:
+        """The item after a conditional update ({} unless `returning`); None if the condition failed."""
         now = self._clock.now()
+        if ":until" in update:
+            values = {**values, ":until": {"N": f"{now + LEASE_SECONDS:.3f}"}}
+        if ":ttl" in update:
+            values = {**values, ":ttl": {"N": str(int(now) + SHARD_RECORD_TTL_SECONDS)}}
         try:
             answer = self._dynamodb.update_item(
                 TableName=self._table,
-                Key=self._key(shard_id),
-                UpdateExpression="SET lease_until = :until, expires_at = :ttl",
-                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
-                ExpressionAttributeValues={
-                    ":until": {"N": f"{now + seconds:.3f}"},
-                    ":now": {"N": f"{now:.3f}"},
-                    ":ttl": self._ttl(),
-                },
-                ReturnValues="ALL_NEW",
+                Key={"connection_id": {"S": SHARD_RECORD_PREFIX + shard_id}},
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW" if returning else "NONE",
             )
         except ClientError as exc:
             if error_code(exc) == "ConditionalCheckFailedException":
                 return None
             raise
-        item = answer.get("Attributes", {})
-        return ShardProgress(
-            finished=bool(item.get("finished", {}).get("BOOL")),
-            done=frozenset(item.get("done", {}).get("SS", ())),
-        )
+        return dict(answer.get("Attributes", {}))
 
-    def release(self, shard_id: str) -> None:
-        """Let the next attempt take the shard at once (this one is giving up)."""
-        self._dynamodb.update_item(
-            TableName=self._table, Key=self._key(shard_id), UpdateExpression="REMOVE lease_until"
-        )
 
-    def settled(self, shard_id: str, connection_ids: Sequence[str]) -> None:
-        """Add `connection_ids` to the shard's settled set (an atomic ADD to a string set)."""
-        if not connection_ids:
-            return
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key=self._key(shard_id),
-            UpdateExpression="ADD done :ids SET expires_at = :ttl",
-            ExpressionAttributeValues={
-                ":ids": {"SS": list(dict.fromkeys(connection_ids))},
-                ":ttl": self._ttl(),
-            },
-        )
-
-    def finish(self, shard_id: str) -> None:
-        """Mark the shard finished; its settled set is no longer needed."""
-        self._dynamodb.update_item(
-            TableName=self._table,
-            Key=self._key(shard_id),
-            UpdateExpression="SET finished = :yes, expires_at = :ttl REMOVE done, lease_until",
-            ExpressionAttributeValues={":yes": {"BOOL": True}, ":ttl": self._ttl()},
-        )
-
-    def _key(self, shard_id: str) -> dict[str, Any]:
-        return {"connection_id": {"S": SHARD_RECORD_PREFIX + shard_id}}
-
-    def _ttl(self) -> dict[str, str]:
-        return {"N": str(int(self._clock.now()) + SHARD_RECORD_TTL_SECONDS)}
+def new_attempt_id() -> str:
+    """Who holds a shard: one id per delivery attempt."""
+    return uuid.uuid4().hex
 
 
 def remove_settled_gone(
@@ -355,25 +377,29 @@ class FanoutWorker:
         when some frames failed (their connections stay unsettled, for the redelivery).
         """
         started = time.perf_counter()
-        progress = self._ledger.claim(shard.shard_id, remaining_seconds() or DEFAULT_LEASE_SECONDS)
+        attempt = new_attempt_id()
+        progress = self._ledger.claim(shard.shard_id, attempt)
         if progress is None:
             raise ShardBusy(f"shard {shard.shard_id} is being delivered by another attempt")
         if progress.finished:
             logger.info("shard already delivered; nothing sent", extra={"shard_id": shard.shard_id})
             return DeliveryReport()
         try:
-            return self._deliver(shard, progress, started)
+            return self._deliver(shard, attempt, progress, started)
+        except ShardBusy:
+            raise  # the lease is another attempt's now
         except Exception:
-            self._ledger.release(shard.shard_id)  # the redelivery need not wait for this attempt's lease
+            self._ledger.release(shard.shard_id, attempt)  # the redelivery need not wait for the lease
             raise
 
-    def _deliver(self, shard: Shard, progress: ShardProgress, started: float) -> DeliveryReport:
+    def _deliver(self, shard: Shard, attempt: str, progress: ShardProgress, started: float) -> DeliveryReport:
         # Taken before any frame is posted: a row older than the window now was older when its 410 came.
         settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
         connected_at, failed_lookups = self._audience(shard)
         pending = [cid for cid in connected_at if cid not in progress.done]
         data = shard.frame.encode()
         delivered = gone = failed = 0
+        self._ledger.renew(shard.shard_id, attempt)  # the lookups may have taken a while
         for start in range(0, len(pending), self._checkpoint):
             chunk = pending[start : start + self._checkpoint]
             outcomes = self._transport.post_to_connections(chunk, data)
@@ -382,7 +408,7 @@ class FanoutWorker:
             settled = [
                 cid for cid, o in zip(chunk, outcomes, strict=True) if o in (Outcome.DELIVERED, Outcome.GONE)
             ]
-            self._ledger.settled(shard.shard_id, settled)
+            self._ledger.settled(shard.shard_id, attempt, settled)
             delivered += sum(o is Outcome.DELIVERED for o in outcomes)
             gone += len(gone_ids)
             failed += len(chunk) - len(settled)
@@ -394,7 +420,7 @@ class FanoutWorker:
                 f"shard {shard.shard_id}: {failed} frames failed and {failed_lookups} lookups failed; "
                 "SQS delivers it again"
             )
-        self._ledger.finish(shard.shard_id)
+        self._ledger.finish(shard.shard_id, attempt)
         return report
 
     def _audience(self, shard: Shard) -> tuple[dict[str, int], int]:

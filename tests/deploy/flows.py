@@ -170,6 +170,31 @@ class Deployment:
                 self.refused.append(FaultRule(status=403, connection_id=cid))
                 self.management_api.faults.replace(self.refused)
 
+    def connect_many(self, user_id: str, connection_ids: list[str]) -> None:
+        """Rows for many live connections of `user_id`, 25 per BatchWriteItem (recorded as nobody's)."""
+        table = self.settings_of("APIHandler").realtime.connections_table
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        now_ms = int(time.time() * 1000)
+        for start in range(0, len(connection_ids), 25):
+            rows = connection_ids[start : start + 25]
+            dynamodb.batch_write_item(
+                RequestItems={
+                    table: [
+                        {
+                            "PutRequest": {
+                                "Item": {
+                                    "connection_id": {"S": cid},
+                                    "user_id": {"S": user_id},
+                                    "connected_at": {"N": str(now_ms + start + n)},
+                                    "expires_at": {"N": str(now_ms // 1000 + 7800)},
+                                }
+                            }
+                        }
+                        for n, cid in enumerate(rows)
+                    ]
+                }
+            )
+
     def received(self, connection_id: str) -> list[dict[str, str]]:
         return frames_posted(self.management_api, connection_id)
 
@@ -223,6 +248,7 @@ def core_routes(d: Deployment) -> None:
 def chat(d: Deployment) -> None:
     if ("/messages", "POST") not in {(r, m) for r, methods in _app_routes().items() for m in methods}:
         return
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("bob", "bob-live")
     d.connect("bob", "bob-gone", gone=True)
     d.connect("bob", "bob-refused", refused=True)
@@ -501,6 +527,7 @@ def _submitted_job(d: Deployment, owner: str, request: dict[str, Any]) -> str:
 
 @flow("run_job")
 def run_job(d: Deployment) -> None:
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("grace", "grace-live")
     d.connect("grace", "grace-gone", gone=True)
     d.connect("grace", "grace-refused", refused=True)
@@ -557,6 +584,7 @@ def run_job_messages_that_are_not_jobs(d: Deployment) -> None:
 
 @flow("sweep_stale_jobs")
 def sweep_stale_jobs(d: Deployment) -> None:
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("heidi", "heidi-live")
     d.connect("heidi", "heidi-gone", gone=True)
     d.connect("heidi", "heidi-refused", refused=True)
@@ -594,14 +622,16 @@ def fanout_worker(d: Deployment) -> None:
 @flow("fanout_worker")
 def fanout_worker_reads_users_and_hands_on_the_rest_of_a_large_one(d: Deployment) -> None:
     """A shard of users: each one's connections read; one holding more than a shard's worth has the rest
-    handed on behind a cursor."""
+    handed on behind a cursor, and what the worker read beyond a shard's worth goes to another worker."""
     from chalice_realtime.fanout import SHARD_CONNECTIONS
 
     d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("jay", "jay-live")
-    d.connect("kim", *[f"kim-{n:05d}" for n in range(SHARD_CONNECTIONS + 1)])
+    d.connect_many("kim", [f"kim-{n:05d}" for n in range(SHARD_CONNECTIONS + 1)])
     shard = {"v": 1, "id": "deploy-2:u0", "key": "jobs-updated", "frame": '{"event":"jobs-updated"}'}
     d.invoke("fanout_worker", _shard_event(d, {**shard, "users": ["jay", "kim"]}))
     assert d.received("jay-live") == [{"event": "jobs-updated"}]
-    (rest,) = d.fanout_shards()
-    assert (rest["user"], rest["cursor"] is not None) == ("kim", True)
+    handed_on = d.fanout_shards()
+    # kim's connections past the first page, behind a cursor; and what the worker read past one shard's worth.
+    assert [(s["user"], s["cursor"] is not None) for s in handed_on if "user" in s] == [("kim", True)]
+    assert sum(len(s.get("connections", {})) for s in handed_on) == 1

@@ -10,7 +10,7 @@ CHECKOV_VENV := .venv-checkov
 STAGE ?= dev
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: help install install-local dev test lint typecheck client-types unit integration e2e node-test package-check package smoke clean
+.PHONY: help install install-local dev test lint typecheck client-types unit integration e2e node-test package-check package smoke clean package-test
 
 help:
 	@echo "make dev        run the whole stack locally (REST, WebSocket, SNS, DynamoDB, Firebase Auth)"
@@ -59,9 +59,15 @@ $(VENV)/.installed: requirements.txt requirements-local.txt requirements-dev.txt
 	$(install_core)
 	touch $@ $(VENV)/.installed-local
 
+# `make dev`: package.json's dependencies only (the Auth Emulator, the demo page's Firebase SDK).
+node_modules/.installed-local: package.json package-lock.json
+	npm ci --omit=dev --no-audit --no-fund --loglevel=error
+	touch $@
+
+# `make test`: the devDependencies too (TypeScript, React, axe-core).
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
-	touch $@
+	touch $@ node_modules/.installed-local
 
 $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see scripts/find-python)" >&2; exit 1; }
@@ -70,7 +76,7 @@ $(CHECKOV_VENV)/.installed: requirements-checkov.txt
 	touch $@
 
 install: $(VENV)/.installed node_modules/.installed $(CHECKOV_VENV)/.installed
-install-local: $(VENV)/.installed-local node_modules/.installed
+install-local: $(VENV)/.installed-local node_modules/.installed-local
 
 # ------------------------------------------------------------------ run
 dev: install-local
@@ -85,8 +91,12 @@ lint: $(VENV)/.installed
 typecheck: $(VENV)/.installed
 	$(VENV)/bin/mypy
 
+# The app's in-process tests, one folder per feature (plus app-wide ones in tests/app); the core's own tests
+# (realtime/tests) against the wheel installed in $(VENV).
+APP_UNIT_TESTS := tests/app tests/jobs tests/chat tests/payments tests/limits tests/devserver tests/bench
 unit: install
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest $(APP_UNIT_TESTS)
+	$(PY) -m pytest -c realtime/pyproject.toml realtime/tests
 
 integration: install
 	$(PY) -m pytest tests/integration
@@ -105,9 +115,51 @@ node-test: node_modules/.installed
 package-check: $(VENV)/.installed $(CHECKOV_VENV)/.installed
 	$(PY) -m pytest tests/deploy
 
+# ------------------------------------------------------------------ the core as a package
+# Built as PyPI would get it (sdist, and the wheel from the sdist), checked by twine and scripts/check-core-dist,
+# then its own tests (realtime/tests) run against the INSTALLED wheel in one venv per set of extras, from a
+# folder where realtime/src cannot be imported. The set with every extra runs every test; `none` runs all that
+# need no extra (the transport fallback included); the others only the tests of their extras.
+CORE_DIST := .venvs/dist
+CORE_EXTRA_SETS := none firebase oidc all
+CORE_EXTRAS_none :=
+CORE_EXTRAS_firebase := [firebase]
+CORE_EXTRAS_oidc := [oidc]
+CORE_EXTRAS_all := [firebase,oidc,fast,aiohttp,metrics]
+CORE_SELECT_none :=
+CORE_SELECT_firebase := --only-extra firebase
+CORE_SELECT_oidc := --only-extra oidc
+CORE_SELECT_all :=
+
+# A venv per set with the tests' pinned requirements; rebuilt when they or the package's extras change.
+.venvs/core-%/.deps: realtime/requirements-test.txt realtime/constraints-test.txt realtime/pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python $(PYTHON_VERSION) is needed (see scripts/find-python)" >&2; exit 1; }
+	test -x .venvs/core-$*/bin/python || $(PYTHON) -m venv .venvs/core-$*
+	.venvs/core-$*/bin/python -m pip install -q --upgrade pip
+	.venvs/core-$*/bin/python -m pip install -q -r realtime/requirements-test.txt
+	touch $@
+
+# One set: the built wheel installed with the set's extras (then reinstalled, as a rebuilt 0.x keeps its name),
+# its tests run from .venvs/run, where only the installed package is importable.
+define core_tests
+	@echo "--- extras $(1): chalice-realtime$(CORE_EXTRAS_$(1)), realtime/tests against the installed wheel"
+	.venvs/core-$(1)/bin/python -m pip install -q -c realtime/constraints-test.txt "$$(ls $(CORE_DIST)/*.whl)$(CORE_EXTRAS_$(1))"
+	.venvs/core-$(1)/bin/python -m pip install -q --no-deps --force-reinstall $(CORE_DIST)/*.whl
+	cd .venvs/run && CHALICE_REALTIME_INSTALLED=1 $(CURDIR)/.venvs/core-$(1)/bin/python -m pytest -q \
+		-c $(CURDIR)/realtime/pyproject.toml --rootdir $(CURDIR)/realtime $(CORE_SELECT_$(1)) $(CURDIR)/realtime/tests
+
+endef
+
+package-test: $(VENV)/.installed $(foreach set,$(CORE_EXTRA_SETS),.venvs/core-$(set)/.deps)
+	rm -rf $(CORE_DIST) && mkdir -p $(CORE_DIST) .venvs/run
+	$(PY) -m build --sdist --wheel --outdir $(CORE_DIST) realtime >/dev/null
+	$(VENV)/bin/twine check --strict $(CORE_DIST)/*
+	$(PY) scripts/check-core-dist $(CORE_DIST)
+	$(foreach set,$(CORE_EXTRA_SETS),$(call core_tests,$(set)))
+
 test: install
 	scripts/install-chromium
-	$(MAKE) lint typecheck client-types node-test
+	$(MAKE) lint typecheck client-types node-test package-test
 	$(PY) -m pytest
 
 package: $(VENV)/.installed $(CHECKOV_VENV)/.installed

@@ -6,22 +6,12 @@ import functools
 from collections.abc import Callable
 from typing import Any, cast
 
-from chalice import (
-    BadRequestError,
-    Chalice,
-    ChaliceViewError,
-    ConflictError,
-    CORSConfig,
-    NotFoundError,
-    Rate,
-    Response,
-)
+from chalice import Chalice, ChaliceViewError, CORSConfig, Rate, Response
 from chalice.app import CloudWatchEvent, SNSEvent
 from chalice_realtime import caller_id, configure_logging, correlated, realtime, realtime_auth
 
 from chalicelib import services
-from chalicelib.errors import RequestRefused, TemporarilyUnavailable, TooManyRequests
-from chalicelib.jobs.model import FAILED, SUCCEEDED
+from chalicelib.errors import AppError, RequestRefused
 from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB
 from chalicelib.settings import get_settings
 
@@ -39,7 +29,7 @@ app.api.cors = CORSConfig(
     # Retry-After is not a CORS-safelisted response header: a page reads a 429's wait only if exposed.
     expose_headers=["X-Correlation-Id", "Retry-After"],
 )
-# One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (README: Observability).
+# One JSON line per log record, at LOG_LEVEL, Chalice's own error log included (docs/observability.md).
 configure_logging(get_settings().realtime.log_level, app.log)
 
 
@@ -65,40 +55,27 @@ def json_object() -> dict[str, Any]:
     assert request is not None
     body = request.json_body
     if not isinstance(body, dict):
-        raise BadRequestError("the request body must be a JSON object")
+        raise RequestRefused("the request body must be a JSON object")
     return body
 
 
 def answers_errors[**P, R](view: Callable[P, R]) -> Callable[P, R]:
-    """The features' two error bases as HTTP answers, the same on every route that uses a feature:
-    `RequestRefused` is a 400, `TooManyRequests` a 429 and `TemporarilyUnavailable` a 503, both with
-    `Retry-After`, each carrying the feature's message. Anything else stays a logged 500 leaking nothing."""
+    """The one place the features' errors become HTTP answers, the same on every route: an `AppError`
+    (`chalicelib.errors`) is answered with its own status, `{"Code", "Message"}` body and headers
+    (`Retry-After` on a 429 or 503). Anything else stays Chalice's logged 500 that leaks nothing.
+
+    Not a Chalice middleware: an error that leaves a view reaches middleware only after Chalice has
+    answered it (a 500) or, for `ChaliceUnhandledError`, without the route's CORS headers, which a
+    page needs to read a 429's `Retry-After`."""
 
     @functools.wraps(view)
     def answered(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return view(*args, **kwargs)
-        except RequestRefused as exc:
-            raise BadRequestError(str(exc)) from exc
-        except TooManyRequests as exc:
-            # Chalice's TooManyRequestsError carries no headers: the answer is built here, in its shape.
-            return cast(R, retry_later(429, "TooManyRequestsError", exc, exc.retry_after))
-        except TemporarilyUnavailable as exc:
-            # Our fault and temporary (a job recorded but not queued, the request counters failing): the
-            # same request may be sent again.
-            return cast(R, retry_later(503, "ServiceUnavailable", exc, exc.retry_after))
+        except AppError as exc:
+            return cast(R, Response(body=exc.body(), status_code=exc.STATUS_CODE, headers=exc.headers()))
 
     return answered
-
-
-def retry_later(status: int, code: str, exc: Exception, retry_after: int) -> Response:
-    """`{"Code": code, "Message": ...}` in Chalice's error shape, with `Retry-After` in whole seconds
-    (Chalice's own errors carry no headers)."""
-    return Response(
-        body={"Code": code, "Message": str(exc)},
-        status_code=status,
-        headers={"Retry-After": str(retry_after)},
-    )
 
 
 # ---------------------------------------------------------------- core routes
@@ -143,20 +120,13 @@ def list_jobs() -> dict[str, Any]:
 @app.route("/jobs/{job_id}", methods=["GET"], authorizer=realtime_auth)
 @answers_errors
 def get_job(job_id: str) -> dict[str, Any]:
-    job = services.current().jobs.get(caller_id(), job_id)
-    if job is None:
-        raise NotFoundError("job not found")
-    return job.to_json()
+    return services.current().jobs.get(caller_id(), job_id).to_json()
 
 
 @app.route("/jobs/{job_id}/cancel", methods=["POST"], authorizer=realtime_auth)
 @answers_errors
 def cancel_job(job_id: str) -> Response:
     job = services.current().jobs.cancel(caller_id(), job_id)
-    if job is None:
-        raise NotFoundError("job not found")
-    if job.status in (SUCCEEDED, FAILED):
-        raise ConflictError(f"the job has already finished ({job.status}); only active jobs can be cancelled")
     # `cancelled`, or `running` until its runner reaches its next progress point; `jobs-updated` follows.
     return Response(body={"job_id": job.job_id, "status": job.status}, status_code=202)
 

@@ -117,7 +117,7 @@ def paper_section() -> str:
 
 
 def measured_section(result: object, users: int, per_user: int) -> str:
-    from tests.integration.broadcast import BroadcastResult
+    from testsupport.broadcast import BroadcastResult
 
     assert isinstance(result, BroadcastResult)
     missing = len(result.expected - result.posts.keys())
@@ -184,8 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sections = [paper_section()]
     if not args.paper_only:
-        from tests.integration.broadcast import broadcast, broadcast_app
-        from tests.localstack import LocalStack
+        from testsupport.broadcast import broadcast, broadcast_app
+        from testsupport.localstack import LocalStack
 
         with (
             tempfile.TemporaryDirectory() as tmp,

@@ -84,9 +84,9 @@ def local_aws(env: dict[str, str]) -> Iterator[tuple[CertificateServer, Any]]:
         with local_aws(ENV) as (certs, tokens): ...   # import app, call its handlers
     """
     import boto3
+    from chalice_realtime.testing.firebase import SigningKey, TokenFactory
 
     from infra.tables import create_tables
-    from tests.firebase_tokens import SigningKey, TokenFactory
 
     with management_api_standin(0.0) as standin, moto_server() as moto:
         os.environ.update({**env, "AWS_ENDPOINT_URL": moto, "WEBSOCKET_ENDPOINT": standin})
@@ -101,10 +101,10 @@ def local_aws(env: dict[str, str]) -> Iterator[tuple[CertificateServer, Any]]:
 def operations(certs: CertificateServer, tokens: Any) -> list[list[str]]:
     from chalice.test import Client
     from chalice_realtime.connections import Connection
+    from chalice_realtime.testing.events import websocket_event
 
     import app as app_module
     from chalicelib import services
-    from tests.apigw import websocket_event
 
     current = services.current()
     log = CallLog(current.settings.realtime.websocket_endpoint, certs)

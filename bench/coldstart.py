@@ -87,8 +87,8 @@ def beyond_baseline() -> list[list[str]]:
 
 def connect_worker() -> dict[str, float]:
     """Runs in a fresh process: import app, then two $connect invocations, timed."""
-    from tests.apigw import websocket_event
-    from tests.firebase_tokens import SigningKey, TokenFactory
+    from chalice_realtime.testing.events import websocket_event
+    from chalice_realtime.testing.firebase import SigningKey, TokenFactory
 
     # Test fixtures, not measured: a signing key, two tokens, and Google's certificates served locally.
     key = SigningKey.generate("bench-kid")

@@ -409,12 +409,12 @@ def measure_all(certs: Any, tokens: Any, traffic: Traffic, repeat: int) -> tuple
     """Run every operation `repeat` times (after one warm-up run) and return what each used."""
     import boto3
     from chalice_realtime.connections import Connection
+    from chalice_realtime.testing.events import websocket_event
 
     import app as app_module
     from chalicelib import services
     from chalicelib.settings import get_settings
-    from tests.apigw import websocket_event
-    from tests.stripe_events import build_test_event, signed_delivery
+    from testsupport.stripe_events import build_test_event, signed_delivery
 
     settings = get_settings()
     handlers = app_module.app.handler_map  # the core's WebSocket handlers and authorizer included
@@ -984,7 +984,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         section = (
             f"Measured on {machine()}, load average {load:.1f} at the start (other work "
             "on the machine slows the measured Lambda times). The model and its tests: `bench/costmodel.py`, "
-            "`tests/unit/test_cost_model.py`.\n\n" + report
+            "`tests/bench/test_cost_model.py`.\n\n" + report
         )
         page.write_text(with_section(page.read_text() if page.exists() else "", section))
         print(f"\nwrote the cost section of {args.output}")

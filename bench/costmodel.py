@@ -2,7 +2,7 @@
 
 `python -m bench.cost` measures what each operation uses (Lambda time, DynamoDB items, frames,
 log bytes) against the local stand-ins; everything here turns those counts into billing units
-and dollars, with no I/O, so each rule has a unit test (tests/unit/test_cost_model.py).
+and dollars, with no I/O, so each rule has a unit test (tests/bench/test_cost_model.py).
 
     usage = usage_of(measured, memory_mb={"api_handler": 512})
     bill = Bill([Operation("notify", per_month=15_000_000, usage=usage)], PRICES)

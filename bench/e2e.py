@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=10, help="sockets per user (10, the default cap)")
     args = parser.parse_args()
 
-    from tests.localstack import LocalStack, missing_tools
+    from testsupport.localstack import LocalStack, missing_tools
 
     if missing_tools():
         sys.exit(f"bench.e2e needs the local stack: {missing_tools()}")

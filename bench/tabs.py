@@ -33,7 +33,7 @@ from bench.harness import ROOT, machine, table
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
 
-    from tests.localstack import LocalStack
+    from testsupport.localstack import LocalStack
 
 OUTPUT = ROOT / "docs" / "shared-tabs.md"
 KEY = "bench-tabs"
@@ -56,7 +56,7 @@ def measure(
     """Open `tabs` tabs of one new user in one window, then notify that user `notifies` times."""
     from playwright.sync_api import expect
 
-    from tests.e2e.support import open_tab, received, sign_in, unique_email
+    from testsupport.browser import open_tab, received, sign_in, unique_email
 
     context = browser.new_context()
     context.set_default_timeout(30_000)
@@ -89,7 +89,7 @@ def measure(
 
 def settled_connection_count(stack: LocalStack, uid: str, quiet: float = 1.5) -> int:
     """The user's live connections once the count has not changed for `quiet` seconds."""
-    from tests.e2e.support import live_connections_of
+    from testsupport.browser import live_connections_of
 
     last, since = -1, time.monotonic()
     deadline = time.monotonic() + 30
@@ -164,8 +164,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from tests.e2e.conftest import CHROMIUM, LAUNCH_ARGS
-    from tests.localstack import LocalStack, missing_tools
+    from testsupport.browser import CHROMIUM, LAUNCH_ARGS
+    from testsupport.localstack import LocalStack, missing_tools
 
     if missing_tools():
         sys.exit(f"bench.tabs needs the local stack: {missing_tools()}")

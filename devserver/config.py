@@ -27,7 +27,7 @@ JOBS_TOPIC_NAME = "chalice-realtime-jobs"
 # The queue the core's `fanout_worker` is registered on (chalice_realtime's blueprint): the local stack
 # creates it (with a dead-letter queue) and runs the worker on its messages as Lambda's poller would.
 FANOUT_QUEUE_NAME = "realtime-fanout"
-# API Gateway's limits (DESIGN.md, "Facts"): a connection idle this long is closed, and any after this age.
+# API Gateway's limits (docs/local-stack.md): a connection idle this long is closed, and any after this age.
 AWS_IDLE_TIMEOUT_SECONDS = 600.0
 AWS_MAX_CONNECTION_AGE_SECONDS = 7200.0
 

@@ -40,7 +40,7 @@ NODE_MODULES = PROJECT_ROOT / "node_modules"
 NODE_MODULES_URL = "/node_modules/"
 
 # The npm packages whose ES modules the page imports: `firebase/app` and `firebase/auth`, and what
-# their modules import in turn (tests/unit/test_demo_server.py follows the imports to check it).
+# their modules import in turn (tests/devserver/test_demo_server.py follows the imports to check it).
 BROWSER_PACKAGES = frozenset(
     {
         "firebase",

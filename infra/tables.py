@@ -1,9 +1,11 @@
 """Create the app's DynamoDB tables and SNS topic from `infra/resources.json`.
 
-The deployment merges that template into Chalice's; the local stack and the
-tests call `create_resources` with it, so tables and indexes have one definition.
+The deployment merges that template into Chalice's; the local stack
+(`devserver/provision.py`), the tests and the benchmarks call `create_tables` and
+`create_topic` with it, so tables and indexes have one definition.
 
-    names = create_resources(dynamodb_client, sns_client, env_names_for("local"))
+    create_tables(dynamodb_client, {"CONNECTIONS_TABLE": "local-connections", "JOBS_TABLE": ...})
+    topic_arn = create_topic(sns_client, "chalice-realtime-jobs")
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ TEST_ENV = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-# The `settings` fixture's limits: out of the way of the feature tests (tests/unit/test_limits.py sets its
+# The `settings` fixture's limits: out of the way of the feature tests (tests/limits/test_limits.py sets its
 # own). Not in the process environment, so the local stack the tests start keeps the shipped defaults.
 FEATURE_TEST_LIMITS = {
     "MAX_ACTIVE_JOBS_PER_USER": "100",
@@ -44,10 +44,10 @@ for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
 os.environ.update(TEST_ENV)
 
 from chalice_realtime import Realtime  # noqa: E402
+from chalice_realtime.testing.firebase import CERTS_URL, SigningKey, TokenFactory  # noqa: E402
 
 from chalicelib import services as services_module  # noqa: E402
 from chalicelib.settings import Settings  # noqa: E402
-from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +164,7 @@ def installed_services(settings: Settings, management_api_url: str, aws: dict[st
 def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     """moto's Management API: `.connections[cid].data` is what was posted; `.faults` (a
     `devserver.faults.FaultPlan`) and `.gone` (ids answering 410) inject what AWS would answer."""
-    from tests.management_api import faulty_backend
+    from testsupport.management_api import faulty_backend
 
     return faulty_backend(monkeypatch)
 
@@ -186,7 +186,7 @@ def local_stack() -> Iterator[Any]:
 
     Skipped without Node/firebase-tools outside CI; a failure under `CI=true`.
     """
-    from tests.localstack import LocalStack, require_local_stack_tools
+    from testsupport.localstack import LocalStack, require_local_stack_tools
 
     require_local_stack_tools()
     with LocalStack() as stack:
@@ -198,7 +198,7 @@ def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's server on a free loopback port; boto3 finds it through `AWS_ENDPOINT_URL`."""
     from moto.server import ThreadedMotoServer
 
-    from tests.aws_clients import clear_clients
+    from testsupport.aws_clients import clear_clients
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
@@ -223,14 +223,14 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def issuer_key() -> Any:
-    from tests.oidc_issuer import IssuerKey
+    from chalice_realtime.testing.oidc import IssuerKey
 
     return IssuerKey.rsa("oidc-kid-1")
 
 
 @pytest.fixture(scope="session")
 def oidc_attacker_key() -> Any:
-    from tests.oidc_issuer import IssuerKey
+    from chalice_realtime.testing.oidc import IssuerKey
 
     return IssuerKey.rsa("oidc-attacker-kid")
 
@@ -238,7 +238,7 @@ def oidc_attacker_key() -> Any:
 @pytest.fixture
 def local_issuer(issuer_key: Any) -> Iterator[Any]:
     """A Cognito-shaped issuer (discovery document and JWKS) on a free loopback port, fresh per test."""
-    from tests.oidc_issuer import LocalIssuer
+    from chalice_realtime.testing.oidc import LocalIssuer
 
     issuer = LocalIssuer([issuer_key])
     yield issuer
@@ -247,6 +247,21 @@ def local_issuer(issuer_key: Any) -> Iterator[Any]:
 
 @pytest.fixture
 def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
-    from tests.oidc_issuer import OidcTokens
+    from chalice_realtime.testing.oidc import OidcTokens
 
     return OidcTokens(local_issuer.issuer, issuer_key)
+
+
+@pytest.fixture
+def recorded(
+    settings: Settings, aws: dict[str, Any], firebase_certs: Any, realtime_frames: Any
+) -> Iterator[Any]:
+    """The app's services notifying through the core the testing kit installs (`realtime_frames` of
+    `chalice_realtime.testing`): frames are recorded instead of posted, and a test reads what each user
+    heard as an adopting app's tests do. Serve the app with `chalice.test.Client(app)`."""
+    built = services_module.Services(
+        settings, realtime=realtime_frames.realtime, dynamodb=aws["dynamodb"], sns=aws["sns"]
+    )
+    services_module.use(built)
+    yield realtime_frames
+    services_module.use(None)

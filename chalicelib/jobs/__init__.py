@@ -21,7 +21,7 @@ from chalicelib.jobs.model import (
     STALE_AFTER_SECONDS,
     Job,
 )
-from chalicelib.jobs.queue import JobQueue, QueueUnavailable
+from chalicelib.jobs.queue import JobFinished, JobNotFound, JobQueue, QueueUnavailable
 from chalicelib.jobs.runner import JOBS_UPDATED, JobRunner, RunOutcome
 from chalicelib.jobs.store import JobStore
 
@@ -37,7 +37,9 @@ __all__ = [
     "Job",
     "JobContext",
     "JobError",
+    "JobFinished",
     "JobKinds",
+    "JobNotFound",
     "JobQueue",
     "JobRunner",
     "JobStore",

@@ -9,15 +9,17 @@ from typing import TYPE_CHECKING, Any
 from chalice_realtime import Notifies, sns_attributes, validate_user_id
 
 from chalicelib.clock import Clock, epoch_ms
-from chalicelib.errors import TemporarilyUnavailable, TooManyRequests
+from chalicelib.errors import Conflict, NotFound, TemporarilyUnavailable, TooManyRequests
 from chalicelib.jobs.kinds import InvalidJobRequest, JobKinds
 from chalicelib.jobs.model import (
     ACTIVE_HORIZON_SECONDS,
     CANCELLED,
+    FAILED,
     QUEUED,
     QUEUED_STALE_SECONDS,
     RUNNING,
     STALE_AFTER_SECONDS,
+    SUCCEEDED,
     Job,
     is_job_id,
     new_job_id,
@@ -42,6 +44,21 @@ SUBMIT_FIELDS = {"kind", "params"}
 
 class QueueUnavailable(TemporarilyUnavailable):
     """The job was recorded but could not be published; it is marked failed. Safe to retry."""
+
+
+class JobNotFound(NotFound):
+    """No job of the caller's has this id (someone else's is not theirs either)."""
+
+    def __init__(self) -> None:
+        super().__init__("job not found")
+
+
+class JobFinished(Conflict):
+    """The job has already finished: there is nothing left to cancel."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"the job has already finished ({job.status}); only active jobs can be cancelled")
+        self.job = job
 
 
 class JobQueue:
@@ -158,12 +175,12 @@ class JobQueue:
             )
         return None
 
-    def get(self, owner: str, job_id: str) -> Job | None:
-        """The owner's job (stale rule applied), or None for an unknown id or someone else's job."""
-        if not is_job_id(job_id):
-            return None
-        job = self._store.get(owner, job_id)
-        return self._retire_if_stale(job) if job else None
+    def get(self, owner: str, job_id: str) -> Job:
+        """The owner's job (stale rule applied); `JobNotFound` for an unknown id or someone else's job."""
+        job = self._store.get(owner, job_id) if is_job_id(job_id) else None
+        if job is None:
+            raise JobNotFound()
+        return self._retire_if_stale(job)
 
     def page(self, owner: str, *, limit: str | None = None, cursor: str | None = None) -> Page[Job]:
         """One page of the owner's jobs, newest first (stale rule applied).
@@ -172,22 +189,27 @@ class JobQueue:
         """
         return self._store.page(owner, limit=limit, cursor=cursor).map(self._retire_if_stale)
 
-    def cancel(self, owner: str, job_id: str) -> Job | None:
-        """Cancel the owner's job; the job as it is now, or None for an unknown id or someone else's job.
+    def cancel(self, owner: str, job_id: str) -> Job:
+        """Cancel the owner's job and return it as it is now.
 
         A queued job is `cancelled` at once; a running one stays `running` until its runner reaches its
         next progress point, stops and marks it `cancelled`. Either way the owner's sessions get
-        `jobs-updated` once it is cancelled. A finished job is returned as it is.
+        `jobs-updated` once it is cancelled. `JobNotFound` for an unknown id or someone else's job,
+        `JobFinished` for a job that has succeeded or failed.
         """
         try:
             validate_user_id(owner, "your user id")  # as for submit: never a key DynamoDB would refuse
         except ValueError as exc:
             raise InvalidJobRequest(str(exc)) from exc
         if not is_job_id(job_id):
-            return None
+            raise JobNotFound()
         changed, job = self._store.cancel(owner, job_id, now_ms=epoch_ms(self._clock.now()))
-        if changed and job is not None and job.status == CANCELLED:
+        if job is None:
+            raise JobNotFound()
+        if changed and job.status == CANCELLED:
             self._notifier.notify(owner, JOBS_UPDATED)
+        if job.status in (SUCCEEDED, FAILED):
+            raise JobFinished(job)
         return job
 
     def sweep(self) -> int:

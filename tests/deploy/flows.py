@@ -30,19 +30,19 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from chalice.test import Client
 from chalice_realtime.connections import Connection
+from chalice_realtime.testing.events import websocket_event
+from chalice_realtime.testing.firebase import TokenFactory
 from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 
 from chalicelib import services as services_module
 from chalicelib.settings import Settings
 from infra.tables import create_tables
-from tests.apigw import websocket_event
-from tests.aws_clients import clear_clients
-from tests.clock import FakeClock
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
-from tests.firebase_tokens import TokenFactory
-from tests.management_api import FaultRule
-from tests.management_api import received as frames_posted
+from testsupport.aws_clients import clear_clients
+from testsupport.clock import FakeClock
+from testsupport.management_api import FaultRule
+from testsupport.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
 
@@ -94,7 +94,7 @@ class Deployment:
             dynamodb=dynamodb,
             sns=sns,
             # The boto3 transport: its calls pass the botocore hooks the recorder listens on and reach moto
-            # in-process. The shipped one makes the same signed calls (tests/unit/test_transport.py).
+            # in-process. The shipped one makes the same signed calls (realtime/tests/test_transport.py).
             transport=Boto3ThreadPoolTransport(settings.realtime.websocket_endpoint),
         )
         built.clock = self.clock
@@ -266,7 +266,7 @@ def chat(d: Deployment) -> None:
 def payments(d: Deployment) -> None:
     if "/webhooks/stripe" not in _app_routes():
         return
-    from tests.stripe_events import build_test_event, signed_delivery
+    from testsupport.stripe_events import build_test_event, signed_delivery
 
     d.connect("carol", "carol-live")
     d.connect("carol", "carol-gone", gone=True)
@@ -283,7 +283,7 @@ def stripe_duplicates_and_refusals(d: Deployment) -> None:
     """A redelivered event, a failure after the success, an unhandled type, a bad signature: no notify."""
     if "/webhooks/stripe" not in _app_routes():
         return
-    from tests.stripe_events import build_test_event, signed_delivery
+    from testsupport.stripe_events import build_test_event, signed_delivery
 
     d.connect("chuck", "chuck-live")
     intent = "pi_deploytest000000000000001"

@@ -1,4 +1,5 @@
-"""`chalice package` of a brand-new app that adopted the core as docs/adopt.md says, with its merge template.
+"""`chalice package` of a brand-new app that adopted the core as docs/adopt.md says (`chalice new-project`,
+the wheel in requirements.txt with extras, `chalice-realtime infra` naming an SNS handler and a schedule).
 
 The app's dependency layer is built once (about a minute on a clean clone) and kept in this
 project's `.chalice/deployments/` beside the project's own, under Chalice's own cache name
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -19,7 +21,6 @@ from typing import Any
 
 import pytest
 
-from infra.adopt import adopter_template
 from tests.adopter import create_adopting_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +35,10 @@ CORE_FUNCTIONS = {
     "RealtimeAuth": "chalice_realtime.blueprint.realtime_auth",
     "APIHandler": "app.app",
 }
+# The doc's SNS handler and schedule: they call notify, so `chalice-realtime infra` covered them.
+NOTIFYING = {"ShipOrder": "app.ship_order", "ExpireOffers": "app.expire_offers"}
+
+pytestmark = pytest.mark.timeout(900)
 
 
 def _layer_name(app_dir: Path) -> str:
@@ -45,7 +50,7 @@ def _layer_name(app_dir: Path) -> str:
 @pytest.fixture(scope="module")
 def packaged_adopter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The adopting app's `chalice package` output directory (`sam.json`, the zips)."""
-    app_dir = create_adopting_app(tmp_path_factory.mktemp("adopter") / "my-app")
+    app_dir = create_adopting_app(tmp_path_factory.mktemp("adopter"))
     layer = _layer_name(app_dir)
     deployments = app_dir / ".chalice" / "deployments"
     deployments.mkdir()
@@ -67,7 +72,7 @@ def packaged_adopter(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def adopter_template_packaged(packaged_adopter: Path) -> dict[str, Any]:
+def template(packaged_adopter: Path) -> dict[str, Any]:
     return dict(json.loads((packaged_adopter / "sam.json").read_text()))
 
 
@@ -75,47 +80,94 @@ def of_type(template: dict[str, Any], resource_type: str) -> dict[str, dict[str,
     return {k: v for k, v in template["Resources"].items() if v["Type"] == resource_type}
 
 
-def test_the_package_has_the_websocket_api_its_three_routes_and_the_core_functions(
-    adopter_template_packaged: dict[str, Any],
-) -> None:
-    template = adopter_template_packaged
+def statements_of(template: dict[str, Any], role: str) -> dict[str, dict[str, Any]]:
+    policies = template["Resources"][role]["Properties"]["Policies"]
+    return {s["Sid"]: s for p in policies for s in p["PolicyDocument"]["Statement"]}
+
+
+def test_the_package_has_the_websocket_api_its_routes_and_every_function(template: dict[str, Any]) -> None:
     (api,) = of_type(template, "AWS::ApiGatewayV2::Api").values()
     assert api["Properties"]["ProtocolType"] == "WEBSOCKET"
     routes = {r["Properties"]["RouteKey"] for r in of_type(template, "AWS::ApiGatewayV2::Route").values()}
     assert routes == {"$connect", "$disconnect", "$default"}
     functions = of_type(template, "AWS::Serverless::Function")
-    assert {name: f["Properties"]["Handler"] for name, f in functions.items()} == CORE_FUNCTIONS
+    assert {name: f["Properties"]["Handler"] for name, f in functions.items()} == CORE_FUNCTIONS | NOTIFYING
     assert {f["Properties"]["Runtime"] for f in functions.values()} == {RUNTIME}
-    # The REST route the adopting app declared, behind the core's authorizer.
     swagger = of_type(template, "AWS::Serverless::Api")["RestAPI"]["Properties"]["DefinitionBody"]
     assert swagger["paths"]["/orders"]["post"]["security"] == [{"realtime_auth": []}]
 
 
-def test_the_merge_template_gives_the_table_the_settings_and_the_roles(
-    adopter_template_packaged: dict[str, Any],
+def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permissions(
+    template: dict[str, Any],
 ) -> None:
-    template = adopter_template_packaged
     assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable"}
-    for name in CORE_FUNCTIONS:
+    for name in [*CORE_FUNCTIONS, *NOTIFYING]:
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
-        assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}
-        assert variables["FIREBASE_PROJECT_ID"] == {"Ref": "FirebaseProjectId"}
-        assert "${WebsocketAPI}" in variables["WEBSOCKET_ENDPOINT"]["Fn::Sub"]
-        assert variables["APP_STAGE"] == "dev"  # from the doc's config.json
-    merged = adopter_template()["Resources"]
-    for role in ("WebsocketConnectRole", "WebsocketMessageRole", "WebsocketDisconnectRole", "ApiHandlerRole"):
-        assert template["Resources"][role]["Type"] == "AWS::IAM::Role"
-        assert template["Resources"][role]["Properties"]["Policies"] == merged[role]["Properties"]["Policies"]
+        assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+        assert variables["WEBSOCKET_ENDPOINT"] == {
+            "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
+        }, name
+        assert variables["APP_STAGE"] == "dev", name  # from the merged config.json
+        assert variables["REALTIME_TRANSPORT"] == "curl", name
+    for name in ["APIHandler", *NOTIFYING]:
+        role = "ApiHandlerRole" if name == "APIHandler" else f"{name}Role"
+        role_id = template["Resources"][name]["Properties"]["Role"]["Fn::GetAtt"][0]
+        assert role_id == role
+        statements = statements_of(template, role)
+        assert statements["FindConnectionsOfUser"]["Action"] == ["dynamodb:Query"]
+        assert statements["FindConnectionsOfUser"]["Resource"] == {
+            "Fn::Sub": "${ConnectionsTable.Arn}/index/by_user"
+        }
+        assert statements["PostFrames"]["Action"] == ["execute-api:ManageConnections"]
+        assert statements["PostFrames"]["Resource"]["Fn::Sub"].endswith(
+            "${WebsocketAPI}/api/POST/@connections/*"
+        )
+        assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+        assert set(statements) == {
+            "OwnLogGroup",
+            "Tracing",
+            "FindConnectionsOfUser",
+            "DeleteGoneConnections",
+            "PostFrames",
+        }
+    ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]
+    assert ttl == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_the_layer_carries_the_core_requirements_and_the_app_zip_the_core(packaged_adopter: Path) -> None:
+def core_files(zips: list[Path]) -> dict[str, list[str]]:
+    """zip name -> its paths that belong to the chalice_realtime package or its dist-info."""
+    found: dict[str, list[str]] = {}
+    for archive in zips:
+        with zipfile.ZipFile(archive) as zipped:
+            found[archive.name] = [
+                name for name in zipped.namelist() if re.search(r"(^|/)chalice_realtime[-/]", name)
+            ]
+    return found
+
+
+def test_the_core_is_shipped_once_from_the_wheel(packaged_adopter: Path) -> None:
+    found = core_files(sorted(packaged_adopter.glob("*.zip")))
+    inits = [
+        name for names in found.values() for name in names if name.endswith("chalice_realtime/__init__.py")
+    ]
+    assert inits == [f"python/lib/{RUNTIME}/site-packages/chalice_realtime/__init__.py"]
+    layer = found["layer-deployment.zip"]
+    assert any(
+        re.search(r"site-packages/chalice_realtime-0\.1\.0\.dist-info/RECORD$", name) for name in layer
+    )
+    assert f"python/lib/{RUNTIME}/site-packages/chalice_realtime/cli/infra.py" in layer
+    with zipfile.ZipFile(packaged_adopter / "deployment.zip") as app_zip:
+        names = app_zip.namelist()
+    assert "app.py" in names
+    assert not [name for name in names if "realtime" in name and name != "app.py"]
+
+
+def test_the_layer_carries_the_extras_the_requirements_name(packaged_adopter: Path) -> None:
     with zipfile.ZipFile(packaged_adopter / "layer-deployment.zip") as layer:
         packages = {name.split("/")[4] for name in layer.namelist() if name.count("/") > 4}
-    assert {"firebase_admin", "pycurl.libs", "aiohttp", "aws_lambda_powertools"} <= packages
-    with zipfile.ZipFile(packaged_adopter / "deployment.zip") as app_zip:
-        names = set(app_zip.namelist())
-    assert {"app.py", "chalicelib/realtime/blueprint.py", "chalicelib/realtime/runtime.py"} <= names
-    assert not any(name.startswith(("chalicelib/jobs", "chalicelib/services")) for name in names)
+    assert {"chalice_realtime", "firebase_admin", "pycurl", "boto3"} <= packages
+    # The [aiohttp] and [metrics] extras the app did not ask for (PyJWT comes with firebase-admin).
+    assert not {"aiohttp", "aws_lambda_powertools"} & packages
 
 
 def test_the_packaged_template_passes_cfn_lint(packaged_adopter: Path) -> None:

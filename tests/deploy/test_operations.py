@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 from chalice_realtime import DeliveryReport
 from chalice_realtime.metrics import NAMESPACE, SERVICE, NotifyMetrics
+from chalice_realtime.testing.events import websocket_event
+from chalice_realtime.testing.firebase import TokenFactory
 
 from infra import checkov
-from tests.apigw import websocket_event
 from tests.deploy.conftest import ROOT, STAGES
 from tests.deploy.stack import FakeStack
-from tests.firebase_tokens import TokenFactory
 
 OBSERVABILITY_DOC = (ROOT / "docs" / "observability.md").read_text()
 # Never in an access log: the query string (`?token=` carries a token), headers (Authorization,
@@ -271,7 +271,7 @@ def test_the_throttling_metric_filter_matches_what_the_transports_write_after_42
     from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
     from chalice_realtime.transports.curl import CurlTransport
 
-    from tests.management_api import FaultRule, serving
+    from testsupport.management_api import FaultRule, serving
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -394,7 +394,7 @@ def test_the_authorizer_checks_the_header_shape_and_caches_an_answer_for_a_minut
 ) -> None:
     """API Gateway refuses (401) a header not of the shape without invoking the authorizer; the shape must
     admit every real token: Firebase's and an OpenID Connect issuer's."""
-    from tests.oidc_issuer import OidcTokens
+    from chalice_realtime.testing.oidc import OidcTokens
 
     definition = props(stacks[stage], "RestAPI")["DefinitionBody"]["securityDefinitions"]["realtime_auth"]
     authorizer = definition["x-amazon-apigateway-authorizer"]

@@ -22,14 +22,14 @@ from typing import Any
 
 import pytest
 from chalice_realtime.settings import OIDC_VARIABLES
+from chalice_realtime.testing.firebase import CERTS_URL, SigningKey, TokenFactory
 
 from infra.cfn import references
 from tests.deploy.conftest import ROOT, STAGES
 from tests.deploy.flows import FLOWS, Deployment
 from tests.deploy.recording import Call, CallRecorder, recording
 from tests.deploy.stack import FakeStack
-from tests.firebase_tokens import CERTS_URL, SigningKey, TokenFactory
-from tests.management_api import faulty_backend, restore_backend
+from testsupport.management_api import faulty_backend, restore_backend
 
 # The first test builds the dependency layer (pip, about a minute on a clean clone) for both stages.
 pytestmark = pytest.mark.timeout(900)
@@ -359,7 +359,7 @@ def test_websocket_routes_exist_and_reach_their_handlers(stacks: dict[str, FakeS
 # Run as Lambda runs a function: import the module its `Handler` names, then call the attribute.
 LOAD_HANDLERS = """
 import importlib, json, sys
-from tests.apigw import websocket_event
+from chalice_realtime.testing.events import websocket_event
 answers = {}
 for handler in sys.argv[1:]:
     module, _, name = handler.rpartition(".")

@@ -14,24 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.support import OpenedPage
+from testsupport.browser import CHROMIUM, LAUNCH_ARGS, OpenedPage
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, ConsoleMessage
 
-    from tests.localstack import LocalStack
+    from testsupport.localstack import LocalStack
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 from playwright.sync_api import Page, expect
 
-from tests.e2e.support import PASSWORD, OpenedPage, open_tab, sign_in, unique_email
+from testsupport.browser import PASSWORD, OpenedPage, open_tab, sign_in, unique_email
 
 if TYPE_CHECKING:
-    from tests.localstack import LocalStack
+    from testsupport.localstack import LocalStack
 
 OpenPage = Callable[..., OpenedPage]
 

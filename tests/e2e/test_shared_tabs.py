@@ -15,8 +15,8 @@ import pytest
 import requests
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.e2e.support import OpenedPage, live_connections_of, open_tab, received, sign_in, unique_email
-from tests.localstack import LocalStack
+from testsupport.browser import OpenedPage, live_connections_of, open_tab, received, sign_in, unique_email
+from testsupport.localstack import LocalStack
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -210,7 +210,7 @@ def test_another_user_in_the_same_window_has_their_own_connection_and_never_gets
 @pytest.fixture(scope="module")
 def capped_stack() -> Iterator[LocalStack]:
     """A local stack allowing 2 connections per user, so a few tabs are more than the cap."""
-    from tests.localstack import require_local_stack_tools
+    from testsupport.localstack import require_local_stack_tools
 
     require_local_stack_tools()
     with LocalStack(extra_env={"MAX_CONNECTIONS_PER_USER": "2"}) as capped:

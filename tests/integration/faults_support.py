@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 
 from chalicelib.services import Services
 from chalicelib.settings import Settings
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 # What a notify may take at most, whatever the faults: the transport's own deadline, plus slack for a
 # loaded CI machine. A generous bound on "never blocks", not a speed target.

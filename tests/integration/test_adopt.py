@@ -18,7 +18,7 @@ import requests
 import websockets
 
 from tests.adopter import EVENT_KEY, ROUTE, create_adopting_app
-from tests.localstack import LocalStack, require_local_stack_tools
+from testsupport.localstack import LocalStack, require_local_stack_tools
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@
 On the local stack, as on AWS, the gateway answers 410 for a connection until its `$connect` returned,
 so notifications flowing while a user connects meet 410s for rows just stored. Those rows must stay:
 after the race every open socket gets the next frame, and every connection the gateway holds has a
-row. Every interleaving of the steps, one by one: `tests/unit/test_faults_connect_race.py`.
+row. Every interleaving of the steps, one by one: `realtime/tests/test_faults_connect_race.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 from chalicelib.services import Services
 from tests.integration.faults_support import Client, connect, live_ids, shipped_services, wait_for_frames
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 

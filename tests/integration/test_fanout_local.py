@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.broadcast import VIRTUAL_PREFIX, broadcast, broadcast_app
-from tests.localstack import LocalStack, require_local_stack_tools
+from testsupport.broadcast import VIRTUAL_PREFIX, broadcast, broadcast_app
+from testsupport.localstack import LocalStack, require_local_stack_tools
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

@@ -32,6 +32,7 @@ from chalice.test import Client
 from chalice_realtime.aws import RETRIES
 from chalice_realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
 from chalice_realtime.notifier import DeliveryReport
+from chalice_realtime.testing.firebase import TokenFactory
 from chalice_realtime.transports.curl import CurlTransport
 from moto.server import ThreadedMotoServer
 from websockets.asyncio.client import ClientConnection
@@ -44,12 +45,11 @@ from chalicelib.settings import Settings
 from devserver.gateway import Gateway
 from devserver.lambdas import websocket_functions
 from infra.tables import create_tables
-from tests.clock import FakeClock
 from tests.conftest import TEST_ENV
-from tests.firebase_tokens import TokenFactory
 from tests.integration.faults_support import notifier_later
 from tests.integration.test_local_gateway import RunningGateway
-from tests.localstack import free_port
+from testsupport.clock import FakeClock
+from testsupport.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

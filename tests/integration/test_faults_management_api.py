@@ -31,7 +31,7 @@ from tests.integration.faults_support import (
     shipped_services,
     wait_for_frames,
 )
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -6,9 +6,9 @@ stack's event receiver, which runs the `run_job` Lambda for each, concurrently. 
 delivery claims the job (a conditional write); the other two find it taken and do nothing.
 
 The unit-level versions, and the job Lambda killed mid-run, are in
-`tests/unit/test_jobs.py::test_three_concurrent_deliveries_run_the_job_once`,
-`tests/unit/test_jobs.py::test_the_same_message_delivered_three_times_runs_the_job_once` and
-`tests/unit/test_jobs_killed_runner.py` (a runner process SIGKILLed mid-job ends `failed` by the
+`tests/jobs/test_jobs.py::test_three_concurrent_deliveries_run_the_job_once`,
+`tests/jobs/test_jobs.py::test_the_same_message_delivered_three_times_runs_the_job_once` and
+`tests/jobs/test_jobs_killed_runner.py` (a runner process SIGKILLed mid-job ends `failed` by the
 stale-running rule and the owner is notified).
 """
 
@@ -23,7 +23,7 @@ import pytest
 
 from chalicelib.jobs import Job
 from tests.integration.faults_support import StackLog, open_clients, shipped_services
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 import requests
+from chalice_realtime.testing.firebase import TokenFactory
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from app import app
 from tests.conftest import TEST_ENV
-from tests.firebase_tokens import TokenFactory
-from tests.stripe_events import build_test_event, sign
+from testsupport.stripe_events import build_test_event, sign
 
 OPENAPI_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 EXAMPLES_PER_OPERATION_AND_MODE = 40

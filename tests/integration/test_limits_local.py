@@ -3,7 +3,7 @@ gateway, jobs run by the stack's SNS-subscribed runner.
 
 The fourth active job of a user is a 429 with `Retry-After`; cancelling a job over REST brings a
 `jobs-updated` frame on the owner's socket and the job reads `cancelled`. The same limits in
-process, with the injectable clock: `tests/unit/test_limits.py`.
+process, with the injectable clock: `tests/limits/test_limits.py`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.integration.faults_support import Client, connect
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 
 from devserver.events import EventRunner, lambda_sns_event, serve
 from devserver.lambdas import LambdaFunction, rate_seconds
-from tests.localstack import free_port
+from testsupport.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

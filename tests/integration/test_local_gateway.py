@@ -16,7 +16,7 @@ from aiohttp import web
 
 from devserver.gateway import Gateway
 from devserver.lambdas import LambdaFunction
-from tests.localstack import free_port
+from testsupport.localstack import free_port
 
 pytestmark = pytest.mark.integration
 

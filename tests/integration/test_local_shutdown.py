@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.localstack import LocalStack, port_is_free, process_alive, require_local_stack_tools
+from testsupport.localstack import LocalStack, port_is_free, process_alive, require_local_stack_tools
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The whole flow of DESIGN.md over real sockets: the local stack, a `websockets` client, emulator tokens."""
+"""The whole flow of docs/architecture.md over real sockets: the local stack, a websockets client, tokens."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from websockets.asyncio.client import ClientConnection
 
 from tests.integration.faults_support import notifier_later, shipped_services
-from tests.localstack import PROJECT_ROOT, LocalStack
+from testsupport.localstack import PROJECT_ROOT, LocalStack
 
 pytestmark = pytest.mark.integration
 

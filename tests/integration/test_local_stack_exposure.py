@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.localstack import PORT_NAMES, PROJECT_ROOT, LocalStack, free_port, port_is_free
+from testsupport.localstack import PORT_NAMES, PROJECT_ROOT, LocalStack, free_port, port_is_free
 
 pytestmark = pytest.mark.integration
 

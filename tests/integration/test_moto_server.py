@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.testing.events import websocket_event
+from chalice_realtime.testing.firebase import TokenFactory
 
 from app import app
 from chalicelib import aws
 from chalicelib import services as services_module
 from chalicelib.settings import Settings
 from infra.tables import create_tables
-from tests.apigw import websocket_event
 from tests.conftest import TEST_ENV
-from tests.firebase_tokens import TokenFactory
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 import websockets
+from chalice_realtime.testing.oidc import CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
 
-from tests.localstack import LocalStack, require_local_stack_tools
-from tests.oidc_issuer import CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
+from testsupport.localstack import LocalStack, require_local_stack_tools
 
 pytestmark = pytest.mark.integration
 

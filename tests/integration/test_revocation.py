@@ -19,12 +19,12 @@ import pytest
 import requests
 from chalice.test import Client
 from chalice_realtime.auth import FirebaseVerifier, InvalidToken
+from chalice_realtime.testing.events import websocket_event
 
 from app import app
 from chalicelib import services as services_module
 from chalicelib.settings import Settings
-from tests.apigw import websocket_event
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 
 @pytest.fixture

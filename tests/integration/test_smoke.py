@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.localstack import PROJECT_ROOT, LocalStack
+from testsupport.localstack import PROJECT_ROOT, LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import websockets
 from chalice_realtime.notifier import DeliveryReport
+from chalice_realtime.testing.firebase import TokenFactory
 from chalice_realtime.transports.curl import CurlTransport
 from websockets.asyncio.client import ClientConnection
 
@@ -34,7 +35,6 @@ from chalicelib.settings import Settings
 from devserver.gateway import MAX_FRAME_BYTES, Gateway
 from devserver.lambdas import LambdaFunction, websocket_functions
 from tests.conftest import TEST_ENV
-from tests.firebase_tokens import TokenFactory
 from tests.integration.faults_support import (
     FRAME_WAIT,
     Client,
@@ -46,7 +46,7 @@ from tests.integration.faults_support import (
     wait_for_frames,
 )
 from tests.integration.test_local_gateway import RunningGateway
-from tests.localstack import LocalStack
+from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 

@@ -42,7 +42,8 @@ SNS_CORRELATION_ATTRIBUTE = "correlation_id"
 REDACTED = "[REDACTED]"
 
 # Values that must never reach a log, whatever a future log call passes: a safety net, not the guarantee
-# (which is that no code logs them; tests/unit/test_observability.py checks both). (pattern, replacement)
+# (which is that no code logs them: realtime/tests/test_observability.py checks the net, the app's tests that
+# nothing is logged). (pattern, replacement)
 _SECRET_PATTERNS = (
     # The value of these headers, however a mapping of them was printed (JSON, repr, "name: value").
     (

@@ -4,7 +4,7 @@ botocore's `SigV4Auth.add_auth` derives the signing key (four HMACs) and re-pars
 for every request; a fan-out signs thousands of requests to one host with one key. This
 signer keeps what does not change (host, scope, the key for the day) and does per request
 only what must be done: hash the canonical request and HMAC the string to sign. Its output
-is byte-identical to `SigV4Auth`'s (`tests/unit/test_signing.py` checks a table of cases).
+is byte-identical to `SigV4Auth`'s (`realtime/tests/test_signing.py` checks a table of cases).
 """
 
 from __future__ import annotations

@@ -1,0 +1,98 @@
+"""Faults the core tests' Management API stand-ins inject, so tests see what AWS does under stress.
+
+The same rules as the app's local stack takes (its `devserver/faults.py`; the core cannot import the app).
+A plan is a list of rules; the first rule matching a call decides it:
+
+    plan = FaultPlan([FaultRule(status=429, retry_after=1, times=2)])
+    plan.decide("post", "abc123=")  # FaultRule(status=429, ...) twice, then None
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+OPERATIONS = ("post", "get", "delete")
+
+# What API Gateway names each status in `x-amzn-ErrorType` (botocore reads the error code from it).
+ERROR_TYPES = {
+    403: "ForbiddenException",
+    410: "GoneException",
+    413: "PayloadTooLargeException",
+    429: "LimitExceededException",
+    500: "InternalServerErrorException",
+    502: "BadGatewayException",
+    503: "ServiceUnavailableException",
+    504: "GatewayTimeoutException",
+}
+
+
+@dataclass
+class FaultRule:
+    """One fault: answer `status` (or drop the TCP connection when `drop`) for matching calls.
+
+    `connection_id` "*" matches every connection; `operations` limits it to some of
+    post/get/delete; `times` (None: forever) is how many calls it still applies to.
+    """
+
+    status: int = 0
+    drop: bool = False
+    connection_id: str = "*"
+    operations: tuple[str, ...] = OPERATIONS
+    retry_after: float | None = None
+    times: int | None = None
+    applied: int = field(default=0)
+
+    def matches(self, operation: str, connection_id: str) -> bool:
+        return (
+            (self.times is None or self.applied < self.times)
+            and operation in self.operations
+            and self.connection_id in ("*", connection_id)
+        )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> FaultRule:
+        """A rule from its JSON form, refusing what the gateway could not act on."""
+        status = int(data.get("status", 0))
+        drop = bool(data.get("drop", False))
+        if not drop and status not in ERROR_TYPES:
+            raise ValueError(f"status must be one of {sorted(ERROR_TYPES)} (or drop=true), not {status}")
+        operations = tuple(data.get("operations", OPERATIONS))
+        if not set(operations) <= set(OPERATIONS):
+            raise ValueError(f"operations must be among {OPERATIONS}")
+        times = data.get("times")
+        retry_after = data.get("retry_after")
+        return cls(
+            status=status,
+            drop=drop,
+            connection_id=str(data.get("connection_id", "*")),
+            operations=operations,
+            retry_after=None if retry_after is None else float(retry_after),
+            times=None if times is None else int(times),
+        )
+
+
+class FaultPlan:
+    """The rules in force; thread-safe, so tests may change it while the gateway serves."""
+
+    def __init__(self, rules: list[FaultRule] | None = None) -> None:
+        self._rules = list(rules or [])
+        self._lock = threading.Lock()
+
+    def replace(self, rules: list[FaultRule]) -> None:
+        with self._lock:
+            self._rules = list(rules)
+
+    def decide(self, operation: str, connection_id: str) -> FaultRule | None:
+        """The rule that applies to this call (counting it), or None to serve it normally."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(operation, connection_id):
+                    rule.applied += 1
+                    return rule
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {"rules": [asdict(rule) for rule in self._rules]}

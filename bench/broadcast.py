@@ -146,7 +146,8 @@ def measured_section(result: object, users: int, per_user: int) -> str:
     ]
     return "\n".join(
         [
-            f"Measured by `python -m bench.broadcast` on the local stack, {machine()}: {users:,} users x "
+            f"Measured by `python -m bench.broadcast` on the local stack, {machine()}: {users:,} "
+            f"user{'s' if users != 1 else ''} x "
             f"{per_user:,} connections = {result.connections:,} rows in moto's DynamoDB, the gateway taking "
             "their frames as virtual connections. The handler's report: "
             f"`{json.dumps(result.report, separators=(', ', ': '))}`.",

@@ -33,6 +33,7 @@ CORE_FUNCTIONS = {
     "WebsocketMessage": "chalice_realtime.blueprint.ws_message",
     "WebsocketDisconnect": "chalice_realtime.blueprint.ws_disconnect",
     "RealtimeAuth": "chalice_realtime.blueprint.realtime_auth",
+    "FanoutWorker": "chalice_realtime.blueprint.fanout_worker",
     "APIHandler": "app.app",
 }
 # The doc's SNS handler and schedule: they call notify, so `chalice-realtime infra` covered them.
@@ -104,6 +105,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
     for name in [*CORE_FUNCTIONS, *NOTIFYING]:
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+        assert variables["FANOUT_QUEUE_URL"] == {"Ref": "FanoutQueue"}, name
         assert variables["WEBSOCKET_ENDPOINT"] == {
             "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
         }, name
@@ -123,6 +125,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "${WebsocketAPI}/api/POST/@connections/*"
         )
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+        assert statements["HandOnToFanoutWorkers"]["Resource"] == {"Fn::GetAtt": ["FanoutQueue", "Arn"]}
         assert set(statements) == {
             "OwnLogGroup",
             "Tracing",

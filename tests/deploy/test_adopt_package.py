@@ -132,6 +132,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "FindConnectionsOfUser",
             "DeleteGoneConnections",
             "PostFrames",
+            "HandOnToFanoutWorkers",
         }
     ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}

@@ -96,10 +96,7 @@ class Notifier:
     ) -> None:
         self._fanout = fanout
         self._budget_seconds = budget_seconds
-        rate = getattr(transport, "posts_per_second", None)  # a rate-controlled transport knows its rate
-        self._posts_per_second = posts_per_second or (
-            rate if callable(rate) else lambda: DEFAULT_POSTS_PER_SECOND
-        )
+        self._posts_per_second = posts_per_second
         self._store = store
         self._clock = clock
         self._observer = observer  # told of each notify's report and duration (logs, metrics)
@@ -178,7 +175,7 @@ class Notifier:
         for user_id, cursor in cursors.items():
             shards.append(rest_of_user_shard(notify_id, event_key, data, user_id, cursor))
         deferred_users += len(cursors)
-        capacity = max(0, int((deadline - time.monotonic()) * self._posts_per_second()))
+        capacity = max(0, int((deadline - time.monotonic()) * self._rate()))
         rows = list(found.items())
         inline, surplus = rows[:capacity], rows[capacity:]
         shards += connection_shards(notify_id, event_key, data, surplus)
@@ -206,6 +203,14 @@ class Notifier:
         report = DeliveryReport(delivered, len(gone), failed, deferred, deferred_users)
         self._observer(event_key, len(users), report, (time.perf_counter() - started) * 1000)
         return report
+
+    def _rate(self) -> float:
+        """Frames per second this process can post now: what the caller said, else what a rate-controlled
+        transport reports (`posts_per_second()`), else `DEFAULT_POSTS_PER_SECOND`."""
+        if self._posts_per_second is not None:
+            return self._posts_per_second()
+        reported = getattr(self._transport, "posts_per_second", None)
+        return float(reported()) if callable(reported) else DEFAULT_POSTS_PER_SECOND
 
     def _lookup_until(
         self, users: list[str], deadline: float

@@ -184,6 +184,8 @@ bench: install
 	$(PY) -m bench.cost
 	$(PY) -m bench.coldstart
 	$(PY) -m bench.fanout
+	$(PY) -m bench.throttle
 	$(PY) -m bench.e2e
 	$(PY) -m bench.tabs
 	$(PY) -m bench.broadcast
+	$(PY) -m bench.package_size

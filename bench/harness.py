@@ -73,9 +73,12 @@ def process(args: Sequence[str], *, env: dict[str, str] | None = None) -> Iterat
 
 
 @contextlib.contextmanager
-def management_api_standin(delay: float) -> Iterator[str]:
-    """The Management API stand-in (bench/standin.py) in its own process; yields its base URL."""
+def management_api_standin(delay: float, *, rate: float = 0, burst: float = 0) -> Iterator[str]:
+    """The Management API stand-in (bench/standin.py) in its own process, behind a token bucket of `rate`
+    requests/s and `burst` tokens when `rate` is set; yields its base URL."""
     args = [*pin_prefix(server_cpus()), PYTHON, "-m", "bench.standin", "--delay", str(delay)]
+    if rate:
+        args += ["--rate", str(rate), "--burst", str(burst)]
     with process(args) as proc:
         assert proc.stdout is not None
         url = proc.stdout.readline().strip()

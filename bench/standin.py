@@ -1,11 +1,16 @@
 """A stand-in for API Gateway's Management API, for benchmarks: a separate process on loopback.
 
 Every `POST|DELETE /@connections/{id}` is answered after a fixed delay (default 20 ms, an
-in-region AWS round trip): 410 for ids ending in `-gone`, else 200. `GET /_stats` returns
-the request counts as JSON and `POST /_reset` zeroes them. It is a raw asyncio protocol,
-not a web framework, so that the stand-in's own CPU does not limit what is measured.
+in-region AWS round trip): 410 for ids ending in `-gone`, else 200. With `--rate`, a token bucket
+of that many requests per second and `--burst` tokens (full at the start) stands for API Gateway's
+account throttle: a request that finds it empty is answered `429 LimitExceededException`, with the
+body and header API Gateway sends. `GET /_stats` returns the request counts as JSON (and when the
+first and last frame were accepted, in seconds of the stand-in's clock); `POST /_reset` zeroes them
+and fills the bucket again. It is a raw asyncio protocol, not a web framework, so that the
+stand-in's own CPU does not limit what is measured.
 
     python -m bench.standin --delay 0.02      # prints "http://127.0.0.1:PORT", serves until killed
+    python -m bench.standin --rate 5000 --burst 2500   # API Gateway's throttle, scaled to one core
 """
 
 from __future__ import annotations
@@ -15,13 +20,14 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections import Counter
 
 STATS: Counter[str] = Counter()
 
 
 def _response(status: int, body: bytes = b"", extra: str = "") -> bytes:
-    reason = {200: "OK", 404: "Not Found", 410: "Gone"}.get(status, "Status")
+    reason = {200: "OK", 404: "Not Found", 410: "Gone", 429: "Too Many Requests"}.get(status, "Status")
     head = f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
     return head.encode() + body
 
@@ -32,6 +38,38 @@ GONE = _response(
     b'{"message":"GoneException"}',
     "Content-Type: application/json\r\nx-amzn-ErrorType: GoneException\r\n",
 )
+# What API Gateway answers a request over the account's throttle (botocore reads the error code
+# from x-amzn-ErrorType: LimitExceededException).
+THROTTLED = _response(
+    429,
+    b'{"message":"Too Many Requests"}',
+    "Content-Type: application/json\r\nx-amzn-ErrorType: LimitExceededException\r\n",
+)
+
+
+class TokenBucket:
+    """`rate` tokens a second, at most `burst` saved; starts full. A rate of 0 admits everything."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.refill()
+
+    def refill(self) -> None:
+        self.tokens, self.updated = self.burst, time.monotonic()
+
+    def admit(self) -> bool:
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+BUCKET = TokenBucket(0, 0)
 
 
 class ManagementApi(asyncio.Protocol):
@@ -74,14 +112,23 @@ class ManagementApi(asyncio.Protocol):
             return
         if path == "/_reset":
             STATS.clear()
+            BUCKET.refill()
             self.transport.write(OK)
             return
         if "/@connections/" not in path:
             self.transport.write(_response(404))
             return
         STATS[method] += 1
+        if not BUCKET.admit():
+            STATS["429"] += 1
+            asyncio.get_running_loop().call_later(self.delay, self._write, THROTTLED)
+            return
         gone = path.endswith("-gone")
         STATS["410" if gone else "200"] += 1
+        if not gone and method == "POST":
+            now = time.monotonic()
+            STATS["first_frame_at"] = STATS["first_frame_at"] or now
+            STATS["last_frame_at"] = now
         asyncio.get_running_loop().call_later(self.delay, self._write, GONE if gone else OK)
 
     def _write(self, data: bytes) -> None:
@@ -106,7 +153,11 @@ def main() -> None:
     )
     parser.add_argument("--delay", type=float, default=0.02, help="seconds before each answer (0.02)")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--rate", type=float, default=0, help="throttle: requests/s admitted (0: none)")
+    parser.add_argument("--burst", type=float, default=0, help="throttle: the bucket's size (tokens)")
     args = parser.parse_args()
+    BUCKET.rate, BUCKET.burst = args.rate, args.burst
+    BUCKET.refill()
     try:
         asyncio.run(serve(args.delay, args.port))
     except KeyboardInterrupt:

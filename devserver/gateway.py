@@ -13,9 +13,12 @@
   `GoneException` exactly as AWS answers. Signatures are not checked.
 - Local only: `GET /_health`, `GET /_connections`, and `GET|PUT|DELETE /_faults`
   (see `devserver.faults`) so tests can inject 410/429/5xx or dropped connections;
-  `GET|PUT|DELETE /_posts` counts the Management API's POSTs per connection id, and
+  `GET|PUT|DELETE /_posts` counts the frames the Management API took (200) per connection id, and
   `PUT /_posts {"virtual_prefix": "v-"}` makes unknown ids with that prefix take frames
   (200, counted, sent nowhere): audiences of any size without opening their sockets.
+  `GET|PUT|DELETE /_throttle` (`{"rate": 5000, "burst": 2500}`, or `--throttle-rate` and
+  `--throttle-burst`) puts the Management API behind a token bucket, as API Gateway's account
+  throttle: a call finding it empty is answered 429 `LimitExceededException`.
   These and the Management API refuse other web pages (`devserver.local_only`);
   `PUT /_faults` takes an `application/json` body only.
 
@@ -52,7 +55,7 @@ from devserver.config import (
     PROJECT_ROOT,
     configure_logging,
 )
-from devserver.faults import ERROR_TYPES, FaultPlan, FaultRule
+from devserver.faults import ERROR_TYPES, AccountThrottle, FaultPlan, FaultRule
 from devserver.lambdas import LambdaFunction
 from devserver.local_only import LocalOnly, origin_of
 
@@ -118,6 +121,7 @@ class Gateway:
         idle_timeout: float = AWS_IDLE_TIMEOUT_SECONDS,
         max_connection_age: float = AWS_MAX_CONNECTION_AGE_SECONDS,
         faults: FaultPlan | None = None,
+        throttle: AccountThrottle | None = None,
         workers: int = 16,
         local_only: LocalOnly | None = None,
     ) -> None:
@@ -127,12 +131,13 @@ class Gateway:
         self._idle_timeout = idle_timeout
         self._max_age = max_connection_age
         self.faults = faults or FaultPlan()
+        self.throttle = throttle or AccountThrottle()
         # Who may call the local control routes and the Management API: no web page unless named.
         self._local_only = local_only or LocalOnly(frozenset())
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._connections: dict[str, LiveConnection] = {}
         self._background: set[asyncio.Task[Any]] = set()
-        self.posts: Counter[str] = Counter()  # POSTs received per connection id, whatever the answer
+        self.posts: Counter[str] = Counter()  # frames taken (answered 200) per connection id
         self._virtual_prefix = ""
 
     def application(self) -> web.Application:
@@ -147,6 +152,9 @@ class Gateway:
         app.router.add_get("/_posts", self._get_posts)
         app.router.add_put("/_posts", self._put_posts)
         app.router.add_delete("/_posts", self._delete_posts)
+        app.router.add_get("/_throttle", self._get_throttle)
+        app.router.add_put("/_throttle", self._put_throttle)
+        app.router.add_delete("/_throttle", self._delete_throttle)
         for prefix in ("", "/{stage}"):
             resource = app.router.add_resource(prefix + "/@connections/{connection_id}")
             resource.add_route("POST", self._post_to_connection)
@@ -341,7 +349,6 @@ class Gateway:
 
     async def _post_to_connection(self, request: web.Request) -> web.StreamResponse:
         connection_id = request.match_info["connection_id"]
-        self.posts[connection_id] += 1
         live, refusal = self._management_target(request, "post")
         if refusal is not None:
             if (
@@ -349,8 +356,10 @@ class Gateway:
                 and self._virtual_prefix
                 and connection_id.startswith(self._virtual_prefix)
             ):
+                self.posts[connection_id] += 1
                 return web.Response(status=200)  # a virtual connection took the frame
             return refusal
+        self.posts[connection_id] += 1
         assert live is not None
         data = await request.read()
         if len(data) > MAX_POST_BYTES:
@@ -392,6 +401,9 @@ class Gateway:
         self, request: web.Request, operation: str
     ) -> tuple[LiveConnection | None, web.StreamResponse | None]:
         connection_id = request.match_info["connection_id"]
+        if not self.throttle.admit():
+            # What API Gateway answers over the account's throttle, before it looks at the connection.
+            return None, _error(429, {"message": "Too Many Requests"})
         fault = self.faults.decide(operation, connection_id)
         if fault is not None:
             return None, _fault_response(request, fault)
@@ -442,6 +454,21 @@ class Gateway:
         self._virtual_prefix = ""
         self.posts.clear()
         return await self._get_posts(request)
+
+    async def _get_throttle(self, _request: web.Request) -> web.Response:
+        return _json(200, self.throttle.to_json())
+
+    async def _put_throttle(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            self.throttle.set(float(body.get("rate", 0)), float(body.get("burst", 0)))
+        except (ValueError, TypeError, AttributeError) as exc:
+            return _json(400, {"message": f"bad throttle: {exc}"})
+        return _json(200, self.throttle.to_json())
+
+    async def _delete_throttle(self, _request: web.Request) -> web.Response:
+        self.throttle.set(0, 0)
+        return _json(200, self.throttle.to_json())
 
 
 def _fault_response(request: web.Request, fault: FaultRule) -> web.StreamResponse:
@@ -494,6 +521,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-connection-age", type=float, default=AWS_MAX_CONNECTION_AGE_SECONDS)
     parser.add_argument("--page-origin", default="http://127.0.0.1:8080", help="the demo page's origin")
     parser.add_argument("--app-dir", type=Path, default=PROJECT_ROOT, help="the Chalice app's folder")
+    parser.add_argument(
+        "--throttle-rate", type=float, default=0, help="Management API calls/s admitted (0: all)"
+    )
+    parser.add_argument("--throttle-burst", type=float, default=0, help="the throttle's bucket size")
     args = parser.parse_args(argv)
     configure_logging()
     gateway = Gateway(
@@ -502,6 +533,7 @@ def main(argv: list[str] | None = None) -> None:
         idle_timeout=args.idle_timeout,
         max_connection_age=args.max_connection_age,
         local_only=LocalOnly(frozenset({args.page_origin, origin_of(args.host, args.port)})),
+        throttle=AccountThrottle(args.throttle_rate, args.throttle_burst),
     )
     web.run_app(
         gateway.application(), host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=2

@@ -69,8 +69,8 @@ class BroadcastResult:
     connections: int
     answer_seconds: float  # POST /broadcast, as its caller waited
     report: dict[str, int]  # the DeliveryReport it answered
-    delivered_seconds: float  # from the request until the gateway had a POST for every connection
-    posts: dict[str, int]  # POSTs the gateway received per connection id
+    delivered_seconds: float  # from the request until the gateway had taken a frame for every connection
+    posts: dict[str, int]  # frames the gateway took per connection id
     expected: frozenset[str]
     left_on_queue: int
     dead_letters: int
@@ -107,9 +107,17 @@ def add_audience(stack: LocalStack, users: int, per_user: int) -> frozenset[str]
     return frozenset(cid for _, cid in rows)
 
 
-def broadcast(stack: LocalStack, users: int, per_user: int, *, timeout: float = 300.0) -> BroadcastResult:
-    """Seed the audience, call `POST /broadcast` once, wait until every connection had its POST (or
-    `timeout`), then read what the gateway counted and what is left on the queues."""
+def broadcast(
+    stack: LocalStack,
+    users: int,
+    per_user: int,
+    *,
+    timeout: float = 300.0,
+    throttle: tuple[float, float] | None = None,
+) -> BroadcastResult:
+    """Seed the audience, call `POST /broadcast` once, wait until every connection had its frame (or
+    `timeout`), then read what the gateway counted and what is left on the queues. `throttle`
+    (rate, burst) puts the gateway's Management API behind a token bucket, as the account's throttle."""
     expected = add_audience(stack, users, per_user)
     # A first request to a user with no connections: the handler's process imports and builds its clients
     # (a Lambda's cold start), so what is timed below is the notify.
@@ -117,6 +125,10 @@ def broadcast(stack: LocalStack, users: int, per_user: int, *, timeout: float = 
     warm.raise_for_status()
     control = f"{stack.management_url}/_posts"
     requests.put(control, json={"virtual_prefix": VIRTUAL_PREFIX}, timeout=10).raise_for_status()
+    if throttle is not None:
+        rate, burst = throttle
+        bucket = {"rate": rate, "burst": burst}
+        requests.put(f"{stack.management_url}/_throttle", json=bucket, timeout=10).raise_for_status()
     started = time.monotonic()
     response = requests.post(
         f"{stack.rest_url}/broadcast", json={"prefix": f"{VIRTUAL_PREFIX}u", "users": users}, timeout=60

@@ -242,6 +242,7 @@ function renderJobs() {
           {
             class: 'progress',
             role: 'progressbar',
+            'aria-label': `${job.kind} job ${job.job_id.slice(-8)}: progress`,
             'aria-valuemin': '0',
             'aria-valuemax': '100',
             'aria-valuenow': String(progress),

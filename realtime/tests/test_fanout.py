@@ -58,7 +58,9 @@ class RecordingTransport:
         self.die_after = die_after
         self._lock = threading.Lock()
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         outcomes = []
         for cid in connection_ids:
             with self._lock:
@@ -287,8 +289,10 @@ def test_an_attempt_that_outlived_its_lease_stops_at_its_next_checkpoint(aws: di
     class StalledTransport(RecordingTransport):
         """Its first chunk takes longer than the lease: SQS delivers the shard again meanwhile."""
 
-        def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
-            outcomes = super().post_to_connections(connection_ids, data)
+        def post_to_connections(
+            self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+        ) -> list[Outcome]:
+            outcomes = super().post_to_connections(connection_ids, data, deadline=deadline)
             if sum(self.frames.values()) == CHECKPOINT_CONNECTIONS:
                 clock.advance(LEASE_SECONDS + 1)
                 worker_for(aws, second, clock).deliver(shard)

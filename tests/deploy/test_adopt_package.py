@@ -1,9 +1,9 @@
 """`chalice package` of a brand-new app that adopted the core as docs/adopt.md says (`chalice new-project`,
 the wheel in requirements.txt with extras, `chalice-realtime infra` naming an SNS handler and a schedule).
 
-The app's dependency layer is built once (about a minute on a clean clone) and kept in this
-project's `.chalice/deployments/` beside the project's own, under Chalice's own cache name
-(the hash of the app's requirements.txt), so later runs reuse it.
+The app's dependency layer is built once per wheel (about a minute on a clean clone) and kept in this
+project's `.chalice/deployments/` beside the project's own, named by the wheel's digest and Chalice's
+own cache name (the hash of the app's requirements.txt), so later runs with the same core reuse it.
 """
 
 from __future__ import annotations
@@ -53,10 +53,14 @@ def packaged_adopter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The adopting app's `chalice package` output directory (`sam.json`, the zips)."""
     app_dir = create_adopting_app(tmp_path_factory.mktemp("adopter"))
     layer = _layer_name(app_dir)
+    # Chalice names the layer by requirements.txt alone; the wheel it names changes with the core's code,
+    # so the copy kept here is named by the wheel's digest too and never serves a stale core.
+    (wheel,) = (app_dir / "wheels").glob("*.whl")
+    kept = LAYER_CACHE / f"{hashlib.sha256(wheel.read_bytes()).hexdigest()[:16]}-{layer}"
     deployments = app_dir / ".chalice" / "deployments"
     deployments.mkdir()
-    if (LAYER_CACHE / layer).exists():
-        shutil.copy(LAYER_CACHE / layer, deployments / layer)
+    if kept.exists():
+        shutil.copy(kept, deployments / layer)
     result = subprocess.run(
         [str(CHALICE), "package", "--stage", "dev", "--merge-template", "realtime-resources.json", "out"],
         cwd=app_dir,
@@ -66,9 +70,9 @@ def packaged_adopter(tmp_path_factory: pytest.TempPathFactory) -> Path:
         timeout=600,
     )
     assert result.returncode == 0, f"chalice package:\n{result.stdout}\n{result.stderr}"
-    if not (LAYER_CACHE / layer).exists() and (deployments / layer).exists():
+    if not kept.exists() and (deployments / layer).exists():
         LAYER_CACHE.mkdir(parents=True, exist_ok=True)
-        shutil.copy(deployments / layer, LAYER_CACHE / layer)
+        shutil.copy(deployments / layer, kept)
     return app_dir / "out"
 
 

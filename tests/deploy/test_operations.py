@@ -283,7 +283,7 @@ def test_the_throttling_metric_filter_matches_what_the_transports_write_after_42
                 stand_in.url, retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01, deadline=2.0)
             )
         else:
-            transport = Boto3ThreadPoolTransport(stand_in.url)
+            transport = Boto3ThreadPoolTransport(stand_in.url, retry=RetryPolicy(deadline=2.0))
         try:
             stand_in.fail(FaultRule(status=429))
             with caplog.at_level(logging.INFO):

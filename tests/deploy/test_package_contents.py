@@ -100,3 +100,14 @@ def assert_runs_on_lambda(name: str, data: bytes) -> None:
     assert data[:4] == b"\x7fELF" and data[18:20] == b"\x3e\x00", f"{name} is not an x86-64 ELF object"
     needed = {tuple(map(int, v)) for v in re.findall(rb"GLIBC_(\d+)\.(\d+)", data)}
     assert needed and max(needed) <= LAMBDA_GLIBC, f"{name} needs glibc {max(needed)}"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_core_is_shipped_once_from_its_wheel(packaged: dict[str, Path], stage: str) -> None:
+    files = shipped(packaged, stage)
+    inits = [name for name in files if name.endswith("chalice_realtime/__init__.py")]
+    assert inits == [f"{SITE_PACKAGES}chalice_realtime/__init__.py"], inits
+    assert any(
+        re.fullmatch(rf"{SITE_PACKAGES}chalice_realtime-[\d.]+\.dist-info/RECORD", name) for name in files
+    )
+    assert not [name for name in files if name.split("/")[:2] == ["chalicelib", "realtime"]]  # no copy

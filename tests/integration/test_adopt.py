@@ -1,8 +1,9 @@
 """A brand-new Chalice app that adopted the core as docs/adopt.md says, served by the local stack.
 
-`python -m devserver --app-dir <the app>` runs that app's `app.py` and its copy of the core
-with the same gateway, moto and Firebase Auth Emulator as this project; a real WebSocket
-client with an emulator token connects to it, calls its route and gets the frame.
+`python -m devserver --app-dir <the app>` runs that app's `app.py` (which imports the installed
+`chalice_realtime`) with the same gateway, moto and Firebase Auth Emulator as this project; a real
+WebSocket client with an emulator token connects to it, calls its route and gets the frame, and
+gets the frame its SNS handler sends when a message is published to its topic.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 import requests
 import websockets
 
-from tests.adopter import EVENT_KEY, ROUTE, create_adopting_app
+from tests.adopter import EVENT_KEY, ROUTE, SNS_TOPIC, create_adopting_app
 from testsupport.localstack import LocalStack, require_local_stack_tools
 
 pytestmark = pytest.mark.integration
@@ -26,7 +27,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def adopter_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, Path]]:
     require_local_stack_tools()
-    app_dir = create_adopting_app(tmp_path_factory.mktemp("adopter") / "my-app")
+    app_dir = create_adopting_app(tmp_path_factory.mktemp("adopter"))
     with LocalStack(app_dir=app_dir) as stack:
         yield stack, app_dir
 
@@ -56,6 +57,25 @@ def test_a_connected_user_gets_exactly_the_frame_the_adopting_apps_route_sends(
     assert json.loads(frame) == {"event": EVENT_KEY}
     # $connect stored the row notify found (delivered: 1); $disconnect deletes it once the client closes.
     assert wait_until(lambda: uid not in connected_users(stack), timeout=10)
+
+
+def test_the_apps_sns_handler_notifies_a_connected_user(adopter_stack: tuple[LocalStack, Path]) -> None:
+    stack, _ = adopter_stack
+    uid, token = stack.sign_up()
+    sns = stack.aws_client("sns")
+    topic_arn = sns.create_topic(Name=SNS_TOPIC)["TopicArn"]  # the stack created it for the handler
+
+    async def scenario() -> str:
+        async with websockets.connect(
+            stack.ws_url,
+            subprotocols=["bearer", token],  # type: ignore[list-item]
+            open_timeout=10,
+        ) as ws:
+            # The doc's handler notifies the user the message names (the order's owner).
+            await asyncio.to_thread(sns.publish, TopicArn=topic_arn, Message=uid)
+            return str(await asyncio.wait_for(ws.recv(), 15))
+
+    assert json.loads(asyncio.run(scenario())) == {"event": EVENT_KEY}
 
 
 def connected_users(stack: LocalStack) -> set[str]:

@@ -35,6 +35,14 @@ from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
 
+# What the notify scenario expects, counted by `python -m tests.figures` into docs/reliability.md.
+# Faults the gateway applies per round: 1 + 2 + 2 + 2 + 5 (every attempt of a[4]) + 1 (b[0], first
+# round only) + 1 + 2.
+FAULTS_PER_ROUND = (16, 15, 15)
+# Frames each of the 10 sockets gets over the three rounds: alice's 4, bob's 2 and carol's 2 get every
+# round's frame; a[4] (failing for good) and b[0] (410 although open) get none.
+FRAMES_PER_SOCKET = (3, 3, 3, 3, 0, 0, 3, 3, 3, 3)
+
 
 @pytest.fixture(scope="module")
 def shipped(local_stack: LocalStack) -> Iterator[Services]:
@@ -85,11 +93,9 @@ def test_every_live_connection_gets_each_frame_exactly_once_through_a_mix_of_fau
             post(b[2], drop=True, times=1),
             post(b[2], status=429, times=1),
         ]
-        # Per round: 1 + 2 + 2 + 2 + 5 (every attempt of a[4]) + 1 (b[0], first round only) + 1 + 2.
-        expected_faults = [16, 15, 15]
         reports: list[DeliveryReport] = []
         durations: list[float] = []
-        for round_number, faults in enumerate(expected_faults, start=1):
+        for round_number, faults in enumerate(FAULTS_PER_ROUND, start=1):
             set_faults(local_stack, plan)  # re-armed: every round meets every fault again
             started = time.monotonic()
             if round_number == 2:
@@ -105,8 +111,7 @@ def test_every_live_connection_gets_each_frame_exactly_once_through_a_mix_of_fau
             durations.append(time.monotonic() - started)
             reports.append(report)
             assert faults_applied(local_stack) == faults, f"round {round_number}"
-        # alice's 4, bob's 2 and carol's 2 get every round's frame; a[4] and b[0] get none.
-        await wait_for_frames(clients, [3, 3, 3, 3, 0, 0, 3, 3, 3, 3])
+        await wait_for_frames(clients, list(FRAMES_PER_SOCKET))
         frames = [c.frames for c in clients]
         rows = {name: connection_ids(local_stack, uid[name]) for name in uid}
         for client in clients:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import error_code
+from .budget import remaining_seconds
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 # A shard's size: 5,000 connection ids (about 180 KB of message, under SQS's 256 KB), or 500 users.
 SHARD_CONNECTIONS = 5_000
 SHARD_USERS = 500
+# A chunk started at the end of the worker's time still gets this long: one round trip.
+MIN_POST_SECONDS = 0.2
 # A shard's record is updated after this many frames: what a worker that dies may send twice.
 CHECKPOINT_CONNECTIONS = 500
 # Shard records sit in the connections table under keys no API Gateway connection id can have.
@@ -402,7 +405,11 @@ class FanoutWorker:
         self._ledger.renew(shard.shard_id, attempt)  # the lookups may have taken a while
         for start in range(0, len(pending), self._checkpoint):
             chunk = pending[start : start + self._checkpoint]
-            outcomes = self._transport.post_to_connections(chunk, data)
+            # Within the invocation's time: frames still throttled then stay unsettled for the redelivery.
+            left = remaining_seconds()
+            outcomes = self._transport.post_to_connections(
+                chunk, data, deadline=None if left is None else max(MIN_POST_SECONDS, left)
+            )
             gone_ids = [cid for cid, o in zip(chunk, outcomes, strict=True) if o is Outcome.GONE]
             remove_settled_gone(self._store, gone_ids, connected_at, settled_before)
             settled = [

@@ -28,11 +28,13 @@ from .fanout import (
 )
 from .identifiers import validate_event_key
 from .metrics import NotifyObserver, log_notify
-from .transports import ManagementTransport, Outcome, SubmittingTransport
+from .transports import ManagementTransport, Outcome, RateController, SubmittingTransport
 
-# What one process is assumed to post per second when its transport does not say (`posts_per_second()`):
+# What one process is assumed to post per second when its transport has no rate controller:
 # under one warm Lambda's measured rate against a 20 ms Management API (docs/performance.md).
 DEFAULT_POSTS_PER_SECOND = 2_000.0
+# A post started at the budget's end still gets this long: one round trip, before its frame is handed on.
+MIN_POST_SECONDS = 0.2
 # The longest a notify spends delivering before it hands the rest to the fan-out workers.
 DEFAULT_BUDGET_SECONDS = 0.5
 # Connection lookups (one Query each) one notify is assumed to finish per second on its lookup threads.
@@ -185,7 +187,9 @@ class Notifier:
             failed += len(surplus) + deferred_users
             deferred = deferred_users = 0
         ids = [cid for cid, _ in inline]
-        outcomes = self._transport.post_to_connections(ids, data) if ids else []
+        # Bounded by the budget: what the throttle still holds back then is handed on below, not waited for.
+        left = max(MIN_POST_SECONDS, deadline - time.monotonic())
+        outcomes = self._transport.post_to_connections(ids, data, deadline=left) if ids else []
         gone = [cid for cid, o in zip(ids, outcomes, strict=True) if o is Outcome.GONE]
         remove_settled_gone(self._store, gone, found, settled_before)
         unsent = [
@@ -205,12 +209,14 @@ class Notifier:
         return report
 
     def _rate(self) -> float:
-        """Frames per second this process can post now: what the caller said, else what a rate-controlled
-        transport reports (`posts_per_second()`), else `DEFAULT_POSTS_PER_SECOND`."""
+        """Frames per second this process may post now: what the caller said, else the pace of the transport's
+        rate controller (the account's throttle as it has seen it), else `DEFAULT_POSTS_PER_SECOND`."""
         if self._posts_per_second is not None:
             return self._posts_per_second()
-        reported = getattr(self._transport, "posts_per_second", None)
-        return float(reported()) if callable(reported) else DEFAULT_POSTS_PER_SECOND
+        controller = getattr(self._transport, "rate", None)  # the process's RateController
+        if isinstance(controller, RateController):
+            return controller.rate
+        return DEFAULT_POSTS_PER_SECOND
 
     def _lookup_until(
         self, users: list[str], deadline: float

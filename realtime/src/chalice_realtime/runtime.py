@@ -63,7 +63,11 @@ class Realtime:
 
     @functools.cached_property
     def transport(self) -> ManagementTransport:
-        return self._transport or transport_for(self.settings.transport, self.settings.websocket_endpoint)
+        return self._transport or transport_for(
+            self.settings.transport,
+            self.settings.websocket_endpoint,
+            max_posts_per_second=self.settings.max_posts_per_second,
+        )
 
     @functools.cached_property
     def verifier(self) -> TokenVerifier:

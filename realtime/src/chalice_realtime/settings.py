@@ -20,6 +20,7 @@ from .transports import TRANSPORTS
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
+DEFAULT_MAX_POSTS_PER_SECOND = 10_000  # API Gateway's default account throttle
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Who issues the tokens `$connect` and `realtime_auth` accept: Firebase Authentication, or any
 # OpenID Connect issuer publishing a JWKS (Cognito user pools, Auth0, Keycloak).
@@ -46,6 +47,8 @@ class RealtimeSettings:
     connections_table: str = "realtime-connections"
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
     transport: str = "curl"
+    # Posts per second this process may send at most; the rest of the account's budget is the REST API's.
+    max_posts_per_second: int = DEFAULT_MAX_POSTS_PER_SECOND
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
     fanout_queue_url: str = ""  # the fan-out workers' SQS queue; '' delivers every notify inline
     notify_budget_seconds: float = 0.5  # what a notify spends delivering before it hands the rest on
@@ -95,6 +98,9 @@ class RealtimeSettings:
                 environ, "MAX_CONNECTIONS_PER_USER", DEFAULT_MAX_CONNECTIONS_PER_USER
             ),
             transport=one_of(environ, "REALTIME_TRANSPORT", TRANSPORTS, default="curl"),
+            max_posts_per_second=positive_int(
+                environ, "REALTIME_MAX_POSTS_PER_SECOND", DEFAULT_MAX_POSTS_PER_SECOND
+            ),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
             fanout_queue_url=environ.get("FANOUT_QUEUE_URL", "").strip(),
             notify_budget_seconds=seconds(environ, "REALTIME_NOTIFY_BUDGET_SECONDS", 0.5, most=25.0),

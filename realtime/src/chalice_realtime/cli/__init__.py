@@ -7,7 +7,8 @@
     chalice-realtime disconnect --user uid-1                    # close every socket of a user
 
 The stage's settings are the core's variables (docs: configuration) as `.chalice/config.json` gives
-them for `--stage`, overridden by the process environment; AWS credentials, region and endpoints are
+them for `--stage`, then the outputs of the CloudFormation stack `--stack` names, then the process
+environment over both; AWS credentials, region and endpoints are
 boto3's own (`AWS_PROFILE`, `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`). Exit status: 0 when all went
 well, 1 when a check or an operation failed, 2 for a usage or configuration error.
 """
@@ -18,10 +19,13 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from ..identifiers import validate_event_key
 from ..metrics import log_notify
@@ -40,8 +44,19 @@ class UsageError(Exception):
     """What the operator asked for cannot be done as asked (exit status 2)."""
 
 
-def stage_environment(app_dir: Path, stage: str | None, environ: Mapping[str, str]) -> dict[str, str]:
-    """The stage's variables from `.chalice/config.json` (global, then the stage's), then `environ`'s."""
+# What a stack deployed with `infra`'s template says about the stage, and the variable each gives.
+STACK_OUTPUTS = {
+    "ConnectionsTableName": "CONNECTIONS_TABLE",
+    "WebsocketManagementEndpoint": "WEBSOCKET_ENDPOINT",
+}
+STACK_PARAMETERS = {"FirebaseProjectId": "FIREBASE_PROJECT_ID"}
+
+
+def stage_environment(
+    app_dir: Path, stage: str | None, environ: Mapping[str, str], stack: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The stage's variables: `.chalice/config.json`'s (global, then the stage's), then the `stack`'s
+    (`stack_environment`), then `environ`'s."""
     variables: dict[str, str] = {}
     config_file = app_dir / ".chalice" / "config.json"
     if stage is not None:
@@ -49,18 +64,47 @@ def stage_environment(app_dir: Path, stage: str | None, environ: Mapping[str, st
             raise UsageError(
                 f"--stage {stage}: {config_file} does not exist (use --app-dir, or set the variables)"
             )
-        config = json.loads(config_file.read_text())
+        config = _read_json(config_file)
         if stage not in config.get("stages", {}):
             raise UsageError(f"--stage {stage}: no such stage in {config_file}")
         variables.update(config.get("environment_variables", {}))
         variables.update(config["stages"][stage].get("environment_variables", {}))
+    variables.update(stack or {})
     variables.update(environ)
     return variables
 
 
-def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> RealtimeSettings:
+def stack_environment(stack_name: str, cloudformation: Any) -> dict[str, str]:
+    """`CONNECTIONS_TABLE`, `WEBSOCKET_ENDPOINT` and `FIREBASE_PROJECT_ID` from a deployed stack's outputs
+    and parameters (a `chalice package` deployment names its table and API only there)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
-        return RealtimeSettings.from_env(stage_environment(args.app_dir, args.stage, environ))
+        (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
+    except (ClientError, BotoCoreError) as exc:
+        raise UsageError(f"--stack {stack_name}: {exc}") from exc
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+    missing = [name for name in STACK_OUTPUTS if name not in outputs]
+    if missing:
+        raise UsageError(
+            f"--stack {stack_name} has no output {', '.join(missing)}: was it deployed with the template "
+            "`chalice-realtime infra` writes?"
+        )
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
+    return {
+        **{variable: parameters[name] for name, variable in STACK_PARAMETERS.items() if parameters.get(name)},
+        **{variable: outputs[name] for name, variable in STACK_OUTPUTS.items()},
+    }
+
+
+def settings_for(args: argparse.Namespace, environ: Mapping[str, str]) -> RealtimeSettings:
+    stack = None
+    if args.stack:
+        import boto3
+
+        stack = stack_environment(args.stack, boto3.session.Session().client("cloudformation"))
+    try:
+        return RealtimeSettings.from_env(stage_environment(args.app_dir, args.stage, environ, stack))
     except ConfigurationError as exc:
         raise UsageError(str(exc)) from exc
 
@@ -81,21 +125,25 @@ def management_client(endpoint: str) -> ApiGatewayManagementApiClient:
 def run_infra(args: argparse.Namespace, out: TextIO) -> int:
     app_dir: Path = args.app_dir
     config_file = app_dir / ".chalice" / "config.json"
-    existing_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+    existing_config = _read_json(config_file)
     config, changes = infra.merge_config(existing_config, app_dir.resolve().name, args.stage)
-    api_stage = infra.api_stage_of(config, args.stage)
     template_file = app_dir / args.template
-    existing = json.loads(template_file.read_text()) if template_file.is_file() else {}
-    template = infra.merge_template(existing, args.notifying_function, api_stage)
-    config_file.parent.mkdir(parents=True, exist_ok=True)
-    _write_json(template_file, template)
-    _write_json(config_file, config)
-    out.write(f"wrote {template_file} (merge it: chalice package --merge-template {args.template} ...)\n")
+    existing = _read_json(template_file)
+    template = infra.merge_template(existing, args.notifying_function, infra.api_stage_of(config, args.stage))
+    # A file already as it should be is left alone (and keeps its formatting).
+    if template != existing:
+        _write_json(template_file, template)
+        out.write(f"wrote {template_file} (merge it: chalice package --merge-template {args.template} ...)\n")
+    else:
+        out.write(f"{template_file} is up to date\n")
     for name in infra.functions_covered(args.notifying_function):
         out.write(f"  {name}: CONNECTIONS_TABLE, WEBSOCKET_ENDPOINT, role {infra.role_id(name)}\n")
-    out.write(f"updated {config_file}" + (":\n" if changes else " (nothing to change)\n"))
-    for change in changes:
-        out.write(f"  {change}\n")
+    if changes:
+        config_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_json(config_file, config)
+        out.write(f"updated {config_file}:\n" + "".join(f"  {change}\n" for change in changes))
+    else:
+        out.write(f"{config_file} is up to date\n")
     policy_file = app_dir / ".chalice" / f"policy-{args.stage}.json"
     if not policy_file.exists():
         _write_json(policy_file, infra.LOGS_ONLY_POLICY)
@@ -163,9 +211,10 @@ def run_disconnect(args: argparse.Namespace, environ: Mapping[str, str], out: Te
             outcome = realtime.transport.delete_connection(connection.connection_id)
             if outcome is Outcome.FAILED:
                 failed.append(connection.connection_id)
-            else:  # DELIVERED (closed now) or GONE (closed already): either way the row can go
+            else:  # closed now, or gone already: either way its row can go
                 closed.append(connection.connection_id)
-                out.write(f"closed {connection.connection_id} ({outcome.value})\n")
+                done = "closed" if outcome is Outcome.DELIVERED else "was gone already"
+                out.write(f"{connection.connection_id} {done}\n")
         realtime.connections.remove_many(closed)
     finally:
         realtime.close()
@@ -180,6 +229,18 @@ def _require_endpoint(settings: RealtimeSettings) -> None:
         raise UsageError("WEBSOCKET_ENDPOINT is not set (the stage's Management API URL, stage included)")
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except ValueError as exc:
+        raise UsageError(f"{path} is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise UsageError(f"{path} is not a JSON object")
+    return document
+
+
 def _write_json(path: Path, document: Any) -> None:
     path.write_text(json.dumps(document, indent=2) + "\n")
 
@@ -191,6 +252,12 @@ def _user(value: str) -> str:
     # Any subject the verifier accepts (OIDC ones such as `auth0|64f1c2` included): not only Firebase uids.
     if not value.strip():
         raise argparse.ArgumentTypeError("a user id is the token's subject, not empty")
+    return value
+
+
+def _function_name(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a Chalice function name (the handler's name)")
     return value
 
 
@@ -220,6 +287,7 @@ def parser() -> argparse.ArgumentParser:
         "--notifying-function",
         action="append",
         default=[],
+        type=_function_name,
         metavar="NAME",
         help="a Chalice function that calls notify (an SNS handler, a schedule), repeatable; "
         f"the REST routes' {infra.REST_FUNCTION} is always included",
@@ -238,6 +306,9 @@ def parser() -> argparse.ArgumentParser:
     ):
         sub = command(name, help)
         sub.add_argument("--stage", help="read the stage's variables from .chalice/config.json")
+        sub.add_argument(
+            "--stack", help="read the table, endpoint and Firebase project from this CloudFormation stack"
+        )
         if name == "check":
             sub.add_argument(
                 "--role-arn", help="check this function role's permission with IAM's policy simulator"
@@ -273,3 +344,6 @@ def main(
     except UsageError as exc:
         sys.stderr.write(f"{PROG} {args.command}: {exc}\n")
         return 2
+    except (ClientError, BotoCoreError) as exc:  # AWS refused or could not be reached: say which call
+        sys.stderr.write(f"{PROG} {args.command}: {exc}\n")
+        return 1

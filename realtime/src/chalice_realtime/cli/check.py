@@ -6,10 +6,10 @@ findings = StageCheck(settings, dynamodb=dynamodb_client, management=management_
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import re
+import secrets
+import string
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -121,7 +121,8 @@ class StageCheck:
             return self._simulate(endpoint)
         if self._management is None:
             return Finding(False, "no Management API client")
-        connection_id = base64.b64encode(os.urandom(12)).decode()  # shaped as API Gateway's, owned by no one
+        # Shaped as API Gateway's (16 characters, `=` last) and owned by no one; nothing to escape in a path.
+        connection_id = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(15)) + "="
         try:
             self._management.post_to_connection(ConnectionId=connection_id, Data=b"{}")
         except ClientError as exc:
@@ -138,7 +139,11 @@ class StageCheck:
                     f"403 from {endpoint}: these credentials may not execute-api:ManageConnections on the "
                     "WebSocket API (or WEBSOCKET_ENDPOINT names another API or stage)",
                 )
-            return Finding(False, f"the Management API at {endpoint} answered {status} {error_code(exc)}")
+            code = error_code(exc)
+            answer = f"{status} {code}" if code and code != str(status) else str(status)
+            return Finding(
+                False, f"the Management API at {endpoint} answered {answer} (is WEBSOCKET_ENDPOINT its URL?)"
+            )
         except BotoCoreError as exc:
             return Finding(False, f"the Management API at {endpoint} cannot be reached: {exc}")
         return Finding(True, f"the Management API at {endpoint} accepts this caller's posts")

@@ -40,7 +40,9 @@ class RecordingTransport:
     gone: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         frame = json.loads(data)
         outcomes = []
         with self._lock:

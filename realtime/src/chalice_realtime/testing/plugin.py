@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 from ..runtime import Realtime, use
 from ..settings import RealtimeSettings
+
+if TYPE_CHECKING:
+    from .frames import RealtimeFrames
+    from .tokens import RealtimeTokens
 
 
 def _settings() -> RealtimeSettings:
@@ -29,12 +33,12 @@ def _settings() -> RealtimeSettings:
 
 
 @pytest.fixture
-def realtime_tokens(request: pytest.FixtureRequest) -> Iterator[Any]:
+def realtime_tokens(request: pytest.FixtureRequest) -> Iterator[RealtimeTokens]:
     """Signed tokens for the provider `AUTH_PROVIDER` names (Firebase by default), accepted by
     `realtime_auth` and `$connect`: `realtime_tokens.headers("uid-1")`."""
     from .tokens import tokens_for
 
-    frames = None
+    frames: RealtimeFrames | None = None
     if "realtime_frames" in request.fixturenames:
         # moto first: the certificates are then served by a mock that sits in front of moto's own.
         frames = request.getfixturevalue("realtime_frames")
@@ -53,7 +57,7 @@ def realtime_tokens(request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.fixture
-def realtime_frames() -> Iterator[Any]:
+def realtime_frames() -> Iterator[RealtimeFrames]:
     """The core with a recording Management API and the connections table in moto, installed for the
     blueprint and `notify()`: `realtime_frames.for_user("uid-1") == ["orders-updated"]`."""
     from .tokens import need

@@ -7,6 +7,8 @@
 
 `REALTIME_TRANSPORT` names one (default `curl`); `transport_for` builds it, importing only
 that backend, and falls back to `boto3` with a warning when the named one's extra is missing.
+Every transport it builds paces its posts with the process's one `RateController` (`rate.py`),
+under the ceiling `REALTIME_MAX_POSTS_PER_SECOND`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import importlib.util
 import logging
 
 from .base import ManagementTransport, Outcome, RetryPolicy, SubmittingTransport
+from .rate import DEFAULT_CEILING, RateController, process_rate
 
 logger = logging.getLogger(__name__)
 
@@ -51,34 +54,40 @@ def resolve(kind: str) -> str:
     return FALLBACK
 
 
-def transport_for(kind: str, endpoint_url: str) -> ManagementTransport:
+def transport_for(
+    kind: str, endpoint_url: str, *, max_posts_per_second: float = DEFAULT_CEILING
+) -> ManagementTransport:
     """The transport `REALTIME_TRANSPORT` names (`curl`, `aiohttp` or `boto3`) for `endpoint_url`,
-    logged once; the `boto3` fallback when the named one's extra is missing.
+    logged once; the `boto3` fallback when the named one's extra is missing. It shares the process's
+    rate controller, whose ceiling is `max_posts_per_second`.
 
     transport = transport_for("curl", "https://abc.execute-api.eu-west-1.amazonaws.com/dev")
     """
     chosen = resolve(kind)
     logger.info("realtime transport: %s", chosen, extra={"transport": chosen})
+    rate = process_rate(max_posts_per_second)
     if chosen == "curl":
         from .curl import CurlTransport
 
-        return CurlTransport(endpoint_url)
+        return CurlTransport(endpoint_url, rate=rate)
     if chosen == "aiohttp":
         from .aiohttp import AiohttpTransport
 
-        return AiohttpTransport(endpoint_url)
+        return AiohttpTransport(endpoint_url, rate=rate)
     from .boto3 import Boto3ThreadPoolTransport
 
-    return Boto3ThreadPoolTransport(endpoint_url)
+    return Boto3ThreadPoolTransport(endpoint_url, rate=rate)
 
 
 __all__ = [
     "TRANSPORTS",
     "ManagementTransport",
     "Outcome",
+    "RateController",
     "RetryPolicy",
     "SubmittingTransport",
     "available",
+    "process_rate",
     "resolve",
     "transport_for",
 ]

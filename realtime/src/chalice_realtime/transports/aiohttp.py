@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, _never_failing, region_of, retry_after_seconds
+from .base import (
+    RETRYABLE_STATUSES,
+    Outcome,
+    RetryPolicy,
+    _never_failing,
+    log_undelivered,
+    region_of,
+    retry_after_seconds,
+)
+from .rate import RateController
 
 if TYPE_CHECKING:
     import asyncio
@@ -42,7 +51,9 @@ class AiohttpTransport:
 
     The event loop runs on one background thread kept for the process, so a warm
     Lambda reuses its keep-alive connections across invocations; synchronous callers
-    just block on `post_to_connections`. At most `concurrency` requests are in flight.
+    just block on `post_to_connections`. At most `concurrency` requests are in flight, started at
+    the pace of `rate` (the process's `RateController` from `transport_for`, else one of its own);
+    a 429 is retried until the deadline.
     Credentials come from botocore's credential chain, the region from the endpoint
     (`*.execute-api.{region}.amazonaws.com`) or from botocore's configuration.
 
@@ -62,12 +73,14 @@ class AiohttpTransport:
         region: str | None = None,
         credentials: Any = None,
         persistent_loop: bool = True,
+        rate: RateController | None = None,
     ) -> None:
         if not endpoint_url:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
         self._base = endpoint_url.rstrip("/")
         self._concurrency = concurrency
         self._retry = retry or RetryPolicy()
+        self.rate = rate or RateController(min_in_flight=concurrency)
         self._request_timeout = request_timeout
         self._connect_timeout = connect_timeout
         self._region = region
@@ -81,17 +94,22 @@ class AiohttpTransport:
 
     # ------------------------------------------------------------ public, synchronous
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not connection_ids:
             return []
         ids = list(connection_ids)
+        seconds = self._retry.deadline if deadline is None else deadline
         try:
-            return self._run(lambda pool: self._send_all("POST", ids, data, pool), len(ids))
+            return self._run(lambda pool: self._send_all("POST", ids, data, pool, seconds), len(ids), seconds)
         except Exception:
             logger.exception("posting frames failed", extra={"count": len(ids)})
             return [Outcome.FAILED] * len(ids)
 
-    def submit(self, connection_ids: Sequence[str], data: bytes) -> Future[list[Outcome]]:
+    def submit(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> Future[list[Outcome]]:
         """Start posting on the background loop and return at once (the notifier pipelines users with it).
 
         future = transport.submit(["id1="], frame("jobs-updated"))
@@ -105,7 +123,12 @@ class AiohttpTransport:
                 raise RuntimeError("submit needs the background loop")
             loop = self._background_loop()
             inner = asyncio.run_coroutine_threadsafe(
-                self._with_shared_session(lambda pool: self._send_all("POST", ids, data, pool)), loop
+                self._with_shared_session(
+                    lambda pool: self._send_all(
+                        "POST", ids, data, pool, self._retry.deadline if deadline is None else deadline
+                    )
+                ),
+                loop,
             )
         except Exception:
             logger.exception("posting frames failed", extra={"count": len(ids)})
@@ -116,7 +139,11 @@ class AiohttpTransport:
 
     def delete_connection(self, connection_id: str) -> Outcome:
         try:
-            return self._run(lambda pool: self._send_all("DELETE", [connection_id], b"", pool), 1)[0]
+            return self._run(
+                lambda pool: self._send_all("DELETE", [connection_id], b"", pool, self._retry.deadline),
+                1,
+                self._retry.deadline,
+            )[0]
         except Exception:
             logger.exception("closing a connection failed", extra={"connection_id": connection_id})
             return Outcome.FAILED
@@ -138,7 +165,7 @@ class AiohttpTransport:
 
     # ------------------------------------------------------------ running coroutines from sync code
 
-    def _run(self, work: _Work, count: int) -> list[Outcome]:
+    def _run(self, work: _Work, count: int, deadline: float) -> list[Outcome]:
         import asyncio
 
         if not self._persistent:
@@ -147,7 +174,7 @@ class AiohttpTransport:
         future = asyncio.run_coroutine_threadsafe(self._with_shared_session(work), loop)
         try:
             # The coroutine bounds itself by the deadline; this margin only guards against a stuck loop.
-            return future.result(timeout=self._retry.deadline + self._request_timeout + 5)
+            return future.result(timeout=deadline + self._request_timeout + 5)
         except concurrent.futures.TimeoutError:
             future.cancel()
             logger.error("posting frames overran the deadline", extra={"count": count})
@@ -198,24 +225,23 @@ class AiohttpTransport:
 
     # ------------------------------------------------------------ the requests
 
-    async def _send_all(self, method: str, ids: list[str], data: bytes, pool: _Pool) -> list[Outcome]:
+    async def _send_all(
+        self, method: str, ids: list[str], data: bytes, pool: _Pool, seconds: float
+    ) -> list[Outcome]:
         import asyncio
 
         signer = self._signer()
         if signer is None:
             logger.error("no AWS credentials found by botocore: frames cannot be signed")
             return [Outcome.FAILED] * len(ids)
-        deadline = time.monotonic() + self._retry.deadline
+        deadline = time.monotonic() + seconds
         failures: dict[str, int] = {}
         outcomes = await asyncio.gather(
             *(self._send(method, cid, data, pool, signer, deadline, failures) for cid in ids)
         )
         if failures:
-            # One line per call, not per connection: an outage must not cost a log line per frame.
-            logger.warning(
-                "frames not delivered after retries",
-                extra={"method": method, "failed": sum(failures.values()), "reasons": failures},
-            )
+            failed = [cid for cid, outcome in zip(ids, outcomes, strict=True) if outcome is Outcome.FAILED]
+            log_undelivered(method, failures, failed)
         return list(outcomes)
 
     async def _send(
@@ -236,14 +262,18 @@ class AiohttpTransport:
         url = f"{self._base}/@connections/{quote(connection_id, safe='')}"
         target = URL(url, encoded=True)  # already quoted exactly as it was signed
         reason = ""
-        for attempt in range(self._retry.max_attempts):
+        rate = self.rate
+        attempt = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
+        while True:
             status: int | None = None
             retry_after: float | None = None
             async with pool.semaphore:
-                # Measured after the wait for a slot: a large fan-out queues here.
+                # Measured after the wait for a slot and a token: a large fan-out queues here.
+                while not rate.take(1, now := time.monotonic()) and now < deadline:
+                    await asyncio.sleep(max(rate.wait(now), 0.001))
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    reason = reason or "deadline"
+                    reason = f"{reason}, deadline" if reason else "deadline"
                     break
                 # The session's timeout applies unless the deadline is nearer.
                 timeout = (
@@ -254,6 +284,7 @@ class AiohttpTransport:
                     }
                 )
                 headers = signer(method, url, data)
+                started = time.monotonic()
                 try:
                     async with pool.session.request(
                         method, target, data=data or None, headers=headers, allow_redirects=False, **timeout
@@ -263,22 +294,31 @@ class AiohttpTransport:
                             retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                         await response.read()  # so the connection goes back to the pool
                 except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                    if reason and time.monotonic() >= deadline:
+                        # An attempt the deadline cut short: what kept the frame back came before it.
+                        reason = f"{reason}, deadline"
+                        break
                     reason = type(exc).__name__
             if status is not None:
-                if 200 <= status < 300:
-                    return Outcome.DELIVERED
-                if status == 410:
-                    return Outcome.GONE
+                if 200 <= status < 300 or status == 410:
+                    rate.answered(started, time.monotonic())
+                    return Outcome.DELIVERED if status != 410 else Outcome.GONE
                 reason = str(status)
                 if status not in RETRYABLE_STATUSES:
                     break
-            if attempt + 1 >= self._retry.max_attempts:
-                break
-            delay = retry_after if retry_after is not None else self._retry.backoff(attempt)
+            if status == 429:
+                rate.throttled(started, time.monotonic())  # retried when the (cut) rate gives a token
+                delay = retry_after or 0.0
+            else:
+                attempt += 1
+                if attempt >= self._retry.max_attempts:
+                    break
+                delay = retry_after if retry_after is not None else self._retry.backoff(attempt - 1)
             if time.monotonic() + delay >= deadline:
                 reason = f"{reason}, no time left to retry"
                 break
-            await asyncio.sleep(delay)
+            if delay:
+                await asyncio.sleep(delay)
         failures[reason] = failures.get(reason, 0) + 1
         return Outcome.FAILED
 

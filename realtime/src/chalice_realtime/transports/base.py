@@ -26,12 +26,18 @@ logger = logging.getLogger(__name__)
 class Outcome(enum.Enum):
     DELIVERED = "delivered"
     GONE = "gone"  # 410: the connection no longer exists
-    FAILED = "failed"  # still throttled or failing after retries
+    FAILED = "failed"  # not delivered: still throttled at the deadline, or failing after retries
 
 
 class ManagementTransport(Protocol):
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
-        """Post `data` to each connection concurrently; one outcome per id, in order. Never raises."""
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
+        """Post `data` to each connection concurrently; one outcome per id, in order. Never raises.
+
+        `deadline` (seconds from now; the transport's `RetryPolicy.deadline` when None) bounds the
+        call: a throttled frame is retried until then, and what is not delivered by then is FAILED.
+        """
         ...
 
     def delete_connection(self, connection_id: str) -> Outcome:
@@ -41,7 +47,9 @@ class ManagementTransport(Protocol):
 
 @runtime_checkable
 class SubmittingTransport(ManagementTransport, Protocol):
-    def submit(self, connection_ids: Sequence[str], data: bytes) -> Future[list[Outcome]]:
+    def submit(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> Future[list[Outcome]]:
         """Start posting and return at once; the future's result is `post_to_connections`'s. Never fails."""
         ...
 
@@ -82,11 +90,14 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of 429, 5xx and connection errors: exponential backoff with full jitter.
+    """Retries of 429, 5xx and connection errors.
 
-    The n-th retry waits `uniform(0, min(max_delay, base_delay * 2**n))`, or what the
-    server's `Retry-After` asks (when that fits in the time left). `deadline` bounds one
-    whole `post_to_connections` call; what is not delivered by then is FAILED.
+    A 429 (the account's throttle) is retried until the frame is delivered or `deadline` passes,
+    at the pace of the process's `RateController` (or after `Retry-After`), never given up after
+    a number of attempts. 5xx and connection errors get `max_attempts` in all: the n-th retry
+    waits `uniform(0, min(max_delay, base_delay * 2**n))`, or what `Retry-After` asks (when that
+    fits in the time left). `deadline` bounds one whole `post_to_connections` call (a caller
+    may pass its own); what is not delivered by then is FAILED.
     """
 
     max_attempts: int = 5
@@ -98,6 +109,29 @@ class RetryPolicy:
     def backoff(self, retry: int) -> float:
         # Full jitter: spreads a throttled burst instead of retrying it in lockstep.
         return random.uniform(0.0, min(self.max_delay, self.base_delay * 2**retry))  # noqa: S311
+
+
+UNDELIVERED_SAMPLE = 10  # connection ids logged with a call's undelivered frames
+
+
+def log_undelivered(method: str, failures: dict[str, int], connection_ids: Sequence[str]) -> None:
+    """One warning per call, not per connection (an outage must not cost a log line per frame): the count,
+    the reasons, and a sample of the connection ids, so that an operator can follow one up."""
+    more = len(connection_ids) - UNDELIVERED_SAMPLE
+    logger.warning(
+        "%d %s after retries (%s); connection ids %s%s",
+        len(connection_ids),
+        "connections not closed" if method == "DELETE" else "frames not delivered",
+        ", ".join(f"{reason}: {count}" for reason, count in sorted(failures.items())),
+        ", ".join(connection_ids[:UNDELIVERED_SAMPLE]),
+        f" and {more} more" if more > 0 else "",
+        extra={
+            "method": method,
+            "failed": len(connection_ids),
+            "reasons": failures,
+            "connection_ids": list(connection_ids[:UNDELIVERED_SAMPLE]),
+        },
+    )
 
 
 def _never_failing(future: Future[list[Outcome]], count: int) -> Future[list[Outcome]]:

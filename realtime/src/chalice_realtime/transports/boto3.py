@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..aws import client_config, error_code
-from .base import Outcome
+from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, log_undelivered
+from .rate import RateController
 
 if TYPE_CHECKING:
     from types_boto3_apigatewaymanagementapi.client import ApiGatewayManagementApiClient
@@ -26,8 +29,10 @@ logger = logging.getLogger(__name__)
 class Boto3ThreadPoolTransport:
     """A boto3 `apigatewaymanagementapi` client driven from a thread pool.
 
-    429 and 5xx are retried by botocore's `standard` retry mode (exponential
-    backoff with jitter); what still fails is reported as `FAILED`.
+    Each call starts at the pace of `rate` (the process's `RateController` from `transport_for`,
+    else one of its own). Retries follow `RetryPolicy`, as for the other transports, rather than
+    botocore's (whose backoff knows nothing of the rate or of the caller's deadline): a 429 until
+    the deadline, 5xx and connection errors `max_attempts` in all. What still fails is `FAILED`.
 
         transport = Boto3ThreadPoolTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
         transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
@@ -39,59 +44,92 @@ class Boto3ThreadPoolTransport:
         *,
         concurrency: int = 32,
         client: ApiGatewayManagementApiClient | None = None,
+        retry: RetryPolicy | None = None,
+        rate: RateController | None = None,
     ) -> None:
         if not endpoint_url and client is None:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
         self._endpoint_url = endpoint_url
         self._concurrency = concurrency
         self._client = client
+        self._retry = retry or RetryPolicy()
+        self.rate = rate or RateController(min_in_flight=concurrency)
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not connection_ids:
             return []
+        until = time.monotonic() + (self._retry.deadline if deadline is None else deadline)
         if len(connection_ids) == 1:
-            return [self._post(connection_ids[0], data)]
-        return list(self._executor().map(lambda cid: self._post(cid, data), connection_ids))
+            results = [self._post(connection_ids[0], data, until)]
+        else:
+            results = list(self._executor().map(lambda cid: self._post(cid, data, until), connection_ids))
+        failures: dict[str, int] = {}
+        failed = []
+        for cid, (outcome, reason) in zip(connection_ids, results, strict=True):
+            if outcome is Outcome.FAILED:
+                failed.append(cid)
+                failures[reason] = failures.get(reason, 0) + 1
+        if failed:
+            log_undelivered("POST", failures, failed)
+        return [outcome for outcome, _ in results]
 
     def delete_connection(self, connection_id: str) -> Outcome:
-        return self._call(
-            "delete_connection", connection_id, lambda api: api.delete_connection(ConnectionId=connection_id)
+        outcome, reason = self._call(
+            lambda api: api.delete_connection(ConnectionId=connection_id),
+            time.monotonic() + self._retry.deadline,
         )
+        if outcome is Outcome.FAILED:
+            log_undelivered("DELETE", {reason: 1}, [connection_id])
+        return outcome
 
-    def _post(self, connection_id: str, data: bytes) -> Outcome:
-        return self._call(
-            "post_to_connection",
-            connection_id,
-            lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data),
-        )
+    def _post(self, connection_id: str, data: bytes, until: float) -> tuple[Outcome, str]:
+        return self._call(lambda api: api.post_to_connection(ConnectionId=connection_id, Data=data), until)
 
     def _call(
-        self, operation: str, connection_id: str, call: Callable[[ApiGatewayManagementApiClient], object]
-    ) -> Outcome:
-        try:
-            call(self._management_client())
-        except ClientError as exc:
-            code = error_code(exc)
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "GoneException" or status == 410:
-                return Outcome.GONE
-            logger.warning(
-                "%s failed after retries",
-                operation,
-                extra={"connection_id": connection_id, "error_code": code, "status": status},
-            )
-            return Outcome.FAILED
-        except BotoCoreError as exc:
-            logger.warning(
-                "%s failed: %s",
-                operation,
-                type(exc).__name__,
-                extra={"connection_id": connection_id},
-            )
-            return Outcome.FAILED
-        return Outcome.DELIVERED
+        self, call: Callable[[ApiGatewayManagementApiClient], object], until: float
+    ) -> tuple[Outcome, str]:
+        """The outcome of one connection's call, and why it failed ('' unless FAILED)."""
+        rate, policy = self.rate, self._retry
+        attempt = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
+        reason = ""
+        while True:
+            while not rate.take(1, now := time.monotonic()):
+                if now >= until:
+                    return Outcome.FAILED, f"{reason}, deadline" if reason else "deadline"
+                time.sleep(max(rate.wait(now), 0.001))
+            try:
+                started = time.monotonic()
+                call(self._management_client())
+            except ClientError as exc:
+                code = error_code(exc)
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "GoneException" or status == 410:
+                    return Outcome.GONE, ""
+                reason = str(status or code)
+                if code == "LimitExceededException" or status == 429:
+                    reason = "429"
+                    if time.monotonic() >= until:
+                        return Outcome.FAILED, "429, deadline"
+                    rate.throttled(started, time.monotonic())  # retried when the (cut) rate gives a token
+                    continue
+                if status not in RETRYABLE_STATUSES:
+                    return Outcome.FAILED, reason
+            except BotoCoreError as exc:
+                reason = type(exc).__name__
+            else:
+                rate.answered(started, time.monotonic())
+                return Outcome.DELIVERED, ""
+            attempt += 1
+            delay = policy.backoff(attempt - 1)
+            if attempt >= policy.max_attempts:
+                return Outcome.FAILED, reason
+            if time.monotonic() + delay >= until:
+                return Outcome.FAILED, f"{reason}, no time left to retry"
+            time.sleep(delay)
 
     def _management_client(self) -> ApiGatewayManagementApiClient:
         if self._client is None:
@@ -104,7 +142,7 @@ class Boto3ThreadPoolTransport:
                         endpoint_url=self._endpoint_url,
                         config=client_config(
                             max_pool_connections=self._concurrency, connect_timeout=2, read_timeout=5
-                        ),
+                        ).merge(Config(retries={"mode": "standard", "total_max_attempts": 1})),
                     )
         return self._client
 

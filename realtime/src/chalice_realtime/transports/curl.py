@@ -1,10 +1,11 @@
 """Posting frames through libcurl's multi interface (pycurl), the cheapest per frame we measured.
 
 `python -m bench.fanout` compares it with the plain client (aiohttp + botocore `SigV4Auth`
-per request): the HTTP work happens in libcurl's C code, up to `concurrency` easy handles
-are reused with their keep-alive connections, and requests are signed with a key derived
+per request): the HTTP work happens in libcurl's C code, easy handles (as many as posts in
+flight) are reused with their keep-alive connections, and requests are signed with a key derived
 once a day (`signing.py`). The retry, `Retry-After`, deadline and 410 rules are
-those of `RetryPolicy`, as for `AiohttpTransport`.
+those of `RetryPolicy`, as for `AiohttpTransport`; how fast posts start, and how many are in flight,
+is the `RateController`'s to say (`rate.py`): a 429 is retried at the pace it sets until the deadline.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, region_of
+from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, log_undelivered, region_of
+from .rate import RateController
 from .signing import RequestSigner
 
 logger = logging.getLogger(__name__)
@@ -47,9 +49,10 @@ def quote_segment(value: str) -> str:
 class _Request:
     method: str
     connection_id: str
-    attempt: int = 0
+    attempt: int = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
     outcome: Outcome | None = None
     reason: str = ""
+    started: float = 0.0
 
 
 @dataclass
@@ -62,11 +65,13 @@ class _Batch:
     deadline: float
     requests: list[_Request]
     failures: dict[str, int] = field(default_factory=dict)
+    failed_ids: list[str] = field(default_factory=list)
 
     def fail(self, request: _Request, reason: str) -> None:
         request.outcome = Outcome.FAILED
         request.reason = reason
         self.failures[reason] = self.failures.get(reason, 0) + 1
+        self.failed_ids.append(request.connection_id)
 
 
 class _Handle:
@@ -91,7 +96,7 @@ class _Session:
         self.pycurl = pycurl
         self.transport = transport
         self.multi = pycurl.CurlMulti()
-        self.multi.setopt(pycurl.M_MAXCONNECTS, transport.concurrency)
+        self.multi.setopt(pycurl.M_MAXCONNECTS, transport.rate.max_in_flight)
         self.idle: list[_Handle] = []
         self.handles: dict[Any, _Handle] = {}  # by pycurl handle, as info_read returns them
 
@@ -114,23 +119,31 @@ class _Session:
         return handle
 
     def run(self, batch: _Batch) -> None:
-        """Send every request of `batch`, `concurrency` at a time, retrying as `RetryPolicy` says."""
-        pycurl, multi, transport = self.pycurl, self.multi, self.transport
+        """Send every request of `batch` at the pace and in-flight bound of the transport's `RateController`,
+        retrying as `RetryPolicy` says; what is not sent by the deadline is failed at once."""
+        pycurl, multi, rate = self.pycurl, self.multi, self.transport.rate
         ready: deque[_Request] = deque(batch.requests)
         later: list[tuple[float, int, _Request]] = []  # retries, by when they are due
         active = 0
         while ready or later or active:
             now = time.monotonic()
+            if now >= batch.deadline and (ready or later):
+                for request in (*ready, *(entry[2] for entry in later)):
+                    batch.fail(request, f"{request.reason}, deadline" if request.reason else "deadline")
+                ready.clear()
+                later.clear()
             while later and later[0][0] <= now:
                 ready.append(heapq.heappop(later)[2])
-            while ready and active < transport.concurrency:
-                request = ready.popleft()
-                remaining = batch.deadline - now
-                if remaining <= 0:
-                    batch.fail(request, request.reason or "deadline")
-                    continue
-                self._start(batch, request, remaining)
-                active += 1
+            paced = False  # requests wait for a token, not for a free slot
+            if ready:
+                room = min(len(ready), rate.in_flight_limit() - active)
+                if room > 0:
+                    granted = rate.take(room, now)
+                    paced = granted < room
+                    remaining = batch.deadline - now
+                    for _ in range(granted):
+                        self._start(batch, ready.popleft(), remaining)
+                    active += granted
             if active:
                 while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
                     pass
@@ -145,21 +158,27 @@ class _Session:
                     if not queued:
                         break
                 active -= finished
-                if finished and ready:
+                if finished and ready and not paced:
                     continue  # free slots: start the next requests before waiting
                 if active:
-                    # Wait for a socket, for libcurl's own timers, or for the next retry to fall due.
+                    # Wait for a socket, for libcurl's own timers, the next token or the next retry.
                     wait = multi.timeout() / 1000
                     if wait < 0:
                         wait = 1.0
+                    now = time.monotonic()
                     if later:
-                        wait = min(wait, later[0][0] - time.monotonic())
+                        wait = min(wait, later[0][0] - now)
+                    if paced:
+                        # At least a millisecond: select(2) cannot wait less, and tokens come in batches.
+                        wait = min(wait, max(rate.wait(now), 0.001))
                     wait = min(1.0, max(wait, 0.0))
                     if multi.select(wait) == 0 and wait > 0:
                         # No socket to wait on yet (a host name being resolved): pause rather than spin.
                         time.sleep(min(wait, 0.001))
+            elif ready:
+                time.sleep(min(max(rate.wait(time.monotonic()), 0.0005), max(0.0, batch.deadline - now)))
             elif later:
-                time.sleep(max(0.0, later[0][0] - time.monotonic()))
+                time.sleep(max(0.0, min(later[0][0], batch.deadline) - time.monotonic()))
 
     def _start(self, batch: _Batch, request: _Request, remaining: float) -> None:
         pycurl, transport = self.pycurl, self.transport
@@ -187,6 +206,7 @@ class _Session:
             curl.setopt(pycurl.POSTFIELDS, batch.data)  # kept by the handle: one frame, many requests
             handle.body = batch.data
         handle.request = request
+        request.started = time.monotonic()
         self.multi.add_handle(curl)
 
     def _finish(
@@ -203,23 +223,36 @@ class _Session:
         if status is not None:
             if 200 <= status < 300:
                 request.outcome = Outcome.DELIVERED
+                self.transport.rate.answered(request.started, time.monotonic())
                 return
             if status == 410:
                 request.outcome = Outcome.GONE
+                self.transport.rate.answered(request.started, time.monotonic())
                 return
             request.reason = str(status)
             if status not in RETRYABLE_STATUSES:
                 batch.fail(request, request.reason)
                 return
+        elif request.reason and time.monotonic() >= batch.deadline:
+            # An attempt the deadline cut short: what kept the frame from its connection came before it.
+            batch.fail(request, f"{request.reason}, deadline")
+            return
         else:
             request.reason = f"curl error {error}"
-        request.attempt += 1
-        if request.attempt >= policy.max_attempts:
-            batch.fail(request, request.reason)
-            return
-        # libcurl parses Retry-After (seconds or an HTTP date); 0 when absent.
-        delay = float(retry_after) if retry_after else policy.backoff(request.attempt - 1)
-        due = time.monotonic() + delay
+        now = time.monotonic()
+        if status == 429:
+            # Throttled: the account's rate says nothing about this request, so it is retried until the
+            # deadline, when the controller (cut by this answer) gives it a token.
+            self.transport.rate.throttled(request.started, now)
+            delay = float(retry_after)
+        else:
+            request.attempt += 1
+            if request.attempt >= policy.max_attempts:
+                batch.fail(request, request.reason)
+                return
+            # libcurl parses Retry-After (seconds or an HTTP date); 0 when absent.
+            delay = float(retry_after) if retry_after else policy.backoff(request.attempt - 1)
+        due = now + delay
         if due >= batch.deadline:
             batch.fail(request, f"{request.reason}, no time left to retry")
             return
@@ -234,11 +267,16 @@ def _discard(_chunk: bytes) -> None:
 
 
 class CurlTransport:
-    """Posts frames with libcurl's multi interface; at most `concurrency` requests in flight.
+    """Posts frames with libcurl's multi interface, at the pace `rate` sets.
 
         transport = CurlTransport("https://abc.execute-api.eu-west-1.amazonaws.com/dev")
         transport.post_to_connections(["id1=", "id2="], b'{"event":"jobs-updated"}')
         # [Outcome.DELIVERED, Outcome.GONE]
+        transport.post_to_connections(ids, frame, deadline=10.0)  # give up on what is not sent in 10 s
+
+    `rate` is the `RateController` it shares with the process's other transports (`transport_for`
+    passes `process_rate(...)`); without one it paces itself with a controller of its own whose
+    in-flight bound starts at `concurrency` and grows as posts are slow.
 
     A call drives one multi handle and its easy handles, kept for the process and reused by the
     next call (a warm Lambda reuses its connections); calls made at once use one each.
@@ -258,6 +296,7 @@ class CurlTransport:
         region: str | None = None,
         credentials: Any = None,
         ca_bundle: str | None = None,
+        rate: RateController | None = None,
     ) -> None:
         if not endpoint_url:
             raise RuntimeError("WEBSOCKET_ENDPOINT is not set: frames cannot be posted")
@@ -265,6 +304,7 @@ class CurlTransport:
         self.url = f"{base}/@connections/"
         self.path = f"{urlsplit(base).path}/@connections/"
         self.concurrency = concurrency
+        self.rate = rate or RateController(min_in_flight=concurrency)
         self.retry = retry or RetryPolicy()
         self.request_timeout = request_timeout
         self.connect_timeout = connect_timeout
@@ -283,13 +323,15 @@ class CurlTransport:
         assert self._signer is not None
         return self._signer
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         if not connection_ids:
             return []
-        return self._send("POST", list(connection_ids), data)
+        return self._send("POST", list(connection_ids), data, deadline)
 
     def delete_connection(self, connection_id: str) -> Outcome:
-        return self._send("DELETE", [connection_id], b"")[0]
+        return self._send("DELETE", [connection_id], b"", None)[0]
 
     def close(self) -> None:
         """Close every thread's handles and connections (tests, scripts; Lambda never needs it)."""
@@ -298,7 +340,7 @@ class CurlTransport:
         for session in sessions:
             session.close()
 
-    def _send(self, method: str, ids: list[str], data: bytes) -> list[Outcome]:
+    def _send(self, method: str, ids: list[str], data: bytes, deadline: float | None) -> list[Outcome]:
         try:
             credentials = self._frozen_credentials()
             if credentials is None:
@@ -308,7 +350,7 @@ class CurlTransport:
                 method,
                 data,
                 credentials,
-                time.monotonic() + self.retry.deadline,
+                time.monotonic() + (self.retry.deadline if deadline is None else deadline),
                 [_Request(method, cid) for cid in ids],
             )
             # A warm Lambda runs one call at a time and so reuses one session and its connections; calls
@@ -322,11 +364,7 @@ class CurlTransport:
             logger.exception("posting frames failed", extra={"count": len(ids)})
             return [Outcome.FAILED] * len(ids)
         if batch.failures:
-            # One line per call, not per connection: an outage must not cost a log line per frame.
-            logger.warning(
-                "frames not delivered after retries",
-                extra={"method": method, "failed": sum(batch.failures.values()), "reasons": batch.failures},
-            )
+            log_undelivered(method, batch.failures, batch.failed_ids)
         return [request.outcome or Outcome.FAILED for request in batch.requests]
 
     def _take_session(self) -> _Session:

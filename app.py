@@ -12,7 +12,7 @@ from chalice_realtime import caller_id, configure_logging, correlated, realtime,
 
 from chalicelib import services
 from chalicelib.errors import AppError, RequestRefused
-from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB
+from chalicelib.limits import CHANGE_ROOMS, SEND_MESSAGE, SEND_ROOM_MESSAGE, SUBMIT_JOB
 from chalicelib.settings import get_settings
 
 # Fail at cold start, with the reason, on a misconfigured stage (e.g. the auth emulator outside `local`).
@@ -177,6 +177,77 @@ def mark_messages_read() -> dict[str, Any]:
     peer = json_object().get("with")
     marked = services.current().chat.mark_read(caller_id(), peer)
     return {"with": peer, "marked_read": marked}
+
+
+# ---------------------------------------------------------------- rooms
+
+
+@app.route("/rooms", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
+def create_room() -> Response:
+    current = services.current()
+    current.request_rates.count(caller_id(), CHANGE_ROOMS)  # counted before anything else: one write
+    room = current.rooms.create(caller_id(), json_object().get("name"))
+    return Response(body={"room_id": room.room_id, **room.to_json()}, status_code=201)
+
+
+@app.route("/rooms", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
+def list_rooms() -> dict[str, Any]:
+    params = query_params()
+    page = services.current().rooms.rooms_of(
+        caller_id(), limit=params.get("limit"), cursor=params.get("cursor")
+    )
+    return page.to_json("rooms")
+
+
+@app.route("/rooms/{room_id}", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
+def get_room(room_id: str) -> dict[str, Any]:
+    room, members = services.current().rooms.get(caller_id(), room_id)
+    return {**room.to_json(), "members": members}
+
+
+@app.route("/rooms/{room_id}/members", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
+def add_room_member(room_id: str) -> dict[str, Any]:
+    current = services.current()
+    current.request_rates.count(caller_id(), CHANGE_ROOMS)
+    user_id = json_object().get("user_id")
+    added = current.rooms.add_member(caller_id(), room_id, user_id)
+    return {"room_id": room_id, "user_id": user_id, "added": added}
+
+
+@app.route("/rooms/{room_id}/members/{user_id}", methods=["DELETE"], authorizer=realtime_auth)
+@answers_errors
+def remove_room_member(room_id: str, user_id: str) -> dict[str, Any]:
+    services.current().rooms.remove_member(caller_id(), room_id, user_id)
+    return {"room_id": room_id, "user_id": user_id, "removed": True}
+
+
+@app.route("/rooms/{room_id}/messages", methods=["POST"], authorizer=realtime_auth)
+@answers_errors
+def post_room_message(room_id: str) -> Response:
+    current = services.current()
+    current.request_rates.count(caller_id(), SEND_ROOM_MESSAGE)  # counted before anything else: one write
+    message = current.rooms.post(caller_id(), room_id, json_object().get("text"))
+    return Response(body=message.to_json(), status_code=201)
+
+
+@app.route("/rooms/{room_id}/messages", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
+def list_room_messages(room_id: str) -> dict[str, Any]:
+    params = query_params()
+    page = services.current().rooms.messages(
+        caller_id(), room_id, limit=params.get("limit"), cursor=params.get("cursor")
+    )
+    return page.to_json("messages")
+
+
+@app.route("/rooms/{room_id}/presence", methods=["GET"], authorizer=realtime_auth)
+@answers_errors
+def room_presence(room_id: str) -> dict[str, Any]:
+    return {"users": services.current().rooms.presence(caller_id(), room_id)}
 
 
 # ---------------------------------------------------------------- payments

@@ -33,6 +33,8 @@ ENV = {
     "MESSAGES_TABLE": "bench-calls-messages",
     "PAYMENTS_TABLE": "bench-calls-payments",
     "RATE_LIMITS_TABLE": "bench-calls-rate-limits",
+    "TOPICS_TABLE": "bench-calls-topics",
+    "ROOMS_TABLE": "bench-calls-rooms",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-calls-jobs",
     "MAX_CONNECTIONS_PER_USER": "3",
     "LOG_LEVEL": "WARNING",  # the tables, not the app's per-call log lines

@@ -34,6 +34,8 @@ APP_ENV = {
     "MESSAGES_TABLE": "bench-cold-messages",
     "PAYMENTS_TABLE": "bench-cold-payments",
     "RATE_LIMITS_TABLE": "bench-cold-rate-limits",
+    "TOPICS_TABLE": "bench-cold-topics",
+    "ROOMS_TABLE": "bench-cold-rooms",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:bench-cold-jobs",
 }
 IMPORTS = {

@@ -399,6 +399,8 @@ class Traffic:
     job_seconds: int = 60
     chat_messages_per_user: float = 20
     payments: float = 100
+    room_messages_per_user: float = 10  # posts to a group chat room
+    room_visits_per_user: float = 4  # a room opened (subscribe) and closed again (unsubscribe)
     ping_minutes: float = 5  # client/realtime.js pingIntervalMs
     session_minutes: float = 110  # client/realtime.js maxConnectionAgeMs: it reconnects before the 2 h limit
     authorizer_ttl_seconds: int = 300  # Chalice's default for @app.authorizer()
@@ -426,6 +428,11 @@ MEASURED_KEYS = (
     "payment",
     "payment refetch",
     "sweep",
+    "room post",
+    "room refetch",
+    "subscribe",
+    "unsubscribe",
+    "presence refetch",
 )
 
 
@@ -474,6 +481,26 @@ def operations(
             t.payments * measured["payment"].frames,
         ),
         ("stale-job sweep (every minute)", "sweep", t.sweeps),
+        (
+            "room message (POST /rooms/{id}/messages, notify_topic)",
+            "room post",
+            t.users * t.room_messages_per_user,
+        ),
+        (
+            "refetch after a room frame (GET /rooms/{id}/messages)",
+            "room refetch",
+            t.users * t.room_messages_per_user * measured["room post"].frames,
+        ),
+        ("room opened: subscribe on the socket", "subscribe", t.users * t.room_visits_per_user),
+        ("room closed: unsubscribe on the socket", "unsubscribe", t.users * t.room_visits_per_user),
+        (
+            "refetch after a presence frame (GET /rooms/{id}/presence)",
+            "presence refetch",
+            # Each answer frame (`subscribed`, `unsubscribed`) aside, every frame is a presence-updated.
+            t.users
+            * t.room_visits_per_user
+            * (max(0, measured["subscribe"].frames - 1) + max(0, measured["unsubscribe"].frames - 1)),
+        ),
     ]
     # The webhook is the one REST route without the authorizer.
     authorized_requests = sum(

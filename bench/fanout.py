@@ -103,6 +103,8 @@ def load_tables(ns: list[int]) -> None:
             "MESSAGES_TABLE": "bench-messages",
             "PAYMENTS_TABLE": "bench-payments",
             "RATE_LIMITS_TABLE": "bench-rate-limits",
+            "TOPICS_TABLE": "bench-topics",
+            "ROOMS_TABLE": "bench-rooms",
         }
         create_tables(dynamodb, names)
         put_rows(dynamodb, table_name(n), rows(n))

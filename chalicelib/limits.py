@@ -36,6 +36,9 @@ TTL_SLACK_SECONDS = 60
 # The limited actions: `POST /jobs` and `POST /messages`.
 SUBMIT_JOB = "submit-job"
 SEND_MESSAGE = "send-message"
+# `POST /rooms` and `POST /rooms/{id}/members` share one rate; `POST /rooms/{id}/messages` has its own.
+CHANGE_ROOMS = "change-rooms"
+SEND_ROOM_MESSAGE = "send-room-message"
 # What a caller is told to wait when the counters cannot be read: botocore has retried already.
 UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 

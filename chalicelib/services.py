@@ -17,9 +17,10 @@ from chalice_realtime import ManagementTransport, Notifies, Realtime, TokenVerif
 from chalicelib import aws
 from chalicelib.clock import SYSTEM_CLOCK, Clock
 from chalicelib.jobs import KINDS, JobKinds, JobQueue, JobRunner, JobStore
-from chalicelib.limits import SEND_MESSAGE, SUBMIT_JOB, RequestRates
+from chalicelib.limits import CHANGE_ROOMS, SEND_MESSAGE, SEND_ROOM_MESSAGE, SUBMIT_JOB, RequestRates
 from chalicelib.messages import Chat
 from chalicelib.payments import PaymentStore, StripeWebhooks
+from chalicelib.rooms import Rooms
 from chalicelib.secrets import SecretSetting
 from chalicelib.settings import Settings, get_settings
 
@@ -80,7 +81,12 @@ class Services:
             self.settings.rate_limits_table,
             self.dynamodb,
             self.clock,
-            {SUBMIT_JOB: self.settings.jobs_rate_limit, SEND_MESSAGE: self.settings.messages_rate_limit},
+            {
+                SUBMIT_JOB: self.settings.jobs_rate_limit,
+                SEND_MESSAGE: self.settings.messages_rate_limit,
+                CHANGE_ROOMS: self.settings.rooms_rate_limit,
+                SEND_ROOM_MESSAGE: self.settings.room_messages_rate_limit,
+            },
         )
 
     # ------------------------------------------------------------ jobs
@@ -116,6 +122,12 @@ class Services:
     def chat(self) -> Chat:
         return Chat(self.settings.messages_table, self.dynamodb, self.notifier, clock=self.clock)
 
+    # ------------------------------------------------------------ rooms
+
+    @functools.cached_property
+    def rooms(self) -> Rooms:
+        return Rooms(self.settings.rooms_table, self.dynamodb, self.realtime.topics, clock=self.clock)
+
     # ------------------------------------------------------------ payments
 
     @functools.cached_property
@@ -140,6 +152,12 @@ class Services:
     @functools.cached_property
     def stripe_webhooks(self) -> StripeWebhooks:
         return StripeWebhooks(self.stripe_webhook_secret, self.payments, self.notifier)
+
+
+def may_subscribe(user_id: str, topic: str) -> bool:
+    """The app's topic authorizer (`TOPIC_AUTHORIZER=chalicelib.services:may_subscribe`): members of room 42
+    may subscribe to `room:42`, and nobody may subscribe to anything else."""
+    return current().rooms.may_subscribe(user_id, topic)
 
 
 _current: Services | None = None

@@ -26,6 +26,8 @@ DEFAULT_MAX_ACTIVE_JOBS_PER_USER = 3
 DEFAULT_MAX_ACTIVE_JOBS = 20
 DEFAULT_JOBS_RATE_LIMIT = Rate(10, 60)
 DEFAULT_MESSAGES_RATE_LIMIT = Rate(20, 10)
+DEFAULT_ROOMS_RATE_LIMIT = Rate(10, 60)
+DEFAULT_ROOM_MESSAGES_RATE_LIMIT = Rate(20, 10)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,9 @@ class Settings:
     max_active_jobs: int = DEFAULT_MAX_ACTIVE_JOBS  # queued or running on the stage, every user's
     jobs_rate_limit: Rate = DEFAULT_JOBS_RATE_LIMIT  # POST /jobs per user
     messages_rate_limit: Rate = DEFAULT_MESSAGES_RATE_LIMIT  # POST /messages per user
+    rooms_table: str = "realtime-rooms"
+    rooms_rate_limit: Rate = DEFAULT_ROOMS_RATE_LIMIT  # POST /rooms and POST /rooms/{id}/members per user
+    room_messages_rate_limit: Rate = DEFAULT_ROOM_MESSAGES_RATE_LIMIT  # POST /rooms/{id}/messages per user
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -65,6 +70,11 @@ class Settings:
             max_active_jobs=positive_int(environ, "MAX_ACTIVE_JOBS", DEFAULT_MAX_ACTIVE_JOBS),
             jobs_rate_limit=rate(environ, "JOBS_RATE_LIMIT", DEFAULT_JOBS_RATE_LIMIT),
             messages_rate_limit=rate(environ, "MESSAGES_RATE_LIMIT", DEFAULT_MESSAGES_RATE_LIMIT),
+            rooms_table=environ.get("ROOMS_TABLE", "realtime-rooms"),
+            rooms_rate_limit=rate(environ, "ROOMS_RATE_LIMIT", DEFAULT_ROOMS_RATE_LIMIT),
+            room_messages_rate_limit=rate(
+                environ, "ROOM_MESSAGES_RATE_LIMIT", DEFAULT_ROOM_MESSAGES_RATE_LIMIT
+            ),
         )
 
 

@@ -7,6 +7,7 @@ command-line option or an environment variable (`DEV_REST_PORT=9000 make dev`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -167,11 +168,24 @@ class StackConfig:
             "MESSAGES_TABLE": "local-messages",
             "PAYMENTS_TABLE": "local-payments",
             "RATE_LIMITS_TABLE": "local-rate-limits",
+            "TOPICS_TABLE": "local-topics",
+            "ROOMS_TABLE": "local-rooms",
             "JOBS_TOPIC_ARN": self.jobs_topic_arn,
             "FANOUT_QUEUE_URL": self.fanout_queue_url,
             "WEBSOCKET_ENDPOINT": self.management_url,
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
+            **self.topic_authorizer(),
         }
+
+    def topic_authorizer(self) -> dict[str, str]:
+        """`TOPIC_AUTHORIZER` as the app's `.chalice/config.json` sets it for every stage (none: {})."""
+        path = Path(self.app_dir) / ".chalice" / "config.json"
+        try:
+            variables = json.loads(path.read_text()).get("environment_variables", {})
+        except (OSError, ValueError):
+            return {}
+        value = variables.get("TOPIC_AUTHORIZER") if isinstance(variables, dict) else None
+        return {"TOPIC_AUTHORIZER": value} if isinstance(value, str) and value else {}
 
     def web_config(self) -> dict[str, str]:
         """What the demo page reads from `GET /config.json`."""

@@ -23,6 +23,9 @@ TEST_ENV = {
     "MESSAGES_TABLE": "test-messages",
     "PAYMENTS_TABLE": "test-payments",
     "RATE_LIMITS_TABLE": "test-rate-limits",
+    "TOPICS_TABLE": "test-topics",
+    "ROOMS_TABLE": "test-rooms",
+    "TOPIC_AUTHORIZER": "chalicelib.services:may_subscribe",
     "JOBS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:test-jobs",
     "STRIPE_WEBHOOK_SECRET": "whsec_test_secret",
     "MAX_CONNECTIONS_PER_USER": "10",
@@ -37,6 +40,9 @@ FEATURE_TEST_LIMITS = {
     "MAX_ACTIVE_JOBS": "1000",
     "JOBS_RATE_LIMIT": "1000/60",
     "MESSAGES_RATE_LIMIT": "1000/60",
+    "ROOMS_RATE_LIMIT": "1000/60",
+    "ROOM_MESSAGES_RATE_LIMIT": "1000/60",
+    "SUBSCRIBE_RATE_LIMIT": "1000/60",
 }
 # Set before any test module imports `app`: its import reads the settings.
 for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):

@@ -38,6 +38,9 @@ class World:
     jobs_cursor: str = ""
     messages_cursor: str = ""
     payments_cursor: str = ""
+    room_id: str = ""  # alice's, with carol a member
+    rooms_cursor: str = ""
+    room_messages_cursor: str = ""
 
 
 def alices_view(api: Api, world: World) -> dict[str, Any]:
@@ -49,6 +52,10 @@ def alices_view(api: Api, world: World) -> dict[str, Any]:
         "unread": api.call(ALICE, "GET", "/messages/unread-count"),
         "payments": api.call(ALICE, "GET", "/payments"),
         "me": api.call(ALICE, "GET", "/me"),
+        "rooms": api.call(ALICE, "GET", "/rooms"),
+        "room": api.call(ALICE, "GET", f"/rooms/{world.room_id}"),
+        "room messages": api.call(ALICE, "GET", f"/rooms/{world.room_id}/messages"),
+        "room presence": api.call(ALICE, "GET", f"/rooms/{world.room_id}/presence"),
     }
 
 
@@ -128,6 +135,50 @@ def probe_list_payments(api: Api, world: World) -> None:
     assert api.call(MALLORY, "GET", f"/payments?limit=1&cursor={world.payments_cursor}")[0] == 400
 
 
+def probe_create_room(api: Api, world: World) -> None:
+    # A forged owner is ignored: the room is mallory's, and alice's list does not show it.
+    status, room = api.call(MALLORY, "POST", "/rooms", {"name": "mine", "owner": ALICE})
+    assert status == 201
+    assert room["owner"] == MALLORY
+
+
+def probe_list_rooms(api: Api, world: World) -> None:
+    assert api.call(MALLORY, "GET", "/rooms") == (200, {"rooms": [], "next_cursor": None})
+    assert api.call(MALLORY, "GET", f"/rooms?limit=1&cursor={world.rooms_cursor}")[0] == 400
+
+
+ROOM_NOT_FOUND = (404, {"Code": "NotFoundError", "Message": "room not found"})
+
+
+def probe_get_room(api: Api, world: World) -> None:
+    assert api.call(MALLORY, "GET", f"/rooms/{world.room_id}") == ROOM_NOT_FOUND
+
+
+def probe_add_room_member(api: Api, world: World) -> None:
+    assert (
+        api.call(MALLORY, "POST", f"/rooms/{world.room_id}/members", {"user_id": MALLORY}) == ROOM_NOT_FOUND
+    )
+
+
+def probe_remove_room_member(api: Api, world: World) -> None:
+    assert api.call(MALLORY, "DELETE", f"/rooms/{world.room_id}/members/{CAROL}") == ROOM_NOT_FOUND
+
+
+def probe_post_room_message(api: Api, world: World) -> None:
+    assert api.call(MALLORY, "POST", f"/rooms/{world.room_id}/messages", {"text": "hi"}) == ROOM_NOT_FOUND
+
+
+def probe_list_room_messages(api: Api, world: World) -> None:
+    assert api.call(MALLORY, "GET", f"/rooms/{world.room_id}/messages") == ROOM_NOT_FOUND
+    own = api.call(MALLORY, "POST", "/rooms", {"name": "mine"})[1]["room_id"]
+    cursor = world.room_messages_cursor
+    assert api.call(MALLORY, "GET", f"/rooms/{own}/messages?limit=1&cursor={cursor}")[0] == 400
+
+
+def probe_room_presence(api: Api, world: World) -> None:
+    assert api.call(MALLORY, "GET", f"/rooms/{world.room_id}/presence") == ROOM_NOT_FOUND
+
+
 OWNER_CHECKS: dict[tuple[str, str], Probe] = {
     ("GET", "/me"): probe_me,
     ("POST", "/jobs"): probe_submit_job,
@@ -139,6 +190,14 @@ OWNER_CHECKS: dict[tuple[str, str], Probe] = {
     ("GET", "/messages/unread-count"): probe_unread_count,
     ("POST", "/messages/read"): probe_mark_read,
     ("GET", "/payments"): probe_list_payments,
+    ("POST", "/rooms"): probe_create_room,
+    ("GET", "/rooms"): probe_list_rooms,
+    ("GET", "/rooms/{room_id}"): probe_get_room,
+    ("POST", "/rooms/{room_id}/members"): probe_add_room_member,
+    ("DELETE", "/rooms/{room_id}/members/{user_id}"): probe_remove_room_member,
+    ("POST", "/rooms/{room_id}/messages"): probe_post_room_message,
+    ("GET", "/rooms/{room_id}/messages"): probe_list_room_messages,
+    ("GET", "/rooms/{room_id}/presence"): probe_room_presence,
 }
 # Routes with no owner: public, or authenticated by something other than a user's token.
 PUBLIC: dict[tuple[str, str], str] = {
@@ -179,7 +238,17 @@ def world(api: Api, client: Client, services: Any, management_api: Any) -> World
             "outcome": "recorded",
         }
     built.payments_cursor = api.call(ALICE, "GET", "/payments?limit=1")[1]["next_cursor"]
+    built.room_id = api.call(ALICE, "POST", "/rooms", {"name": "alice's"})[1]["room_id"]
+    api.call(ALICE, "POST", "/rooms", {"name": "alice's other"})
+    built.rooms_cursor = api.call(ALICE, "GET", "/rooms?limit=1")[1]["next_cursor"]
+    assert api.call(ALICE, "POST", f"/rooms/{built.room_id}/members", {"user_id": CAROL})[0] == 200
+    for text in ("one", "two"):
+        assert api.call(ALICE, "POST", f"/rooms/{built.room_id}/messages", {"text": text})[0] == 201
+    built.room_messages_cursor = api.call(ALICE, "GET", f"/rooms/{built.room_id}/messages?limit=1")[1][
+        "next_cursor"
+    ]
     assert built.jobs_cursor and built.messages_cursor and built.payments_cursor
+    assert built.rooms_cursor and built.room_messages_cursor
     services.realtime.connections.add(Connection("alice-tab", ALICE, 1_700_000_000_000))
     return built
 

@@ -510,6 +510,89 @@ def ws_disconnect(d: Deployment) -> None:
     assert "erin-2" not in d.connection_rows()
 
 
+# ---------------------------------------------------------------- rooms and topics
+
+
+def _ws(d: Deployment, connection_id: str, action: str, topic: str) -> None:
+    body = json.dumps({"action": action, "topic": topic})
+    assert d.invoke("ws_message", websocket_event("$default", connection_id, body=body))["statusCode"] == 200
+
+
+def _stale_subscription(d: Deployment, user_id: str, connection_id: str, topic: str) -> None:
+    """A subscription of a connection that died an hour ago without `$disconnect` (recorded as nobody's)."""
+    from chalice_realtime.subscriptions import Subscription, SubscriptionStore
+
+    d.connect(user_id, connection_id, gone=True)
+    table = d.settings_of("APIHandler").realtime.topics_table
+    store = SubscriptionStore(table, boto3.client("dynamodb", region_name="us-east-1"))
+    store.add(Subscription(topic, user_id, connection_id, int(time.time() * 1000) - 3_600_000))
+
+
+@flow("app")
+def rooms(d: Deployment) -> None:
+    if "/rooms" not in _app_routes():
+        return
+    room_id = expect(d.rest("POST", "/rooms", user="rita", body={"name": "standup"}), 201)["room_id"]
+    topic = f"room:{room_id}"
+    assert [r["room_id"] for r in expect(d.rest("GET", "/rooms", user="rita"), 200)["rooms"]] == [room_id]
+    expect(
+        d.rest(
+            "POST",
+            "/rooms/{room_id}/members",
+            user="rita",
+            path=f"/rooms/{room_id}/members",
+            body={"user_id": "sam"},
+        ),
+        200,
+    )
+    expect(d.rest("GET", "/rooms/{room_id}", user="sam", path=f"/rooms/{room_id}"), 200)
+    # A member's subscribe meets another's dead socket in the presence frame it sets off (the 410 path).
+    _stale_subscription(d, "vic", "vic-old", topic)
+    d.connect("sam", "sam-1")
+    _ws(d, "sam-1", "subscribe", topic)
+    assert {"event": "subscribed", "topic": topic} in d.received("sam-1")
+    assert "vic-old" not in d.connection_rows()
+    d.connect("mallory", "mallory-ws")
+    _ws(d, "mallory-ws", "subscribe", topic)
+    assert d.received("mallory-ws") == [{"event": "subscribe-refused", "topic": topic}]
+    expect(
+        d.rest(
+            "POST",
+            "/rooms/{room_id}/messages",
+            user="rita",
+            path=f"/rooms/{room_id}/messages",
+            body={"text": "hi"},
+        ),
+        201,
+    )
+    assert {"event": "room-messages-updated", "topic": topic} in d.received("sam-1")
+    expect(d.rest("GET", "/rooms/{room_id}/messages", user="sam", path=f"/rooms/{room_id}/messages"), 200)
+    assert expect(
+        d.rest("GET", "/rooms/{room_id}/presence", user="sam", path=f"/rooms/{room_id}/presence"), 200
+    ) == {"users": ["sam"]}
+    _ws(d, "sam-1", "unsubscribe", topic)
+    _ws(d, "sam-1", "subscribe", topic)
+    expect(
+        d.rest(
+            "DELETE", "/rooms/{room_id}/members/{user_id}", user="rita", path=f"/rooms/{room_id}/members/sam"
+        ),
+        200,
+    )
+    assert d.received("sam-1")[-1] == {"event": "unsubscribed", "topic": topic}
+
+
+@flow("ws_disconnect")
+def ws_disconnect_ends_subscriptions(d: Deployment) -> None:
+    """The presence frame a disconnect sets off meets another member's dead socket (the 410 path)."""
+    room_id = expect(d.rest("POST", "/rooms", user="tess", body={"name": "night shift"}), 201)["room_id"]
+    topic = f"room:{room_id}"
+    d.connect("tess", "tess-1")
+    _ws(d, "tess-1", "subscribe", topic)
+    _stale_subscription(d, "ulla", "ulla-old", topic)
+    assert d.invoke("ws_disconnect", websocket_event("$disconnect", "tess-1"))["statusCode"] == 200
+    assert "ulla-old" not in d.connection_rows()
+
+
 # ---------------------------------------------------------------- jobs
 
 

@@ -105,11 +105,12 @@ def test_the_package_has_the_websocket_api_its_routes_and_every_function(templat
 def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permissions(
     template: dict[str, Any],
 ) -> None:
-    assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable"}
+    assert of_type(template, "AWS::DynamoDB::Table").keys() == {"ConnectionsTable", "TopicsTable"}
     for name in [*CORE_FUNCTIONS, *NOTIFYING]:
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
         assert variables["FANOUT_QUEUE_URL"] == {"Ref": "FanoutQueue"}, name
+        assert variables["TOPICS_TABLE"] == {"Ref": "TopicsTable"}, name
         assert variables["WEBSOCKET_ENDPOINT"] == {
             "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
         }, name
@@ -130,12 +131,15 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
         )
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
         assert statements["HandOnToFanoutWorkers"]["Resource"] == {"Fn::GetAtt": ["FanoutQueue", "Arn"]}
+        # The REST function also reads and settles topics (notify_topic, topic_members, unsubscribe_user).
+        topics = {"TopicSubscribers"} if name == "APIHandler" else set()
         assert set(statements) == {
             "OwnLogGroup",
             "Tracing",
             "FindConnectionsOfUser",
             "DeleteGoneConnections",
             "PostFrames",
+            *topics,
             "HandOnToFanoutWorkers",
         }
     ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]

@@ -25,7 +25,7 @@ from tests.deploy.conftest import ROOT, STAGES
 # Two stages deployed as the deploy docs say, in one account and region, each with its own WebSocket API.
 ACCOUNT, REGION = "111122223333", "eu-west-1"
 WEBSOCKET_APIS = {"dev": "devws1234", "prod": "prodws5678"}
-USER_DATA_TABLES = ("JobsTable", "MessagesTable", "PaymentsTable")
+USER_DATA_TABLES = ("JobsTable", "MessagesTable", "PaymentsTable", "RoomsTable")
 
 
 def deployed_environment(stage: str, *, websocket: bool = True) -> dict[str, str]:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("chalice-realtime")
 # The project's functions that call notify besides its REST routes (app.py: the job runner, the sweeper).
 NOTIFYING = ("run_job", "sweep_stale_jobs")
-CORE_RESOURCES = {"ConnectionsTable", "WebsocketAPI", "FanoutQueue", "FanoutDeadLetterQueue"}
+CORE_RESOURCES = {"ConnectionsTable", "TopicsTable", "WebsocketAPI", "FanoutQueue", "FanoutDeadLetterQueue"}
 
 
 def run_infra(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -76,6 +76,7 @@ def test_every_core_statement_of_the_project_is_one_the_command_writes(tmp_path:
         (policy,) = core[role_id]["Properties"]["Policies"]
         assert for_core == policy["PolicyDocument"]["Statement"], role_id
     assert project["ConnectionsTable"] == core["ConnectionsTable"]
+    assert project["TopicsTable"] == core["TopicsTable"]
 
 
 def test_the_command_names_functions_as_chalice_does(tmp_path: Path) -> None:

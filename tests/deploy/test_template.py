@@ -50,10 +50,11 @@ SERVICE_STATEMENTS = {"Tracing", "OnFailureDestination"}
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 # Tables kept when the stack is deleted or a table replaced; the connections table (rows of two hours at
 # most) may go. Messages and payments can also be restored to any second of the last 35 days.
-USER_DATA_TABLES = ("JobsTable", "MessagesTable", "PaymentsTable")
-RECOVERABLE_TABLES = ("MessagesTable", "PaymentsTable")
-# Tables that may go with the stack: connections (rows of two hours at most), request counters (a window).
-DISPOSABLE_TABLES = ("ConnectionsTable", "RateLimitsTable")
+USER_DATA_TABLES = ("JobsTable", "MessagesTable", "PaymentsTable", "RoomsTable")
+RECOVERABLE_TABLES = ("MessagesTable", "PaymentsTable", "RoomsTable")
+# Tables that may go with the stack: connections and their topic subscriptions (rows of two hours at
+# most), request counters (a window).
+DISPOSABLE_TABLES = ("ConnectionsTable", "RateLimitsTable", "TopicsTable")
 
 
 @pytest.fixture(scope="module")

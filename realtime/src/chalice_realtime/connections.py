@@ -85,6 +85,15 @@ class ConnectionStore:
             **condition,
         )
 
+    def get(self, connection_id: str) -> Connection | None:
+        """The stored connection (one strongly consistent GetItem), or None if it is not stored."""
+        item = self._dynamodb.get_item(
+            TableName=self._table, Key={"connection_id": {"S": connection_id}}, ConsistentRead=True
+        ).get("Item")
+        if item is None:
+            return None
+        return Connection(item["connection_id"]["S"], item["user_id"]["S"], int(item["connected_at"]["N"]))
+
     def remove(self, connection_id: str) -> None:
         """Delete a connection's row (one DeleteItem); a row already gone is fine."""
         self._dynamodb.delete_item(TableName=self._table, Key={"connection_id": {"S": connection_id}})

@@ -22,3 +22,13 @@ def validate_event_key(event_key: object) -> str:
     if not isinstance(event_key, str) or not EVENT_KEY_PATTERN.fullmatch(event_key):
         raise ValueError(f"invalid event key {event_key!r}: expected ^[a-z0-9][a-z0-9.:-]{{0,63}}$")
     return event_key
+
+
+TOPIC_PATTERN = re.compile(r"[a-z0-9][a-z0-9:._-]{0,127}")
+
+
+def validate_topic(topic: object) -> str:
+    """Return `topic` if it matches `^[a-z0-9][a-z0-9:._-]{0,127}$` (`room:42`), else raise `ValueError`."""
+    if not isinstance(topic, str) or not TOPIC_PATTERN.fullmatch(topic):
+        raise ValueError(f"invalid topic {topic!r}: expected ^[a-z0-9][a-z0-9:._-]{{0,127}}$")
+    return topic

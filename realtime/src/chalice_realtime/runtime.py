@@ -21,6 +21,8 @@ from .metrics import NotifyMetrics, NotifyObserver
 from .notifier import Notifier
 from .oidc import OidcVerifier
 from .settings import RealtimeSettings, get_settings
+from .subscriptions import SubscriptionStore
+from .topics import TopicAuthorizer, Topics, load_authorizer, registered_authorizer
 from .transports import ManagementTransport, transport_for
 from .websocket import WebsocketSessions
 
@@ -48,9 +50,11 @@ class Realtime:
         transport: ManagementTransport | None = None,
         verifier: TokenVerifier | None = None,
         observer: NotifyObserver | None = None,
+        topic_authorizer: TopicAuthorizer | None = None,
         sqs: SQSClient | None = None,
     ) -> None:
         self.settings = settings
+        self._topic_authorizer = topic_authorizer
         self._sqs = sqs
         self._dynamodb = dynamodb
         self._transport = transport
@@ -111,7 +115,29 @@ class Realtime:
             self.connections,
             self.transport,
             max_connections_per_user=self.settings.max_connections_per_user,
+            topics=self.topics,
         )
+
+    @functools.cached_property
+    def topics(self) -> Topics:
+        return Topics(
+            SubscriptionStore(self.settings.topics_table, self.dynamodb),
+            self.connections,
+            self.transport,
+            authorizer=self.topic_authorizer,
+            max_topics_per_connection=self.settings.max_topics_per_connection,
+            subscribe_rate=self.settings.subscribe_rate_limit,
+            observer=self._observer or NotifyMetrics(self.settings.stage),
+        )
+
+    def topic_authorizer(self) -> TopicAuthorizer | None:
+        """Who decides subscriptions: the one passed in, else `authorize_topics`'s, else the setting's."""
+        if self._topic_authorizer is not None:
+            return self._topic_authorizer
+        registered = registered_authorizer()
+        if registered is not None or not self.settings.topic_authorizer:
+            return registered
+        return load_authorizer(self.settings.topic_authorizer)
 
     def close(self) -> None:
         """Stop what was started for this instance: the transport's loop and pooled connections (tests,

@@ -20,6 +20,8 @@ from .transports import TRANSPORTS
 
 STAGES = ("local", "dev", "prod")
 DEFAULT_MAX_CONNECTIONS_PER_USER = 10
+DEFAULT_MAX_TOPICS_PER_CONNECTION = 50
+DEFAULT_SUBSCRIBE_RATE_LIMIT = (60, 60)  # subscribes per user per window of seconds
 DEFAULT_MAX_POSTS_PER_SECOND = 10_000  # API Gateway's default account throttle
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Who issues the tokens `$connect` and `realtime_auth` accept: Firebase Authentication, or any
@@ -47,6 +49,10 @@ class RealtimeSettings:
     connections_table: str = "realtime-connections"
     max_connections_per_user: int = DEFAULT_MAX_CONNECTIONS_PER_USER
     transport: str = "curl"
+    topics_table: str = "realtime-topics"
+    max_topics_per_connection: int = DEFAULT_MAX_TOPICS_PER_CONNECTION
+    subscribe_rate_limit: tuple[int, int] = DEFAULT_SUBSCRIBE_RATE_LIMIT  # (subscribes, seconds) per user
+    topic_authorizer: str = ""  # `module:function` deciding who may subscribe; '' refuses every subscribe
     # Posts per second this process may send at most; the rest of the account's budget is the REST API's.
     max_posts_per_second: int = DEFAULT_MAX_POSTS_PER_SECOND
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
@@ -102,6 +108,12 @@ class RealtimeSettings:
                 environ, "REALTIME_MAX_POSTS_PER_SECOND", DEFAULT_MAX_POSTS_PER_SECOND
             ),
             log_level=one_of(environ, "LOG_LEVEL", LOG_LEVELS, default="INFO"),
+            topics_table=environ.get("TOPICS_TABLE", "realtime-topics"),
+            max_topics_per_connection=positive_int(
+                environ, "MAX_TOPICS_PER_CONNECTION", DEFAULT_MAX_TOPICS_PER_CONNECTION
+            ),
+            subscribe_rate_limit=rate(environ, "SUBSCRIBE_RATE_LIMIT", DEFAULT_SUBSCRIBE_RATE_LIMIT),
+            topic_authorizer=import_path(environ, "TOPIC_AUTHORIZER"),
             fanout_queue_url=environ.get("FANOUT_QUEUE_URL", "").strip(),
             notify_budget_seconds=seconds(environ, "REALTIME_NOTIFY_BUDGET_SECONDS", 0.5, most=25.0),
         )
@@ -173,6 +185,27 @@ def seconds(environ: Mapping[str, str], name: str, default: float, *, most: floa
     if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw) or float(raw) > most:
         raise ConfigurationError(f"{name} must be a number of seconds from 0 to {most:g}, not {raw!r}")
     return float(raw)
+
+
+def rate(environ: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """`environ[name]` as `<requests>/<seconds>`, `default` when unset; else a `ConfigurationError`."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    match = re.fullmatch(r"([0-9]+)\s*/\s*([0-9]+)", raw)
+    if match is None or int(match[1]) < 1 or int(match[2]) < 1:
+        raise ConfigurationError(
+            f"{name} must be <requests>/<seconds> with both at least 1, like 60/60, not {raw!r}"
+        )
+    return int(match[1]), int(match[2])
+
+
+def import_path(environ: Mapping[str, str], name: str) -> str:
+    """`environ[name]` as `package.module:function` ('' when unset); `ConfigurationError` otherwise."""
+    raw = environ.get(name, "").strip()
+    if raw and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", raw):
+        raise ConfigurationError(f"{name} must name a function as package.module:function, not {raw!r}")
+    return raw
 
 
 def one_of(environ: Mapping[str, str], name: str, choices: tuple[str, ...], *, default: str) -> str:

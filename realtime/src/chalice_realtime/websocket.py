@@ -1,4 +1,4 @@
-"""What the WebSocket routes do: admit or refuse a connection, forget it, answer pings."""
+"""What the WebSocket routes do: admit or refuse a connection, forget it, answer pings and subscriptions."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .auth import AuthUnavailable, InvalidToken, TokenVerifier
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, Connection, ConnectionStore
 from .notifier import frame
 from .transports import ManagementTransport, Outcome
+
+if TYPE_CHECKING:
+    from .topics import Topics
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +77,9 @@ class WebsocketSessions:
         *,
         max_connections_per_user: int,
         clock: Clock = SYSTEM_CLOCK,
+        topics: Topics | None = None,
     ) -> None:
+        self._topics = topics  # None: subscribe and unsubscribe are ignored like any unknown action
         self._verifier = verifier
         self._store = store
         self._transport = transport
@@ -133,11 +139,20 @@ class WebsocketSessions:
         return ConnectResult(200, user_id=user_id, subprotocol=subprotocol, evicted=evicted)
 
     def disconnect(self, connection_id: str) -> None:
-        """Forget a connection; one already forgotten is fine."""
+        """Forget a connection and its subscriptions; one already forgotten is fine."""
         self._store.remove(connection_id)
+        if self._topics is not None:
+            try:
+                self._topics.forget_connection(connection_id)
+            except Exception:
+                # The subscription rows expire with the connection's; a notify's 410 removes them sooner.
+                logger.exception(
+                    "could not remove a connection's subscriptions", extra={"connection_id": connection_id}
+                )
 
     def receive(self, connection_id: str, body: str | None) -> None:
-        """Answer `{"action": "ping"}` with `{"event": "pong"}`; ignore anything else. Never raises."""
+        """Answer `{"action": "ping"}` with `{"event": "pong"}`, hand `subscribe` / `unsubscribe` to the
+        topics; ignore anything else. Never raises."""
         try:
             message = json.loads(body or "")
         except (TypeError, ValueError, RecursionError):
@@ -146,6 +161,14 @@ class WebsocketSessions:
         if isinstance(message, dict) and message.get("action") == "ping":
             self._transport.post_to_connections([connection_id], PONG)
             return
+        if isinstance(message, dict) and self._topics is not None:
+            action = message.get("action")
+            if action == "subscribe":
+                self._topics.subscribe(connection_id, message.get("topic"))
+                return
+            if action == "unsubscribe":
+                self._topics.unsubscribe(connection_id, message.get("topic"))
+                return
         logger.debug("ignored a frame with no known action", extra={"connection_id": connection_id})
 
     def _now_ms(self) -> int:

@@ -16,7 +16,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..connections import TTL_ATTRIBUTE, USER_INDEX
-from ..settings import DEFAULT_MAX_CONNECTIONS_PER_USER
+from ..settings import (
+    DEFAULT_MAX_CONNECTIONS_PER_USER,
+    DEFAULT_MAX_POSTS_PER_SECOND,
+    DEFAULT_MAX_TOPICS_PER_CONNECTION,
+)
+from ..subscriptions import CONNECTION_INDEX
 
 # Chalice's function names for what the Blueprint registers (chalice.deploy.appgraph names WebSocket
 # handlers by route, whatever the Python function is called).
@@ -29,6 +34,7 @@ CORE_FUNCTIONS = (AUTHORIZER, CONNECT, DISCONNECT, MESSAGE, FANOUT_WORKER)
 # The function serving the app's REST routes: its routes call `notify`.
 REST_FUNCTION = "api_handler"
 TABLE = "ConnectionsTable"
+TOPICS_TABLE = "TopicsTable"  # topic subscriptions, presence slots, subscribe counters
 QUEUE = "FanoutQueue"
 DEAD_LETTER_QUEUE = "FanoutDeadLetterQueue"
 WEBSOCKET_API = "WebsocketAPI"  # Chalice's logical id of the WebSocket API
@@ -42,7 +48,11 @@ GLOBAL_VARIABLES = {
     "FIREBASE_CHECK_REVOKED": "false",
     "LOG_LEVEL": "INFO",
     "MAX_CONNECTIONS_PER_USER": str(DEFAULT_MAX_CONNECTIONS_PER_USER),
+    "MAX_TOPICS_PER_CONNECTION": str(DEFAULT_MAX_TOPICS_PER_CONNECTION),
+    "SUBSCRIBE_RATE_LIMIT": "60/60",
     "REALTIME_TRANSPORT": "curl",
+    # Posts per second this app's notifies may take of the account's API Gateway budget.
+    "REALTIME_MAX_POSTS_PER_SECOND": str(DEFAULT_MAX_POSTS_PER_SECOND),
     "REALTIME_NOTIFY_BUDGET_SECONDS": "0.5",
 }
 # Timeouts and memory of the core's functions: verifying a token (firebase-admin's import) needs 512 MB
@@ -122,6 +132,36 @@ def connections_table() -> dict[str, Any]:
     }
 
 
+def topics_table() -> dict[str, Any]:
+    """The topics table: string `pk` / `sk`, the `by_connection` index a disconnect queries, TTL."""
+    return {
+        "Type": "AWS::DynamoDB::Table",
+        "Properties": {
+            "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+                {"AttributeName": "connection_id", "AttributeType": "S"},
+            ],
+            "KeySchema": [
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            "GlobalSecondaryIndexes": [
+                {
+                    "IndexName": CONNECTION_INDEX,
+                    "KeySchema": [
+                        {"AttributeName": "connection_id", "KeyType": "HASH"},
+                        {"AttributeName": "pk", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                }
+            ],
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
+        },
+    }
+
+
 def fanout_queues() -> dict[str, Any]:
     """The fan-out workers' queue and its dead-letter queue, named after the stack."""
     return {
@@ -153,8 +193,17 @@ def _queue_statement(sid: str, actions: list[str]) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": {"Fn::GetAtt": [QUEUE, "Arn"]}}
 
 
-def _table_statement(sid: str, actions: list[str]) -> dict[str, Any]:
-    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": {"Fn::GetAtt": [TABLE, "Arn"]}}
+def _table_statement(sid: str, actions: list[str], table: str = TABLE) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": {"Fn::GetAtt": [table, "Arn"]}}
+
+
+def _subscriptions_of_connection() -> dict[str, Any]:
+    return {
+        "Sid": "SubscriptionsOfConnection",
+        "Effect": "Allow",
+        "Action": ["dynamodb:Query"],
+        "Resource": {"Fn::Sub": f"${{{TOPICS_TABLE}.Arn}}/index/{CONNECTION_INDEX}"},
+    }
 
 
 def _index_query() -> dict[str, Any]:
@@ -194,10 +243,33 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
             _index_query(),
             _connections("CloseOldestConnections", "DELETE", api_stage),
         ]
+    gone = _table_statement("DeleteGoneConnections", ["dynamodb:BatchWriteItem"])
     if function_name == DISCONNECT:
-        return [_table_statement("ForgetConnection", ["dynamodb:DeleteItem"])]
+        # Its subscriptions go too, and the presence frame that follows may meet other dead sockets.
+        return [
+            _table_statement("ForgetConnection", ["dynamodb:DeleteItem"]),
+            gone,
+            _table_statement(
+                "ForgetSubscriptions",
+                ["dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                TOPICS_TABLE,
+            ),
+            _subscriptions_of_connection(),
+            _connections("PostPresenceFrames", "POST", api_stage),
+        ]
     if function_name == MESSAGE:
-        return [_connections("AnswerPing", "POST", api_stage)]
+        # Pings, and subscribes: the connection's user, the subscription, presence frames and their 410s.
+        return [
+            _connections("AnswerPing", "POST", api_stage),
+            _table_statement("ReadConnection", ["dynamodb:GetItem"]),
+            gone,
+            _table_statement(
+                "Subscriptions",
+                ["dynamodb:BatchWriteItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                TOPICS_TABLE,
+            ),
+            _subscriptions_of_connection(),
+        ]
     if function_name == FANOUT_WORKER:
         return [
             # What Lambda's event source mapping does with the worker's role.
@@ -211,12 +283,22 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
             _index_query(),
             _connections("PostFrames", "POST", api_stage),
         ]
-    return [
+    notifying = [
         _index_query(),
-        _table_statement("DeleteGoneConnections", ["dynamodb:BatchWriteItem"]),
+        gone,
         _connections("PostFrames", "POST", api_stage),
         _queue_statement("HandOnToFanoutWorkers", ["sqs:SendMessage"]),
     ]
+    if function_name == REST_FUNCTION:
+        # The REST routes call notify_topic, topic_members and unsubscribe_user too.
+        notifying.append(
+            _table_statement(
+                "TopicSubscribers",
+                ["dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                TOPICS_TABLE,
+            )
+        )
+    return notifying
 
 
 def logical_id(function_name: str) -> str:
@@ -246,6 +328,7 @@ def function_variables(api_stage: str = DEFAULT_API_STAGE) -> dict[str, Any]:
         "FIREBASE_PROJECT_ID": {"Ref": "FirebaseProjectId"},
         "CONNECTIONS_TABLE": {"Ref": TABLE},
         "FANOUT_QUEUE_URL": {"Ref": QUEUE},
+        "TOPICS_TABLE": {"Ref": TOPICS_TABLE},
         "WEBSOCKET_ENDPOINT": {"Fn::Sub": websocket_endpoint(api_stage)},
     }
 
@@ -260,7 +343,7 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
     Each function the template covers gets its name, its own log group, the core's variables and a role
     with its log group's statement and `statements(function)`.
     """
-    resources: dict[str, Any] = {TABLE: connections_table(), **fanout_queues()}
+    resources: dict[str, Any] = {TABLE: connections_table(), TOPICS_TABLE: topics_table(), **fanout_queues()}
     for name in functions_covered(notifying):
         function = logical_id(name)
         resources[function] = {
@@ -313,6 +396,7 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
                 "Value": {"Fn::Sub": websocket_endpoint(api_stage)},
             },
             "ConnectionsTableName": {"Description": "CONNECTIONS_TABLE", "Value": {"Ref": TABLE}},
+            "TopicsTableName": {"Description": "TOPICS_TABLE", "Value": {"Ref": TOPICS_TABLE}},
             "FanoutQueueUrl": {
                 "Description": "FANOUT_QUEUE_URL: the fan-out workers' SQS queue",
                 "Value": {"Ref": QUEUE},

@@ -2,6 +2,7 @@
 
 dynamodb = boto3.client("dynamodb", region_name="us-east-1")   # inside moto's mock_aws()
 create_connections_table(dynamodb, "realtime-connections")
+create_topics_table(dynamodb, "realtime-topics")             # for topic subscriptions
 add_connections(dynamodb, "realtime-connections", "uid-1", "c1", "c2")
 """
 
@@ -35,6 +36,35 @@ def create_connections_table(dynamodb: Any, table: str) -> None:
                 "KeySchema": [
                     {"AttributeName": "user_id", "KeyType": "HASH"},
                     {"AttributeName": "connected_at", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+    dynamodb.get_waiter("table_exists").wait(TableName=table)
+    dynamodb.update_time_to_live(
+        TableName=table, TimeToLiveSpecification={"AttributeName": "expires_at", "Enabled": True}
+    )
+
+
+def create_topics_table(dynamodb: Any, table: str) -> None:
+    """Create `table` as the core's topic subscriptions expect it (`TOPICS_TABLE`): string `pk` / `sk`, the
+    `by_connection` index, TTL on `expires_at`; returns once it is active."""
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+            {"AttributeName": "connection_id", "AttributeType": "S"},
+        ],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_connection",
+                "KeySchema": [
+                    {"AttributeName": "connection_id", "KeyType": "HASH"},
+                    {"AttributeName": "pk", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "KEYS_ONLY"},
             }

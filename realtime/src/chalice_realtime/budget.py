@@ -44,12 +44,6 @@ def answering_within(seconds: float | None) -> Iterator[None]:
         _deadline.reset(token)
 
 
-def remaining_seconds() -> float | None:
-    """Seconds until the current invocation must have returned, less the margin; None outside one."""
-    deadline = _deadline.get()
-    return None if deadline is None else max(0.0, deadline - time.monotonic() - MARGIN_SECONDS)
-
-
 def notify_budget(ceiling: float) -> float:
     """Seconds a notify starting now may spend delivering: `ceiling`, less if the caller must answer sooner.
 

@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .aws import error_code
-from .budget import remaining_seconds
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
@@ -50,8 +49,6 @@ logger = logging.getLogger(__name__)
 # A shard's size: 5,000 connection ids (about 180 KB of message, under SQS's 256 KB), or 500 users.
 SHARD_CONNECTIONS = 5_000
 SHARD_USERS = 500
-# A chunk started at the end of the worker's time still gets this long: one round trip.
-MIN_POST_SECONDS = 0.2
 # A shard's record is updated after this many frames: what a worker that dies may send twice.
 CHECKPOINT_CONNECTIONS = 500
 # Shard records sit in the connections table under keys no API Gateway connection id can have.
@@ -405,11 +402,10 @@ class FanoutWorker:
         self._ledger.renew(shard.shard_id, attempt)  # the lookups may have taken a while
         for start in range(0, len(pending), self._checkpoint):
             chunk = pending[start : start + self._checkpoint]
-            # Within the invocation's time: frames still throttled then stay unsettled for the redelivery.
-            left = remaining_seconds()
-            outcomes = self._transport.post_to_connections(
-                chunk, data, deadline=None if left is None else max(MIN_POST_SECONDS, left)
-            )
+            # The transport's own deadline (25 s, under the worker's 30 s timeout) bounds each chunk: a
+            # shorter one would report posts still in flight as failed, and the redelivery would send
+            # those frames again. What is still throttled then stays unsettled for the redelivery.
+            outcomes = self._transport.post_to_connections(chunk, data)
             gone_ids = [cid for cid, o in zip(chunk, outcomes, strict=True) if o is Outcome.GONE]
             remove_settled_gone(self._store, gone_ids, connected_at, settled_before)
             settled = [

@@ -187,4 +187,5 @@ bench: install
 	$(PY) -m bench.throttle
 	$(PY) -m bench.e2e
 	$(PY) -m bench.tabs
+	$(PY) -m bench.broadcast
 	$(PY) -m bench.package_size

@@ -25,6 +25,9 @@ LOCAL_FIREBASE_API_KEY = "demo-api-key"
 FAKE_ACCOUNT_ID = "123456789012"
 REGION = "us-east-1"
 JOBS_TOPIC_NAME = "chalice-realtime-jobs"
+# The queue the core's `fanout_worker` is registered on (chalice_realtime's blueprint): the local stack
+# creates it (with a dead-letter queue) and runs the worker on its messages as Lambda's poller would.
+FANOUT_QUEUE_NAME = "realtime-fanout"
 # API Gateway's limits (docs/local-stack.md): a connection idle this long is closed, and any after this age.
 AWS_IDLE_TIMEOUT_SECONDS = 600.0
 AWS_MAX_CONNECTION_AGE_SECONDS = 7200.0
@@ -135,6 +138,10 @@ class StackConfig:
     def jobs_topic_arn(self) -> str:
         return f"arn:aws:sns:{REGION}:{FAKE_ACCOUNT_ID}:{JOBS_TOPIC_NAME}"
 
+    @property
+    def fanout_queue_url(self) -> str:
+        return f"{self.aws_url}/{FAKE_ACCOUNT_ID}/{FANOUT_QUEUE_NAME}"
+
     def ports(self) -> dict[str, int]:
         return {
             "rest": self.rest_port,
@@ -164,6 +171,7 @@ class StackConfig:
             "TOPICS_TABLE": "local-topics",
             "ROOMS_TABLE": "local-rooms",
             "JOBS_TOPIC_ARN": self.jobs_topic_arn,
+            "FANOUT_QUEUE_URL": self.fanout_queue_url,
             "WEBSOCKET_ENDPOINT": self.management_url,
             "STRIPE_WEBHOOK_SECRET": self.stripe_webhook_secret,
             **self.topic_authorizer(),
@@ -221,7 +229,7 @@ def app_environ(config: StackConfig) -> dict[str, str]:
         for name, value in os.environ.items()
         # A developer's real AWS profile or endpoint must never be used by the local stack.
         if not name.startswith(("AWS_", "FIREBASE_", "STRIPE_"))
-        and name not in {"APP_STAGE", "WEBSOCKET_ENDPOINT", "JOBS_TOPIC_ARN"}
+        and name not in {"APP_STAGE", "WEBSOCKET_ENDPOINT", "JOBS_TOPIC_ARN", "FANOUT_QUEUE_URL"}
         and not name.endswith("_TABLE")
     }
     return {**inherited, **config.app_environment()}

@@ -1,4 +1,4 @@
-"""The local stand-in for Lambda's event sources: SNS deliveries and schedules.
+"""The local stand-in for Lambda's event sources: SNS deliveries, SQS queues and schedules.
 
     python -m devserver.events --port 8003
 
@@ -8,6 +8,12 @@ A delivery is answered at once and the app's `@app.on_sns_message` handlers run
 in a worker thread with a Lambda-shaped SNS event, as an asynchronous Lambda
 invocation does; a handler that raises is retried twice, as Lambda retries
 asynchronous invocations (after 1 s and 2 s here rather than minutes).
+
+SQS: each `@app.on_sqs_message` handler gets its queue's messages (in moto) in batches of
+its `batch_size`, at most its reserved concurrency at once, as Lambda's event source mapping
+polls: a batch whose handler returns is deleted; one whose handler raises stays on the queue,
+visible again after the queue's visibility timeout, and after the redrive policy's receives
+moves to the dead-letter queue (moto applies the policy).
 
 Schedules: each `@app.schedule(Rate(...))` handler runs once per period with a
 CloudWatch scheduled event. Cron expressions are listed but not run locally.
@@ -33,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from devserver.config import FAKE_ACCOUNT_ID, PROJECT_ROOT, REGION, configure_logging
-from devserver.lambdas import LambdaFunction, Schedule
+from devserver.lambdas import LambdaFunction, QueueConsumer, Schedule
 from devserver.local_only import JSON, LocalOnly, origin_of
 
 logger = logging.getLogger("devserver.events")
@@ -78,6 +84,101 @@ def lambda_sns_event(delivery: dict[str, Any], subscription_arn: str) -> dict[st
     }
 
 
+def lambda_sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
+    """The event Lambda gets for a batch of SQS messages, from ReceiveMessage's answer.
+
+    >>> event = lambda_sqs_event([{"MessageId": "m", "ReceiptHandle": "r", "Body": "hi"}], "arn:q")
+    >>> event["Records"][0]["body"]
+    'hi'
+    """
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": message.get("MessageAttributes", {}),
+                "md5OfBody": message.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": REGION,
+            }
+            for message in messages
+        ]
+    }
+
+
+class QueuePoller:
+    """Runs one queue's handler on its messages, as Lambda's SQS event source mapping does.
+
+    QueuePoller(consumer, sqs_client, stop_event).start()
+    """
+
+    def __init__(self, consumer: QueueConsumer, sqs: Any, stop: threading.Event) -> None:
+        self.consumer = consumer
+        self._sqs = sqs
+        self._stop = stop
+        self._slots = threading.BoundedSemaphore(consumer.concurrency)
+        self._pool = ThreadPoolExecutor(
+            consumer.concurrency, thread_name_prefix=f"sqs-{consumer.function.name}"
+        )
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name=f"poll-{self.consumer.queue}", daemon=True).start()
+
+    def _run(self) -> None:
+        url, arn = self._queue()
+        if not url:
+            return
+        batch = max(1, min(10, self.consumer.batch_size))
+        while not self._stop.is_set():
+            if not self._slots.acquire(timeout=0.5):
+                continue
+            try:
+                answer = self._sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=batch, WaitTimeSeconds=1, AttributeNames=["All"]
+                )
+            except Exception:
+                logger.exception("receiving from %s failed", self.consumer.queue)
+                self._slots.release()
+                self._stop.wait(1.0)
+                continue
+            messages = answer.get("Messages", [])
+            if not messages:
+                self._slots.release()
+                continue
+            self._pool.submit(self._invoke, url, arn, messages)
+
+    def _queue(self) -> tuple[str, str]:
+        """The queue's URL and ARN, once it exists (the supervisor creates it after moto starts)."""
+        while not self._stop.is_set():
+            try:
+                url = self._sqs.get_queue_url(QueueName=self.consumer.queue)["QueueUrl"]
+                attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+                return str(url), str(attributes["Attributes"]["QueueArn"])
+            except Exception:
+                self._stop.wait(0.5)
+        return "", ""
+
+    def _invoke(self, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
+        try:
+            self.consumer.function.invoke(lambda_sqs_event(messages, arn))
+        except Exception:
+            # Left on the queue: received again once its visibility timeout passes, as on AWS.
+            logger.exception(
+                "%s raised; its batch stays on %s", self.consumer.function.name, self.consumer.queue
+            )
+            return
+        finally:
+            self._slots.release()
+        entries = [{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)]
+        try:
+            self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        except Exception:
+            logger.exception("could not delete a handled batch from %s", self.consumer.queue)
+
+
 def scheduled_event(function: LambdaFunction) -> dict[str, Any]:
     """The EventBridge event a scheduled Lambda gets."""
     return {
@@ -109,8 +210,10 @@ class EventRunner:
         *,
         workers: int = 16,
         retry_delays: tuple[float, ...] = ASYNC_RETRY_DELAYS,
+        queues: dict[str, QueueConsumer] | None = None,
     ) -> None:
         self.topics = topics
+        self.queues = queues or {}
         self.schedules = schedule_list
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._retry_delays = retry_delays
@@ -137,6 +240,11 @@ class EventRunner:
                 target=self._tick, args=(schedule,), name=f"schedule-{schedule.function.name}", daemon=True
             )
             thread.start()
+
+    def start_pollers(self, sqs: Any) -> None:
+        """Poll each queue a handler listens to (moto's SQS, through `sqs`), as Lambda would."""
+        for consumer in self.queues.values():
+            QueuePoller(consumer, sqs, self._stop).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -185,7 +293,10 @@ class _SNSReceiver(BaseHTTPRequestHandler):
             return
         if self.path == "/_health":
             topics = sorted(self.runner.topics)
-            self._answer(HTTPStatus.OK, {"status": "ok", "pid": os.getpid(), "topics": topics})
+            queues = sorted(self.runner.queues)
+            self._answer(
+                HTTPStatus.OK, {"status": "ok", "pid": os.getpid(), "topics": topics, "queues": queues}
+            )
         else:
             self._answer(HTTPStatus.NOT_FOUND, {"message": "not found"})
 
@@ -242,7 +353,9 @@ def _iso_now(timespec: str = "milliseconds") -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """Receive SNS deliveries and run schedules for the app until the process is terminated."""
-    from devserver.lambdas import load_app, schedules, sns_functions
+    import boto3
+
+    from devserver.lambdas import load_app, schedules, sns_functions, sqs_consumers
 
     parser = argparse.ArgumentParser(prog="python -m devserver.events")
     parser.add_argument("--host", default="127.0.0.1")
@@ -252,14 +365,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configure_logging()
     app = load_app(args.app_dir)
-    runner = EventRunner(sns_functions(app, args.app_dir), schedules(app, args.app_dir))
+    runner = EventRunner(
+        sns_functions(app, args.app_dir),
+        schedules(app, args.app_dir),
+        queues=sqs_consumers(app, args.app_dir),
+    )
     runner.start_schedules()
+    # The endpoint and fake credentials come from the app's environment (AWS_ENDPOINT_URL: moto).
+    runner.start_pollers(boto3.session.Session().client("sqs"))
     server = serve(
         runner, args.host, args.port, frozenset({args.page_origin, origin_of(args.host, args.port)})
     )
     started = time.monotonic()
     logger.info(
-        "SNS topics %s, schedules %s", sorted(runner.topics), [s.expression for s in runner.schedules]
+        "SNS topics %s, SQS queues %s, schedules %s",
+        sorted(runner.topics),
+        sorted(runner.queues),
+        [s.expression for s in runner.schedules],
     )
     try:
         server.serve_forever()

@@ -13,6 +13,9 @@
   `GoneException` exactly as AWS answers. Signatures are not checked.
 - Local only: `GET /_health`, `GET /_connections`, and `GET|PUT|DELETE /_faults`
   (see `devserver.faults`) so tests can inject 410/429/5xx or dropped connections;
+  `GET|PUT|DELETE /_posts` counts the frames the Management API took (200) per connection id, and
+  `PUT /_posts {"virtual_prefix": "v-"}` makes unknown ids with that prefix take frames
+  (200, counted, sent nowhere): audiences of any size without opening their sockets.
   `GET|PUT|DELETE /_throttle` (`{"rate": 5000, "burst": 2500}`, or `--throttle-rate` and
   `--throttle-burst`) puts the Management API behind a token bucket, as API Gateway's account
   throttle: a call finding it empty is answered 429 `LimitExceededException`.
@@ -36,6 +39,7 @@ import secrets
 import string
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -133,6 +137,8 @@ class Gateway:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lambda")
         self._connections: dict[str, LiveConnection] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.posts: Counter[str] = Counter()  # frames taken (answered 200) per connection id
+        self._virtual_prefix = ""
 
     def application(self) -> web.Application:
         """The aiohttp application serving both APIs."""
@@ -143,6 +149,9 @@ class Gateway:
         app.router.add_put("/_faults", self._put_faults)
         app.router.add_post("/_faults", self._put_faults)
         app.router.add_delete("/_faults", self._delete_faults)
+        app.router.add_get("/_posts", self._get_posts)
+        app.router.add_put("/_posts", self._put_posts)
+        app.router.add_delete("/_posts", self._delete_posts)
         app.router.add_get("/_throttle", self._get_throttle)
         app.router.add_put("/_throttle", self._put_throttle)
         app.router.add_delete("/_throttle", self._delete_throttle)
@@ -339,9 +348,18 @@ class Gateway:
     # ------------------------------------------------------------ Management API
 
     async def _post_to_connection(self, request: web.Request) -> web.StreamResponse:
+        connection_id = request.match_info["connection_id"]
         live, refusal = self._management_target(request, "post")
         if refusal is not None:
+            if (
+                refusal.status == 410
+                and self._virtual_prefix
+                and connection_id.startswith(self._virtual_prefix)
+            ):
+                self.posts[connection_id] += 1
+                return web.Response(status=200)  # a virtual connection took the frame
             return refusal
+        self.posts[connection_id] += 1
         assert live is not None
         data = await request.read()
         if len(data) > MAX_POST_BYTES:
@@ -417,6 +435,25 @@ class Gateway:
     async def _delete_faults(self, _request: web.Request) -> web.Response:
         self.faults.replace([])
         return _json(200, self.faults.to_json())
+
+    async def _get_posts(self, _request: web.Request) -> web.Response:
+        return _json(200, {"virtual_prefix": self._virtual_prefix, "posts": dict(self.posts)})
+
+    async def _put_posts(self, request: web.Request) -> web.Response:
+        try:
+            prefix = (await request.json()).get("virtual_prefix", "")
+        except (ValueError, AttributeError) as exc:
+            return _json(400, {"message": f"bad body: {exc}"})
+        if not isinstance(prefix, str):
+            return _json(400, {"message": "virtual_prefix must be a string"})
+        self._virtual_prefix = prefix
+        self.posts.clear()
+        return await self._get_posts(request)
+
+    async def _delete_posts(self, request: web.Request) -> web.Response:
+        self._virtual_prefix = ""
+        self.posts.clear()
+        return await self._get_posts(request)
 
     async def _get_throttle(self, _request: web.Request) -> web.Response:
         return _json(200, self.throttle.to_json())

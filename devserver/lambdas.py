@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chalice.app import Chalice, Rate, ScheduledEventConfig, ScheduleExpression, SNSEventConfig
+from chalice.app import (
+    Chalice,
+    Rate,
+    ScheduledEventConfig,
+    ScheduleExpression,
+    SNSEventConfig,
+    SQSEventConfig,
+)
 from chalice.config import Config
 from chalice.local import LambdaContext
 
@@ -79,8 +86,12 @@ class LambdaFunction:
             name,
             app.handler_map[name],
             app.app_name,
-            timeout_seconds=config.lambda_timeout or DEFAULT_TIMEOUT_SECONDS,
-            memory_mb=config.lambda_memory_size or DEFAULT_MEMORY_MB,
+            timeout_seconds=config.lambda_timeout
+            or function_setting(name, "lambda_timeout", app_dir)
+            or DEFAULT_TIMEOUT_SECONDS,
+            memory_mb=config.lambda_memory_size
+            or function_setting(name, "lambda_memory_size", app_dir)
+            or DEFAULT_MEMORY_MB,
         )
 
     def invoke(self, event: dict[str, Any]) -> Any:
@@ -111,6 +122,12 @@ def chalice_config(function_name: str = "api_handler", app_dir: Path = PROJECT_R
     )
 
 
+def function_setting(function_name: str, key: str, app_dir: Path = PROJECT_ROOT) -> Any:
+    """`lambda_functions.<function>.<key>` at the top level of `.chalice/config.json` (Chalice's lookup for
+    stage `local` reads only a stage's own `lambda_functions`); None when unset."""
+    return _config_from_disk(app_dir).get("lambda_functions", {}).get(function_name, {}).get(key)
+
+
 @functools.cache
 def _config_from_disk(app_dir: Path) -> dict[str, Any]:
     path = app_dir / ".chalice" / "config.json"
@@ -136,6 +153,35 @@ def sns_functions(app: Chalice, app_dir: Path = PROJECT_ROOT) -> dict[str, list[
             name = source.topic.rsplit(":", 1)[-1]
             topics.setdefault(name, []).append(LambdaFunction.named(app, source.name, app_dir))
     return topics
+
+
+@dataclass(frozen=True)
+class QueueConsumer:
+    """A handler on an SQS queue (`@app.on_sqs_message`), with what Lambda's poller would honour."""
+
+    function: LambdaFunction
+    queue: str
+    batch_size: int
+    concurrency: int  # the function's reserved concurrency, else the poller's own cap
+
+
+# Lambda's SQS poller starts with five concurrent batches; a reserved concurrency caps it or lets it grow.
+DEFAULT_QUEUE_CONCURRENCY = 5
+
+
+def sqs_consumers(app: Chalice, app_dir: Path = PROJECT_ROOT) -> dict[str, QueueConsumer]:
+    """Queue name -> the handler registered on it (`@app.on_sqs_message(queue=...)`, or by ARN)."""
+    consumers = {}
+    for source in app.event_sources:
+        if isinstance(source, SQSEventConfig):
+            name = source.queue or (source.queue_arn or "").rsplit(":", 1)[-1]
+            reserved = chalice_config(source.name, app_dir).reserved_concurrency or function_setting(
+                source.name, "reserved_concurrency", app_dir
+            )
+            concurrency = source.maximum_concurrency or reserved or DEFAULT_QUEUE_CONCURRENCY
+            function = LambdaFunction.named(app, source.name, app_dir)
+            consumers[name] = QueueConsumer(function, name, source.batch_size, concurrency)
+    return consumers
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """What the `chalice deploy` path needs besides Chalice: the stateful stack and the stage's IAM policy.
 
-`chalice deploy` (unlike `chalice package`) merges no template, so the tables and
-the topic are deployed first as their own stack, built here from the same
+`chalice deploy` (unlike `chalice package`) merges no template, so the tables,
+the topic and the fan-out queues are deployed first as their own stack, built here from the same
 `infra/resources.json`, under the names `.chalice/config.json` gives the stage;
 and the functions' permissions come from `.chalice/policy-<stage>.json`, the
 union of the per-function policies in `infra/resources.json`, rendered with those
@@ -108,6 +108,11 @@ def stage_environment(stage: str) -> dict[str, str]:
     return {**config.get("environment_variables", {}), **stage_env}
 
 
+def queue_name(resource: Mapping[str, Any], stage: str) -> str:
+    """A queue's `QueueName` in resources.json for `stage`: `chalice-realtime-dev-fanout`."""
+    return str(render(resource["Properties"]["QueueName"], {"AWS::StackName": f"{APP_NAME}-{stage}"}, {}))
+
+
 def stateful_template(stage: str) -> dict[str, Any]:
     """A standalone template with the tables (named as in config.json) and the stage's jobs topic.
 
@@ -137,6 +142,12 @@ def stateful_template(stage: str) -> dict[str, Any]:
                 "Properties": {**resource.get("Properties", {}), "TopicName": jobs_topic_name(stage)},
             }
             outputs[f"{logical_id}Arn"] = {"Value": {"Ref": logical_id}}
+        elif resource.get("Type") == "AWS::SQS::Queue" and "QueueName" in resource["Properties"]:
+            # The fan-out queue and its dead-letter queue, named as the packaged stack names them (the
+            # job runner's on-failure queue is the packaged path's only).
+            name = queue_name(resource, stage)
+            resources[logical_id] = {**resource, "Properties": {**resource["Properties"], "QueueName": name}}
+            outputs[f"{logical_id}Url"] = {"Value": {"Ref": logical_id}}
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": f"{APP_NAME} {stage}: tables and jobs topic for the `chalice deploy` path",
@@ -173,6 +184,8 @@ def stage_policy(stage: str, env: Mapping[str, str] | None = None) -> dict[str, 
             attrs[f"{logical_id}.Arn"] = arn.format(service="dynamodb", resource=f"table/{name}")
         elif logical_id == "JobsTopic":
             refs[logical_id] = where.topic_arn
+        elif resource.get("Type") == "AWS::SQS::Queue" and "QueueName" in resource["Properties"]:
+            attrs[f"{logical_id}.Arn"] = arn.format(service="sqs", resource=queue_name(resource, stage))
     if where.websocket_api is not None:
         refs["WebsocketAPI"] = where.websocket_api
     grants: dict[str, set[str]] = defaultdict(set)

@@ -13,7 +13,8 @@ function's role, so a path that calls something its role does not allow fails
 here, not in production. A new path is one more decorated function.
 
 Paths every notifying flow covers: delivery to a live connection, and a
-connection that is gone (410), whose row is then deleted.
+connection that is gone (410), whose row is then deleted. Some also have a
+connection whose post is refused: its frame is handed to the fan-out queue.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
 from testsupport.aws_clients import clear_clients
 from testsupport.clock import FakeClock
+from testsupport.management_api import FaultRule
 from testsupport.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
@@ -58,6 +60,7 @@ class Deployment:
     routes_called: set[tuple[str, str]] = field(default_factory=set)
     functions_run: set[str] = field(default_factory=set)
     failures: dict[str, str] = field(default_factory=dict)  # AWS operation -> error code it answers
+    refused: list[FaultRule] = field(default_factory=list)
 
     def prepare(self) -> None:
         """Create what the stack would hold before any function runs (nothing is recorded)."""
@@ -71,6 +74,8 @@ class Deployment:
             Name=env["STRIPE_WEBHOOK_SECRET_PARAM"], Value=STRIPE_SECRET, Type="SecureString"
         )
         self.recorder.websocket_endpoint = env["WEBSOCKET_ENDPOINT"]
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        sqs.create_queue(QueueName=env["FANOUT_QUEUE_URL"].rsplit("/", 1)[1])
 
     def settings_of(self, function: str) -> Settings:
         return Settings.from_env(self.stack.environment(function))
@@ -140,9 +145,15 @@ class Deployment:
         return response
 
     def connect(
-        self, user_id: str, *connection_ids: str, gone: bool = False, connected_at: int | None = None
+        self,
+        user_id: str,
+        *connection_ids: str,
+        gone: bool = False,
+        refused: bool = False,
+        connected_at: int | None = None,
     ) -> None:
-        """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410.
+        """Rows for live connections of `user_id` (recorded as nobody's); `gone` ones answer 410, `refused`
+        ones 403 (a frame the notifier hands to the fan-out workers).
 
         `connected_at` (epoch ms) orders them among the user's connections; by default now, and for gone
         ones an hour ago (a 410 for a younger row may be a connect still in flight: its row is kept).
@@ -155,9 +166,48 @@ class Deployment:
             store.add(Connection(cid, user_id, connected_at or (now_ms - 3_600_000 if gone else now_ms)))
             if gone:
                 self.management_api.gone.add(cid)
+            if refused:
+                self.refused.append(FaultRule(status=403, connection_id=cid))
+                self.management_api.faults.replace(self.refused)
+
+    def connect_many(self, user_id: str, connection_ids: list[str]) -> None:
+        """Rows for many live connections of `user_id`, 25 per BatchWriteItem (recorded as nobody's)."""
+        table = self.settings_of("APIHandler").realtime.connections_table
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        now_ms = int(time.time() * 1000)
+        for start in range(0, len(connection_ids), 25):
+            rows = connection_ids[start : start + 25]
+            dynamodb.batch_write_item(
+                RequestItems={
+                    table: [
+                        {
+                            "PutRequest": {
+                                "Item": {
+                                    "connection_id": {"S": cid},
+                                    "user_id": {"S": user_id},
+                                    "connected_at": {"N": str(now_ms + start + n)},
+                                    "expires_at": {"N": str(now_ms // 1000 + 7800)},
+                                }
+                            }
+                        }
+                        for n, cid in enumerate(rows)
+                    ]
+                }
+            )
 
     def received(self, connection_id: str) -> list[dict[str, str]]:
         return frames_posted(self.management_api, connection_id)
+
+    def fanout_shards(self) -> list[dict[str, Any]]:
+        """The shards on the fan-out queue, taken off it (as a worker would)."""
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = self.stack.environment("APIHandler")["FANOUT_QUEUE_URL"]
+        shards = []
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            for message in messages:
+                shards.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        return shards
 
     def connection_rows(self) -> set[str]:
         table = self.settings_of("APIHandler").realtime.connections_table
@@ -198,11 +248,14 @@ def core_routes(d: Deployment) -> None:
 def chat(d: Deployment) -> None:
     if ("/messages", "POST") not in {(r, m) for r, methods in _app_routes().items() for m in methods}:
         return
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("bob", "bob-live")
     d.connect("bob", "bob-gone", gone=True)
+    d.connect("bob", "bob-refused", refused=True)
     expect(d.rest("POST", "/messages", user="alice", body={"to": "bob", "text": "hi"}), 201)
     assert d.received("bob-live") == [{"event": "chat-messages-updated"}]
     assert "bob-gone" not in d.connection_rows()
+    assert [list(shard["connections"]) for shard in d.fanout_shards()] == [["bob-refused"]]
     page = expect(d.rest("GET", "/messages", user="bob", path="/messages?with=alice"), 200)
     assert [m["text"] for m in page["messages"]] == ["hi"]
     assert expect(d.rest("GET", "/messages/unread-count", user="bob"), 200)["unread"] == 1
@@ -557,8 +610,10 @@ def _submitted_job(d: Deployment, owner: str, request: dict[str, Any]) -> str:
 
 @flow("run_job")
 def run_job(d: Deployment) -> None:
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("grace", "grace-live")
     d.connect("grace", "grace-gone", gone=True)
+    d.connect("grace", "grace-refused", refused=True)
     for request in ({"kind": "report", "params": {"seconds": 2}}, {"kind": "fail", "params": {}}):
         message = _submitted_job(d, "grace", request)
         d.invoke("run_job", d.client.events.generate_sns_event(message=message))
@@ -567,6 +622,7 @@ def run_job(d: Deployment) -> None:
     assert sorted(job["status"] for job in listed) == ["failed", "succeeded"]
     assert {"event": "jobs-updated"} in d.received("grace-live")
     assert "grace-gone" not in d.connection_rows()
+    assert {c for shard in d.fanout_shards() for c in shard["connections"]} == {"grace-refused"}
 
 
 @flow("run_job")
@@ -611,13 +667,54 @@ def run_job_messages_that_are_not_jobs(d: Deployment) -> None:
 
 @flow("sweep_stale_jobs")
 def sweep_stale_jobs(d: Deployment) -> None:
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("heidi", "heidi-live")
     d.connect("heidi", "heidi-gone", gone=True)
+    d.connect("heidi", "heidi-refused", refused=True)
     _submitted_job(d, "heidi", {"kind": "report", "params": {"seconds": 1}})
     d.clock.advance(3 * 3600)  # its SNS delivery never ran it: stale
     d.invoke("sweep_stale_jobs", d.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
     assert expect(d.rest("GET", "/jobs", user="heidi"), 200)["jobs"][0]["status"] == "failed"
     assert d.received("heidi-live") == [{"event": "jobs-updated"}]
     assert "heidi-gone" not in d.connection_rows()
+    assert [list(shard["connections"]) for shard in d.fanout_shards()] == [["heidi-refused"]]
     d.invoke("sweep_stale_jobs", d.client.events.generate_cw_event("aws.events", "Scheduled Event", {}, []))
     assert d.received("heidi-live") == [{"event": "jobs-updated"}]  # nothing stale the second time
+
+
+# ---------------------------------------------------------------- fan-out worker
+
+
+def _shard_event(d: Deployment, shard: dict[str, Any]) -> dict[str, Any]:
+    return d.client.events.generate_sqs_event(message_bodies=[json.dumps(shard)], queue_name="fanout")
+
+
+@flow("fanout_worker")
+def fanout_worker(d: Deployment) -> None:
+    """A shard of connections: delivered, a gone one's row deleted; delivered again: nothing sent twice."""
+    d.connect("ivy", "ivy-live")
+    d.connect("ivy", "ivy-gone", gone=True)
+    connections = {"ivy-live": 1, "ivy-gone": 1}
+    shard = {"v": 1, "id": "deploy-1:c0", "key": "jobs-updated", "frame": '{"event":"jobs-updated"}'}
+    for _ in range(2):  # SQS delivers at least once
+        d.invoke("fanout_worker", _shard_event(d, {**shard, "connections": connections}))
+    assert d.received("ivy-live") == [{"event": "jobs-updated"}]
+    assert "ivy-gone" not in d.connection_rows()
+
+
+@flow("fanout_worker")
+def fanout_worker_reads_users_and_hands_on_the_rest_of_a_large_one(d: Deployment) -> None:
+    """A shard of users: each one's connections read; one holding more than a shard's worth has the rest
+    handed on behind a cursor, and what the worker read beyond a shard's worth goes to another worker."""
+    from chalice_realtime.fanout import SHARD_CONNECTIONS
+
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
+    d.connect("jay", "jay-live")
+    d.connect_many("kim", [f"kim-{n:05d}" for n in range(SHARD_CONNECTIONS + 1)])
+    shard = {"v": 1, "id": "deploy-2:u0", "key": "jobs-updated", "frame": '{"event":"jobs-updated"}'}
+    d.invoke("fanout_worker", _shard_event(d, {**shard, "users": ["jay", "kim"]}))
+    assert d.received("jay-live") == [{"event": "jobs-updated"}]
+    handed_on = d.fanout_shards()
+    # kim's connections past the first page, behind a cursor; and what the worker read past one shard's worth.
+    assert [(s["user"], s["cursor"] is not None) for s in handed_on if "user" in s] == [("kim", True)]
+    assert sum(len(s.get("connections", {})) for s in handed_on) == 1

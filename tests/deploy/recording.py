@@ -80,6 +80,11 @@ class CallRecorder:
             )
         elif service == "sns":
             yield Call(f"sns:{operation}", params.get("TopicArn") or params.get("TargetArn", "*"))
+        elif service == "sqs":
+            # SendMessageBatch is authorized as sqs:SendMessage; the queue's ARN is in its URL's path.
+            action = {"SendMessageBatch": "SendMessage"}.get(operation, operation)
+            _, account, name = urlparse(params["QueueUrl"]).path.split("/")
+            yield Call(f"sqs:{action}", f"arn:aws:sqs:{REGION}:{account}:{name}")
         elif service == "ssm":
             name = params["Name"]
             yield Call(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{name.lstrip('/')}")

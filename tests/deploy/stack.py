@@ -51,10 +51,12 @@ class FakeStack:
                 self.attrs[f"{logical_id}.TopicArn"] = arn
                 self.attrs[f"{logical_id}.TopicName"] = f"{stack}-{logical_id}"
             elif kind == "AWS::SQS::Queue":
-                name = f"{stack}-{logical_id}"
+                props = resource.get("Properties", {})
+                name = self.render(props["QueueName"]) if "QueueName" in props else f"{stack}-{logical_id}"
                 self.refs[logical_id] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
                 self.attrs[f"{logical_id}.Arn"] = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
                 self.attrs[f"{logical_id}.QueueName"] = name
+                self.attrs[f"{logical_id}.QueueUrl"] = self.refs[logical_id]
             elif kind == "AWS::CloudWatch::Dashboard":
                 self.refs[logical_id] = self.render(resource["Properties"]["DashboardName"])
             elif kind == "AWS::ApiGatewayV2::Api":

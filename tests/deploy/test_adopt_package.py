@@ -33,6 +33,7 @@ CORE_FUNCTIONS = {
     "WebsocketMessage": "chalice_realtime.blueprint.ws_message",
     "WebsocketDisconnect": "chalice_realtime.blueprint.ws_disconnect",
     "RealtimeAuth": "chalice_realtime.blueprint.realtime_auth",
+    "FanoutWorker": "chalice_realtime.blueprint.fanout_worker",
     "APIHandler": "app.app",
 }
 # The doc's SNS handler and schedule: they call notify, so `chalice-realtime infra` covered them.
@@ -108,6 +109,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
     for name in [*CORE_FUNCTIONS, *NOTIFYING]:
         variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
         assert variables["CONNECTIONS_TABLE"] == {"Ref": "ConnectionsTable"}, name
+        assert variables["FANOUT_QUEUE_URL"] == {"Ref": "FanoutQueue"}, name
         assert variables["TOPICS_TABLE"] == {"Ref": "TopicsTable"}, name
         assert variables["WEBSOCKET_ENDPOINT"] == {
             "Fn::Sub": "https://${WebsocketAPI}.execute-api.${AWS::Region}.${AWS::URLSuffix}/api"
@@ -128,6 +130,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "${WebsocketAPI}/api/POST/@connections/*"
         )
         assert statements["OwnLogGroup"]["Resource"] == {"Fn::GetAtt": [f"{name}Logs", "Arn"]}
+        assert statements["HandOnToFanoutWorkers"]["Resource"] == {"Fn::GetAtt": ["FanoutQueue", "Arn"]}
         # The REST function also reads and settles topics (notify_topic, topic_members, unsubscribe_user).
         topics = {"TopicSubscribers"} if name == "APIHandler" else set()
         assert set(statements) == {
@@ -137,6 +140,7 @@ def test_every_function_that_notifies_gets_the_table_the_endpoint_and_the_permis
             "DeleteGoneConnections",
             "PostFrames",
             *topics,
+            "HandOnToFanoutWorkers",
         }
     ttl = template["Resources"]["ConnectionsTable"]["Properties"]["TimeToLiveSpecification"]
     assert ttl == {"AttributeName": "expires_at", "Enabled": True}

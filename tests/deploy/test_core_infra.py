@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLI = Path(sys.executable).with_name("chalice-realtime")
 # The project's functions that call notify besides its REST routes (app.py: the job runner, the sweeper).
 NOTIFYING = ("run_job", "sweep_stale_jobs")
-CORE_RESOURCES = {"ConnectionsTable", "TopicsTable", "WebsocketAPI"}
+CORE_RESOURCES = {"ConnectionsTable", "TopicsTable", "WebsocketAPI", "FanoutQueue", "FanoutDeadLetterQueue"}
 
 
 def run_infra(app_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -41,6 +41,8 @@ LOCAL_ONLY_SETTINGS = {"FIREBASE_AUTH_EMULATOR_HOST", "STRIPE_WEBHOOK_SECRET"}
 OIDC_ONLY_SETTINGS = set(OIDC_VARIABLES)
 # What the Lambda runtime writes to CloudWatch Logs; granted on the function's own log group only.
 LOG_ACTIONS = {"logs:CreateLogStream", "logs:PutLogEvents"}
+# What Lambda's SQS event source mapping does with the function's role (the code never calls them).
+EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 # What the Lambda service does with the role, not the code: send traces (X-Ray has no resource-level
 # permissions for these, hence `*`), and the job runner's failed events to its dead-letter queue. Each is
 # held to exactly that by its own test (test_operations.py).
@@ -259,6 +261,7 @@ def test_names_come_from_this_stack(stacks: dict[str, FakeStack], stage: str) ->
         for logical_id in stack.of_type("AWS::DynamoDB::Table"):
             assert props["Environment"]["Variables"][_env_name(logical_id)] == {"Ref": logical_id}, function
         assert env["JOBS_TOPIC_ARN"] == stack.refs["JobsTopic"], function
+        assert env["FANOUT_QUEUE_URL"] == stack.refs["FanoutQueue"], function
         assert env["WEBSOCKET_ENDPOINT"] == f"https://{api}.execute-api.us-east-1.amazonaws.com/api", function
         assert env["STRIPE_WEBHOOK_SECRET_PARAM"] == f"/chalice-realtime-{stage}/stripe-webhook-secret"
 
@@ -280,7 +283,9 @@ def test_each_policy_grants_exactly_the_calls_its_function_makes(deployment: Dep
         statements = [
             s
             for s in stack.statements_of(function)
-            if not set(_list(s["Action"])) <= LOG_ACTIONS and s.get("Sid") not in SERVICE_STATEMENTS
+            if not set(_list(s["Action"])) <= LOG_ACTIONS
+            and s.get("Sid") not in SERVICE_STATEMENTS
+            and not set(_list(s["Action"])) <= EVENT_SOURCE_ACTIONS  # test_the_fanout_worker_reads_its_queue
         ]
         for call in sorted(calls, key=lambda c: (c.action, c.resource)):
             if not any(_allows(s, call) for s in statements):
@@ -378,6 +383,7 @@ def test_the_core_handlers_run_without_app_py_as_lambda_loads_them(
         {str(p["Handler"]) for p in stack.functions.values() if not str(p["Handler"]).startswith("app.")}
     )
     assert core == [
+        "chalice_realtime.blueprint.fanout_worker",
         "chalice_realtime.blueprint.realtime_auth",
         "chalice_realtime.blueprint.ws_connect",
         "chalice_realtime.blueprint.ws_disconnect",
@@ -478,6 +484,7 @@ def test_the_job_runner_and_the_socket_functions_have_reserved_concurrency(
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     names = {"run_job": "run_job", "ws_connect": "websocket_connect", "ws_message": "websocket_message"}
     names["sweep_stale_jobs"] = "sweep_stale_jobs"
+    names["fanout_worker"] = "fanout_worker"  # test_the_fanout_worker_reads_its_queue_...
     for handler, name in names.items():
         assert reserved[handler] == config["lambda_functions"][name]["reserved_concurrency"], handler
         assert 0 < reserved[handler] <= 100, handler
@@ -486,3 +493,55 @@ def test_the_job_runner_and_the_socket_functions_have_reserved_concurrency(
     # The stage's job limit is the runner's slots: an admitted job finds a runner (docs/reliability.md).
     environment = config["environment_variables"]
     assert int(environment["MAX_ACTIVE_JOBS"]) <= reserved["run_job"]
+
+
+# ---------------------------------------------------------------- fan-out workers
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_fanout_worker_reads_its_queue_one_shard_at_a_time_with_its_own_reserved_share(
+    stacks: dict[str, FakeStack], stage: str
+) -> None:
+    """Shards wait in SQS while the workers' reserved share is busy, instead of taking the account's
+    concurrency from the REST and WebSocket functions; each shard is one invocation, so a raise for its
+    failed frames redelivers that shard only."""
+    stack = stacks[stage]
+    function = stack.function_for("fanout_worker")
+    worker = stack.functions[function]
+    (source,) = [e["Properties"] for e in worker["Events"].values() if e["Type"] == "SQS"]
+    assert references(source["Queue"]) == {"FanoutQueue"}
+    assert stack.render(source["Queue"]) == stack.attrs["FanoutQueue.Arn"]
+    assert source["BatchSize"] == 1
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    assert (
+        worker["ReservedConcurrentExecutions"]
+        == config["lambda_functions"]["fanout_worker"]["reserved_concurrency"]
+    )
+    assert 0 < worker["ReservedConcurrentExecutions"] <= 50
+    polling = [s for s in stack.statements_of(function) if set(_list(s["Action"])) & EVENT_SOURCE_ACTIONS]
+    assert [(set(_list(s["Action"])), _list(s["Resource"])) for s in polling] == [
+        (EVENT_SOURCE_ACTIONS, [stack.attrs["FanoutQueue.Arn"]])
+    ]
+    for other in set(stack.functions) - {function}:
+        assert not any(set(_list(s["Action"])) & EVENT_SOURCE_ACTIONS for s in stack.statements_of(other))
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_an_undeliverable_shard_ends_in_a_dead_letter_queue_after_five_receives(
+    stacks: dict[str, FakeStack], stage: str
+) -> None:
+    stack = stacks[stage]
+    queue = stack.resources["FanoutQueue"]["Properties"]
+    dead_letters = stack.resources["FanoutDeadLetterQueue"]["Properties"]
+    redrive = queue["RedrivePolicy"]
+    assert stack.render(redrive["deadLetterTargetArn"]) == stack.attrs["FanoutDeadLetterQueue.Arn"]
+    assert redrive["maxReceiveCount"] == 5
+    assert stack.attrs["FanoutDeadLetterQueue.QueueName"] == f"chalice-realtime-{stage}-fanout-dead-letters"
+    worker_timeout = stack.functions[stack.function_for("fanout_worker")]["Timeout"]
+    # AWS: at least six times the function's timeout, so a shard is not received again while running.
+    assert queue["VisibilityTimeout"] >= 6 * worker_timeout
+    # A standard queue's message expires by its first enqueue time, in the dead-letter queue too.
+    assert dead_letters["MessageRetentionPeriod"] > queue["MessageRetentionPeriod"]
+    outputs = {name: stack.render(o["Value"]) for name, o in stack.template["Outputs"].items()}
+    assert outputs["FanoutDeadLetterQueueName"] == stack.attrs["FanoutDeadLetterQueue.QueueName"]
+    assert outputs["FanoutQueueUrl"] == stack.refs["FanoutQueue"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
@@ -18,11 +18,16 @@ from botocore.exceptions import ClientError
 if TYPE_CHECKING:
     from botocore.config import _RetryDict
     from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_sqs.client import SQSClient
 
 RETRIES: _RetryDict = {"mode": "standard", "max_attempts": 4}
 
 
-def client(service: Literal["dynamodb"], max_pool_connections: int = 10) -> DynamoDBClient:
+@overload
+def client(service: Literal["dynamodb"], max_pool_connections: int = 10) -> DynamoDBClient: ...
+@overload
+def client(service: Literal["sqs"], max_pool_connections: int = 10) -> SQSClient: ...
+def client(service: str, max_pool_connections: int = 10) -> Any:
     """The process-wide boto3 client for `service`.
 
     aws.client("dynamodb", max_pool_connections=32).query(TableName=..., ...)

@@ -21,10 +21,17 @@ import logging
 from collections.abc import Iterator
 
 from chalice import AuthResponse, Blueprint, Response
-from chalice.app import AuthRequest, WebsocketAPI, WebsocketEvent
+from chalice.app import AuthRequest, SQSEvent, WebsocketAPI, WebsocketEvent
 
-from . import observability, runtime
+from . import budget, observability, runtime
 from .auth import AuthUnavailable, InvalidToken, bearer_token
+from .fanout import Shard
+from .settings import fanout_queue_name
+
+# The fan-out workers' queue as Chalice registers it: `chalice deploy` imports this module with the stage's
+# variables (FANOUT_QUEUE_URL names the queue); `chalice package --merge-template` points the event source
+# at the template's queue; the local stack creates and polls the queue its FANOUT_QUEUE_URL names.
+FANOUT_QUEUE = fanout_queue_name()
 
 logger = logging.getLogger(__name__)
 
@@ -101,3 +108,22 @@ def ws_disconnect(event: WebsocketEvent) -> None:
 def ws_message(event: WebsocketEvent) -> None:
     with _invocation(event) as core:
         core.websocket.receive(event.connection_id, event.to_dict().get("body"))
+
+
+@realtime.on_sqs_message(queue=FANOUT_QUEUE, batch_size=1, name="fanout_worker")
+def fanout_worker(event: SQSEvent) -> None:
+    """Deliver one shard of a large notify (`chalice_realtime.fanout`).
+
+    Raises when some frames could not be delivered, or for a message that is not a shard: SQS
+    then delivers it again after the queue's visibility timeout, and after the redrive policy's
+    receives moves it to the dead-letter queue. A redelivered shard skips the connections an
+    earlier attempt settled.
+    """
+    core = runtime.current()
+    observability.configure_logging_once(core.settings.log_level)
+    with (
+        observability.running(observability.invocation_of(event)),
+        budget.answering_within(budget.remaining_seconds_of(event.context)),
+    ):
+        for record in event:
+            core.fanout_worker.deliver(Shard.from_message(record.body))

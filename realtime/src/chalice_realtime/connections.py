@@ -9,7 +9,7 @@ past API Gateway's 2-hour connection limit, because `$disconnect` is best effort
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
@@ -134,6 +134,30 @@ class ConnectionStore:
             (item["connection_id"]["S"], int(item["connected_at"]["N"]))
             for item in self._items_of(user_id, "connection_id, connected_at")
         ]
+
+    def connection_page(
+        self, user_id: str, limit: int, start: Mapping[str, Any] | None = None
+    ) -> tuple[list[tuple[str, int]], dict[str, Any] | None]:
+        """Up to `limit` of the user's `(connection id, connected_at)`, oldest first, from `start` (a
+        cursor this method returned), and the cursor of the rest (None: no more). One Query.
+
+        rows, rest = store.connection_page("uid-1", 5000)
+        """
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": USER_INDEX,
+            "KeyConditionExpression": "user_id = :u",
+            "ExpressionAttributeValues": {":u": {"S": user_id}},
+            "ProjectionExpression": "connection_id, connected_at",
+            "Limit": limit,
+        }
+        if start:
+            query["ExclusiveStartKey"] = dict(start)
+        page = self._dynamodb.query(**query)
+        rows = [
+            (item["connection_id"]["S"], int(item["connected_at"]["N"])) for item in page.get("Items", [])
+        ]
+        return rows, page.get("LastEvaluatedKey") or None
 
     def connection_ids_of(self, user_id: str) -> list[str]:
         """Just the ids of the user's connections, oldest first.

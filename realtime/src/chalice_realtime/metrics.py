@@ -41,6 +41,8 @@ def log_notify(event_key: str, users: int, report: DeliveryReport, duration_ms: 
             "delivered": report.delivered,
             "gone": report.gone,
             "failed": report.failed,
+            "deferred": report.deferred,
+            "deferred_users": report.deferred_users,
             "duration_ms": round(duration_ms, 3),
         },
     )
@@ -52,7 +54,7 @@ class NotifyMetrics:
 
     notifier = Notifier(store, transport, observer=NotifyMetrics(stage="prod"))
 
-    Metrics (namespace `ChaliceRealtime`): `delivered`, `gone`, `failed` (Count) and `duration`
+    Metrics (namespace `ChaliceRealtime`): `delivered`, `gone`, `failed`, `deferred` (Count) and `duration`
     (Milliseconds), per dimension sets [service, stage] and [service, stage, event_key]; the
     blob also carries `notify_id` and `correlation_id` for Logs Insights. Powertools' own
     `POWERTOOLS_METRICS_DISABLED=true` silences them.
@@ -81,6 +83,7 @@ class NotifyMetrics:
         metrics.add_metric("delivered", MetricUnit.Count, report.delivered)
         metrics.add_metric("gone", MetricUnit.Count, report.gone)
         metrics.add_metric("failed", MetricUnit.Count, report.failed)
+        metrics.add_metric("deferred", MetricUnit.Count, report.deferred)
         metrics.add_metric("duration", MetricUnit.Milliseconds, round(duration_ms, 3))
         metrics.add_metadata("notify_id", notify_id)
         metrics.add_metadata("correlation_id", correlation_id())

@@ -6,16 +6,39 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from typing import Protocol
+from concurrent.futures import TimeoutError as FuturesTimeout
+from typing import Any, Protocol
 
+from .budget import notify_budget
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
+from .fanout import (
+    SHARD_CONNECTIONS,
+    FanoutQueue,
+    FanoutUnavailable,
+    Shard,
+    connection_shards,
+    new_notify_id,
+    remove_settled_gone,
+    rest_of_user_shard,
+    user_shards,
+)
 from .identifiers import validate_event_key
 from .metrics import NotifyObserver, log_notify
-from .transports import ManagementTransport, Outcome, SubmittingTransport
+from .transports import ManagementTransport, Outcome, RateController, SubmittingTransport
+
+# What one process is assumed to post per second when its transport has no rate controller:
+# under one warm Lambda's measured rate against a 20 ms Management API (docs/performance.md).
+DEFAULT_POSTS_PER_SECOND = 2_000.0
+# A post started at the budget's end still gets this long: one round trip, before its frame is handed on.
+MIN_POST_SECONDS = 0.2
+# The longest a notify spends delivering before it hands the rest to the fan-out workers.
+DEFAULT_BUDGET_SECONDS = 0.5
+# Connection lookups (one Query each) one notify is assumed to finish per second on its lookup threads.
+LOOKUPS_PER_SECOND_PER_THREAD = 50.0
 
 __all__ = ["DeliveryReport", "Notifier", "Notifies", "frame"]
 
@@ -54,6 +77,11 @@ class Notifier:
     when the notify starts: a younger one may belong to a `$connect` still running, which the
     gateway does not know yet. Deleting that row would leave the socket open with no row, deaf to
     every later notify; kept, the next notify or the TTL settles it.
+
+    With a `fanout` queue, a notify spends at most its budget (`budget_seconds`, less when the
+    caller's Lambda must answer sooner: `chalice_realtime.budget`) delivering: users it cannot
+    look up in time, connections it cannot post to in time at `posts_per_second`, and frames that
+    failed are handed to the fan-out workers in shards, and the report counts them as deferred.
     """
 
     def __init__(
@@ -64,7 +92,13 @@ class Notifier:
         lookup_concurrency: int = 16,
         observer: NotifyObserver = log_notify,
         clock: Clock = SYSTEM_CLOCK,
+        fanout: FanoutQueue | None = None,
+        budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+        posts_per_second: Callable[[], float] | None = None,
     ) -> None:
+        self._fanout = fanout
+        self._budget_seconds = budget_seconds
+        self._posts_per_second = posts_per_second
         self._store = store
         self._clock = clock
         self._observer = observer  # told of each notify's report and duration (logs, metrics)
@@ -85,6 +119,8 @@ class Notifier:
         logged. A bad key raises `ValueError` before any I/O.
         """
         data = frame(event_key)
+        if self._fanout is not None:
+            return self._deliver_within_budget(list(dict.fromkeys(user_ids)), event_key, data, self._fanout)
         started = time.perf_counter()
         # Taken before any frame is posted: a row older than the window now was older when its 410 came.
         settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
@@ -108,20 +144,127 @@ class Notifier:
             for cid, outcome in zip(ids, outcomes, strict=True)
             if outcome is Outcome.GONE
         ]
-        settled = [cid for cid in gone if connected_at[cid] < settled_before]
-        if len(settled) < len(gone):
-            kept = len(gone) - len(settled)
-            logger.info("kept the rows of connections that may still be connecting", extra={"count": kept})
-        if settled:
-            try:
-                self._store.remove_many(settled)  # 25 rows per BatchWriteItem
-            except Exception:
-                logger.exception("could not delete gone connections", extra={"count": len(settled)})
+        remove_settled_gone(self._store, gone, connected_at, settled_before)
         delivered = sum(outcome is Outcome.DELIVERED for _, outcomes in sent for outcome in outcomes)
         failed = sum(outcome is Outcome.FAILED for _, outcomes in sent for outcome in outcomes)
         report = DeliveryReport(delivered=delivered, gone=len(gone), failed=failed_lookups + failed)
         self._observer(event_key, len(users), report, (time.perf_counter() - started) * 1000)
         return report
+
+    def _deliver_within_budget(
+        self, users: list[str], event_key: str, data: bytes, fanout: FanoutQueue
+    ) -> DeliveryReport:
+        """Deliver `data` to `users`' connections for at most the notify's budget; hand the rest on.
+
+        Users beyond what the lookup threads can read in half the budget go on as user shards at once;
+        the connections found beyond what the transport can post in the time left, and the frames that
+        failed, go on as connection shards. If the queue cannot take them, they count as failed (logged).
+        """
+        started = time.perf_counter()
+        budget = notify_budget(self._budget_seconds)
+        deadline = time.monotonic() + budget
+        settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
+        notify_id = new_notify_id()
+        lookup_rate = LOOKUPS_PER_SECOND_PER_THREAD * self._lookup_concurrency
+        inline_users = max(1, int(lookup_rate * budget / 2))
+        later = users[inline_users:]
+        shards: list[Shard] = user_shards(notify_id, event_key, data, later)
+        deferred_users = len(later)
+        found, cursors, unread = self._lookup_until(users[:inline_users], deadline - budget / 2)
+        if unread:
+            shards += user_shards(notify_id + "-late", event_key, data, unread)
+            deferred_users += len(unread)
+        for user_id, cursor in cursors.items():
+            shards.append(rest_of_user_shard(notify_id, event_key, data, user_id, cursor))
+        deferred_users += len(cursors)
+        capacity = max(0, int((deadline - time.monotonic()) * self._rate()))
+        rows = list(found.items())
+        inline, surplus = rows[:capacity], rows[capacity:]
+        shards += connection_shards(notify_id, event_key, data, surplus)
+        deferred = len(surplus)
+        failed = 0
+        if shards and not self._hand_on(shards):
+            failed += len(surplus) + deferred_users
+            deferred = deferred_users = 0
+        ids = [cid for cid, _ in inline]
+        # Bounded by the budget: what the throttle still holds back then is handed on below, not waited for.
+        left = max(MIN_POST_SECONDS, deadline - time.monotonic())
+        outcomes = self._transport.post_to_connections(ids, data, deadline=left) if ids else []
+        gone = [cid for cid, o in zip(ids, outcomes, strict=True) if o is Outcome.GONE]
+        remove_settled_gone(self._store, gone, found, settled_before)
+        unsent = [
+            (cid, found[cid])
+            for cid, o in zip(ids, outcomes, strict=True)
+            if o not in (Outcome.DELIVERED, Outcome.GONE)
+        ]
+        if unsent:
+            retry = connection_shards(notify_id, event_key, data, unsent, first=len(shards) + 1)
+            if self._hand_on(retry):
+                deferred += len(unsent)
+            else:
+                failed += len(unsent)
+        delivered = sum(o is Outcome.DELIVERED for o in outcomes)
+        report = DeliveryReport(delivered, len(gone), failed, deferred, deferred_users)
+        self._observer(event_key, len(users), report, (time.perf_counter() - started) * 1000)
+        return report
+
+    def _rate(self) -> float:
+        """Frames per second this process may post now: what the caller said, else the pace of the transport's
+        rate controller (the account's throttle as it has seen it), else `DEFAULT_POSTS_PER_SECOND`."""
+        if self._posts_per_second is not None:
+            return self._posts_per_second()
+        controller = getattr(self._transport, "rate", None)  # the process's RateController
+        if isinstance(controller, RateController):
+            return controller.rate
+        return DEFAULT_POSTS_PER_SECOND
+
+    def _lookup_until(
+        self, users: list[str], deadline: float
+    ) -> tuple[dict[str, int], dict[str, dict[str, Any]], list[str]]:
+        """Read users' connections until `deadline` (monotonic): connection id -> connected_at, the cursor
+        of each user with more than a shard's worth, and the users not read (late, or failed lookups)."""
+        found: dict[str, int] = {}
+        cursors: dict[str, dict[str, Any]] = {}
+        unread: list[str] = []
+        pool = self._lookup_pool()
+        lookups = {user_id: pool.submit(self._page, user_id) for user_id in users}
+        try:
+            for _ in as_completed(lookups.values(), timeout=max(0.0, deadline - time.monotonic())):
+                pass
+        except FuturesTimeout:
+            pass
+        for user_id, future in lookups.items():
+            if not future.done():
+                # Late: handed on. One still running finishes in the background and its answer is dropped,
+                # so the caller never waits past the deadline for a slow Query.
+                future.cancel()
+                unread.append(user_id)
+                continue
+            page = future.result()
+            if page is None:
+                unread.append(user_id)  # failed after botocore's retries: a worker tries again
+                continue
+            rows, cursor = page
+            found.update(rows)
+            if cursor:
+                cursors[user_id] = cursor
+        return found, cursors, unread
+
+    def _page(self, user_id: str) -> tuple[list[tuple[str, int]], dict[str, Any] | None] | None:
+        try:
+            return self._store.connection_page(user_id, SHARD_CONNECTIONS)
+        except Exception:
+            logger.exception("connection lookup failed", extra={"user_id": user_id})
+            return None
+
+    def _hand_on(self, shards: list[Shard]) -> bool:
+        assert self._fanout is not None
+        try:
+            self._fanout.hand_on(shards)
+        except FanoutUnavailable:
+            logger.exception("could not hand shards to the fan-out workers", extra={"count": len(shards)})
+            return False
+        return True
 
     def _fan_out(
         self,

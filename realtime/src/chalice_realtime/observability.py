@@ -208,7 +208,11 @@ def correlated(event: Any, get_response: Callable[[Any], Any]) -> Any:
     """
     from chalice.app import Request, Response
 
-    with running(invocation_of(event)) as current:
+    from .budget import answering_within, remaining_seconds_of
+
+    context = event.lambda_context if isinstance(event, Request) else getattr(event, "context", None)
+    # A notify in the handler then knows how long its caller can wait (chalice_realtime.budget).
+    with running(invocation_of(event)) as current, answering_within(remaining_seconds_of(context)):
         response = get_response(event)
     if isinstance(event, Request) and isinstance(response, Response):
         response.headers[CORRELATION_HEADER] = current.correlation_id

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from . import aws
 from .auth import FirebaseVerifier, TokenVerifier
 from .connections import ConnectionStore
+from .fanout import FanoutQueue, FanoutWorker, ShardLedger
 from .metrics import NotifyMetrics, NotifyObserver
 from .notifier import Notifier
 from .oidc import OidcVerifier
@@ -27,6 +28,7 @@ from .websocket import WebsocketSessions
 
 if TYPE_CHECKING:
     from types_boto3_dynamodb.client import DynamoDBClient
+    from types_boto3_sqs.client import SQSClient
 
 
 class Realtime:
@@ -49,9 +51,11 @@ class Realtime:
         verifier: TokenVerifier | None = None,
         observer: NotifyObserver | None = None,
         topic_authorizer: TopicAuthorizer | None = None,
+        sqs: SQSClient | None = None,
     ) -> None:
         self.settings = settings
         self._topic_authorizer = topic_authorizer
+        self._sqs = sqs
         self._dynamodb = dynamodb
         self._transport = transport
         self._verifier = verifier
@@ -78,9 +82,31 @@ class Realtime:
         return ConnectionStore(self.settings.connections_table, self.dynamodb)
 
     @functools.cached_property
+    def sqs(self) -> SQSClient:
+        return self._sqs or aws.client("sqs")
+
+    @functools.cached_property
+    def fanout_queue(self) -> FanoutQueue | None:
+        """The fan-out workers' queue, None when `FANOUT_QUEUE_URL` is not set (every notify inline)."""
+        url = self.settings.fanout_queue_url
+        return FanoutQueue(url, self.sqs) if url else None
+
+    @functools.cached_property
     def notifier(self) -> Notifier:
         observer = self._observer or NotifyMetrics(self.settings.stage)
-        return Notifier(self.connections, self.transport, observer=observer)
+        return Notifier(
+            self.connections,
+            self.transport,
+            observer=observer,
+            fanout=self.fanout_queue,
+            budget_seconds=self.settings.notify_budget_seconds,
+        )
+
+    @functools.cached_property
+    def fanout_worker(self) -> FanoutWorker:
+        observer = self._observer or NotifyMetrics(self.settings.stage)
+        ledger = ShardLedger(self.settings.connections_table, self.dynamodb)
+        return FanoutWorker(self.connections, self.transport, ledger, self.fanout_queue, observer=observer)
 
     @functools.cached_property
     def websocket(self) -> WebsocketSessions:

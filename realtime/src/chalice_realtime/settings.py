@@ -56,6 +56,8 @@ class RealtimeSettings:
     # Posts per second this process may send at most; the rest of the account's budget is the REST API's.
     max_posts_per_second: int = DEFAULT_MAX_POSTS_PER_SECOND
     log_level: str = "INFO"  # of the app's own loggers (`app`, `chalicelib.*`)
+    fanout_queue_url: str = ""  # the fan-out workers' SQS queue; '' delivers every notify inline
+    notify_budget_seconds: float = 0.5  # what a notify spends delivering before it hands the rest on
 
     @property
     def is_local(self) -> bool:
@@ -112,6 +114,8 @@ class RealtimeSettings:
             ),
             subscribe_rate_limit=rate(environ, "SUBSCRIBE_RATE_LIMIT", DEFAULT_SUBSCRIBE_RATE_LIMIT),
             topic_authorizer=import_path(environ, "TOPIC_AUTHORIZER"),
+            fanout_queue_url=environ.get("FANOUT_QUEUE_URL", "").strip(),
+            notify_budget_seconds=seconds(environ, "REALTIME_NOTIFY_BUDGET_SECONDS", 0.5, most=25.0),
         )
 
 
@@ -173,6 +177,16 @@ def positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+def seconds(environ: Mapping[str, str], name: str, default: float, *, most: float) -> float:
+    """`environ[name]` as seconds, 0 to `most`, `default` when unset; `ConfigurationError` otherwise."""
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", raw) or float(raw) > most:
+        raise ConfigurationError(f"{name} must be a number of seconds from 0 to {most:g}, not {raw!r}")
+    return float(raw)
+
+
 def rate(environ: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
     """`environ[name]` as `<requests>/<seconds>`, `default` when unset; else a `ConfigurationError`."""
     raw = environ.get(name, "").strip()
@@ -213,6 +227,21 @@ def flag(environ: Mapping[str, str], name: str) -> bool:
     if raw in ("1", "true", "yes", "on"):
         return True
     raise ConfigurationError(f"{name} must be true or false, not {raw!r}")
+
+
+DEFAULT_FANOUT_QUEUE = "realtime-fanout"
+
+
+def fanout_queue_name(environ: Mapping[str, str] | None = None) -> str:
+    """The queue the blueprint's fan-out worker is registered on: the last part of `FANOUT_QUEUE_URL`,
+    else `realtime-fanout`. Read when the blueprint is imported (Chalice's deploy imports it with the
+    stage's variables).
+
+    >>> fanout_queue_name({"FANOUT_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/111122223333/app-dev-fanout"})
+    'app-dev-fanout'
+    """
+    url = (os.environ if environ is None else environ).get("FANOUT_QUEUE_URL", "").strip().rstrip("/")
+    return url.rsplit("/", 1)[-1] if url else DEFAULT_FANOUT_QUEUE
 
 
 @functools.cache

@@ -29,11 +29,14 @@ AUTHORIZER = "realtime_auth"
 CONNECT = "websocket_connect"
 MESSAGE = "websocket_message"
 DISCONNECT = "websocket_disconnect"
-CORE_FUNCTIONS = (AUTHORIZER, CONNECT, DISCONNECT, MESSAGE)
+FANOUT_WORKER = "fanout_worker"  # the Blueprint's `@on_sqs_message` handler (chalice_realtime.fanout)
+CORE_FUNCTIONS = (AUTHORIZER, CONNECT, DISCONNECT, MESSAGE, FANOUT_WORKER)
 # The function serving the app's REST routes: its routes call `notify`.
 REST_FUNCTION = "api_handler"
 TABLE = "ConnectionsTable"
 TOPICS_TABLE = "TopicsTable"  # topic subscriptions, presence slots, subscribe counters
+QUEUE = "FanoutQueue"
+DEAD_LETTER_QUEUE = "FanoutDeadLetterQueue"
 WEBSOCKET_API = "WebsocketAPI"  # Chalice's logical id of the WebSocket API
 LOG_RETENTION_DAYS = 30
 DEFAULT_API_STAGE = "api"  # Chalice's default `api_gateway_stage`
@@ -50,6 +53,7 @@ GLOBAL_VARIABLES = {
     "REALTIME_TRANSPORT": "curl",
     # Posts per second this app's notifies may take of the account's API Gateway budget.
     "REALTIME_MAX_POSTS_PER_SECOND": str(DEFAULT_MAX_POSTS_PER_SECOND),
+    "REALTIME_NOTIFY_BUDGET_SECONDS": "0.5",
 }
 # Timeouts and memory of the core's functions: verifying a token (firebase-admin's import) needs 512 MB
 # to start fast; the others touch one row. Reserved concurrency caps what a flood of connects or pings
@@ -59,7 +63,16 @@ FUNCTION_CONFIG = {
     CONNECT: {"lambda_timeout": 10, "lambda_memory_size": 512, "reserved_concurrency": 25},
     DISCONNECT: {"lambda_timeout": 10, "lambda_memory_size": 256},
     MESSAGE: {"lambda_timeout": 10, "lambda_memory_size": 256, "reserved_concurrency": 10},
+    # One shard per invocation; its reserved share caps how many post at once (docs/performance.md).
+    FANOUT_WORKER: {"lambda_timeout": 30, "lambda_memory_size": 512, "reserved_concurrency": 10},
 }
+# The fan-out queue: a shard comes back after six times the worker's timeout (AWS's advice for SQS event
+# sources), is kept past the 2-hour life of a connection, and after 5 receives goes to the dead-letter
+# queue, kept SQS's longest (a standard queue's message expires by its first enqueue time there too).
+QUEUE_VISIBILITY_SECONDS = 6 * 30
+QUEUE_RETENTION_SECONDS = 4 * 3600
+QUEUE_MAX_RECEIVES = 5
+DEAD_LETTER_RETENTION_SECONDS = 14 * 24 * 3600
 # `.chalice/policy-<stage>.json`: Chalice reads it for every function when `autogen_policy` is false,
 # even for those whose role the template replaces; functions the template does not cover get only this.
 LOGS_ONLY_POLICY = {
@@ -149,6 +162,37 @@ def topics_table() -> dict[str, Any]:
     }
 
 
+def fanout_queues() -> dict[str, Any]:
+    """The fan-out workers' queue and its dead-letter queue, named after the stack."""
+    return {
+        QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": {"Fn::Sub": "${AWS::StackName}-fanout"},
+                "VisibilityTimeout": QUEUE_VISIBILITY_SECONDS,
+                "MessageRetentionPeriod": QUEUE_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+                "RedrivePolicy": {
+                    "deadLetterTargetArn": {"Fn::GetAtt": [DEAD_LETTER_QUEUE, "Arn"]},
+                    "maxReceiveCount": QUEUE_MAX_RECEIVES,
+                },
+            },
+        },
+        DEAD_LETTER_QUEUE: {
+            "Type": "AWS::SQS::Queue",
+            "Properties": {
+                "QueueName": {"Fn::Sub": "${AWS::StackName}-fanout-dead-letters"},
+                "MessageRetentionPeriod": DEAD_LETTER_RETENTION_SECONDS,
+                "SqsManagedSseEnabled": True,
+            },
+        },
+    }
+
+
+def _queue_statement(sid: str, actions: list[str]) -> dict[str, Any]:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": {"Fn::GetAtt": [QUEUE, "Arn"]}}
+
+
 def _table_statement(sid: str, actions: list[str], table: str = TABLE) -> dict[str, Any]:
     return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": {"Fn::GetAtt": [table, "Arn"]}}
 
@@ -226,7 +270,25 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
             ),
             _subscriptions_of_connection(),
         ]
-    notifying = [_index_query(), gone, _connections("PostFrames", "POST", api_stage)]
+    if function_name == FANOUT_WORKER:
+        return [
+            # What Lambda's event source mapping does with the worker's role.
+            _queue_statement(
+                "ReceiveShards", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+            ),
+            _queue_statement("HandOnTheRestOfAUser", ["sqs:SendMessage"]),
+            _table_statement(
+                "ShardRecordsAndGoneConnections", ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem"]
+            ),
+            _index_query(),
+            _connections("PostFrames", "POST", api_stage),
+        ]
+    notifying = [
+        _index_query(),
+        gone,
+        _connections("PostFrames", "POST", api_stage),
+        _queue_statement("HandOnToFanoutWorkers", ["sqs:SendMessage"]),
+    ]
     if function_name == REST_FUNCTION:
         # The REST routes call notify_topic, topic_members and unsubscribe_user too.
         notifying.append(
@@ -265,6 +327,7 @@ def function_variables(api_stage: str = DEFAULT_API_STAGE) -> dict[str, Any]:
     return {
         "FIREBASE_PROJECT_ID": {"Ref": "FirebaseProjectId"},
         "CONNECTIONS_TABLE": {"Ref": TABLE},
+        "FANOUT_QUEUE_URL": {"Ref": QUEUE},
         "TOPICS_TABLE": {"Ref": TOPICS_TABLE},
         "WEBSOCKET_ENDPOINT": {"Fn::Sub": websocket_endpoint(api_stage)},
     }
@@ -280,7 +343,7 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
     Each function the template covers gets its name, its own log group, the core's variables and a role
     with its log group's statement and `statements(function)`.
     """
-    resources: dict[str, Any] = {TABLE: connections_table(), TOPICS_TABLE: topics_table()}
+    resources: dict[str, Any] = {TABLE: connections_table(), TOPICS_TABLE: topics_table(), **fanout_queues()}
     for name in functions_covered(notifying):
         function = logical_id(name)
         resources[function] = {
@@ -290,6 +353,10 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
                 "Environment": {"Variables": function_variables(api_stage)},
             }
         }
+        if name == FANOUT_WORKER:
+            # Chalice subscribed it to the queue FANOUT_QUEUE_URL named when packaging: this stack's instead.
+            source = {"Properties": {"Queue": {"Fn::Sub": f"${{{QUEUE}.Arn}}"}}}
+            resources[function]["Properties"]["Events"] = {f"{function}SqsEventSource": source}
         resources[f"{function}Logs"] = {
             "Type": "AWS::Logs::LogGroup",
             "Properties": {
@@ -318,8 +385,9 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
         }
     return {
         "AWSTemplateFormatVersion": "2010-09-09",
-        "Description": "The chalice-realtime core's connections table and its functions' settings and "
-        "least-privilege roles (chalice-realtime infra). Merge with: chalice package --merge-template",
+        "Description": "The chalice-realtime core's connections table, fan-out queues and its functions' "
+        "settings and least-privilege roles (chalice-realtime infra). "
+        "Merge with: chalice package --merge-template",
         "Parameters": copy.deepcopy(FIREBASE_PROJECT_PARAMETER),
         "Resources": resources,
         "Outputs": {
@@ -329,6 +397,15 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
             },
             "ConnectionsTableName": {"Description": "CONNECTIONS_TABLE", "Value": {"Ref": TABLE}},
             "TopicsTableName": {"Description": "TOPICS_TABLE", "Value": {"Ref": TOPICS_TABLE}},
+            "FanoutQueueUrl": {
+                "Description": "FANOUT_QUEUE_URL: the fan-out workers' SQS queue",
+                "Value": {"Ref": QUEUE},
+            },
+            "FanoutDeadLetterQueueName": {
+                "Description": "Shards the fan-out workers failed 5 times: "
+                "alarm on its ApproximateNumberOfMessagesVisible",
+                "Value": {"Fn::GetAtt": [DEAD_LETTER_QUEUE, "QueueName"]},
+            },
         },
     }
 
@@ -371,6 +448,8 @@ def _merge_function(target: dict[str, Any], core: Mapping[str, Any]) -> None:
     properties["Tracing"] = core["Properties"]["Tracing"]
     variables = properties.setdefault("Environment", {}).setdefault("Variables", {})
     variables.update(core["Properties"]["Environment"]["Variables"])
+    if "Events" in core["Properties"]:
+        properties.setdefault("Events", {}).update(core["Properties"]["Events"])
 
 
 def _merge_role(target: dict[str, Any], core: Mapping[str, Any]) -> None:

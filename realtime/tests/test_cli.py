@@ -334,6 +334,7 @@ def test_infra_gives_a_notifying_function_its_settings_and_role_and_keeps_what_t
         "FindConnectionsOfUser",
         "DeleteGoneConnections",
         "PostFrames",
+        "HandOnToFanoutWorkers",
     ]
     assert template["Resources"]["OrdersTable"] == own["Resources"]["OrdersTable"]
     assert config["autogen_policy"] is False and config["app_name"] == "shop"

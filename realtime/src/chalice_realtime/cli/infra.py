@@ -231,7 +231,7 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
     The core's own functions get what their handler calls; any other function is one that notifies.
 
         [s["Sid"] for s in statements("handle_orders")]
-        # ['FindConnectionsOfUser', 'DeleteGoneConnections', 'PostFrames']
+        # ['FindConnectionsOfUser', 'DeleteGoneConnections', 'PostFrames', 'HandOnToFanoutWorkers']
     """
     if function_name == AUTHORIZER:
         return []

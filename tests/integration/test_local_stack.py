@@ -56,7 +56,7 @@ def connection_rows(stack: LocalStack, user_id: str) -> list[str]:
     """Connection ids stored for `user_id` in the connections table (moto's server, read with boto3)."""
     table = stack.environment["CONNECTIONS_TABLE"]
     items = stack.aws_client("dynamodb").scan(TableName=table)["Items"]
-    return [item["connection_id"]["S"] for item in items if item["user_id"]["S"] == user_id]
+    return [item["connection_id"]["S"] for item in items if item.get("user_id", {}).get("S") == user_id]
 
 
 def live_connections_of(stack: LocalStack, user_id: str) -> list[str]:

@@ -344,6 +344,20 @@ def test_infra_gives_a_notifying_function_its_settings_and_role_and_keeps_what_t
     assert bad.returncode == 2 and "'ship order' is not a Chalice function name" in bad.stderr
 
 
+def test_infra_removes_a_statement_an_earlier_core_wrote_under_another_name() -> None:
+    from chalice_realtime.cli.infra import core_template, merge_template
+
+    earlier = core_template()
+    (policy,) = earlier["Resources"]["FanoutWorkerRole"]["Properties"]["Policies"]
+    statements = policy["PolicyDocument"]["Statement"]
+    renamed = next(s for s in statements if s["Sid"] == "HandOnTheRest")
+    statements.append({**renamed, "Sid": "HandOnTheRestOfAUser"})  # what an earlier core wrote
+
+    merged = merge_template(earlier)
+
+    assert merged == core_template()  # the old statement gone, nothing else changed
+
+
 def test_the_stage_can_be_read_from_its_cloudformation_stack(tmp_path: Path, stage: dict[str, str]) -> None:
     assert cli(stage, "infra", "--app-dir", str(tmp_path)).returncode == 0
     core = json.loads((tmp_path / "realtime-resources.json").read_text())

@@ -1,5 +1,7 @@
 """Large notifies go to the fan-out workers: sharded onto SQS, delivered once per connection, idempotent.
 
+Users' connections and topics' subscribers alike.
+
 moto's DynamoDB and SQS in-process through boto3; the Management API is a recording transport
 passed in (the transports have their own tests), which can answer 410, fail, or die midway as a
 Lambda killed by its timeout would.
@@ -31,12 +33,18 @@ from chalice_realtime.fanout import (
     ShardIncomplete,
     ShardLedger,
     connection_shards,
+    rest_of_topic_shard,
+    subscriber_shards,
     user_shards,
 )
 from chalice_realtime.notifier import Notifier, frame
+from chalice_realtime.subscriptions import Subscription, SubscriptionStore
+from chalice_realtime.testing.store import create_topics_table
+from chalice_realtime.topics import PRESENCE_UPDATED, Topics, topic_frame
 from moto import mock_aws
 
 TABLE = "fanout-test-connections"
+TOPICS_TABLE = "fanout-test-topics"
 FRAME = b'{"event":"jobs-updated"}'
 HOUR_MS = 3_600_000
 
@@ -46,13 +54,22 @@ class Killed(BaseException):
 
 
 class RecordingTransport:
-    """The Management API as the core sees it: records each frame posted; 410 for `gone`, FAILED for
-    `failing`; raises `Killed` once `die_after` frames were posted."""
+    """The Management API as the core sees it: counts each `frame` posted per connection (`frames`) and
+    keeps any other frame in `others`; 410 for `gone`, FAILED for `failing`; raises `Killed` once
+    `die_after` frames were posted; each post takes `latency` seconds."""
 
     def __init__(
-        self, gone: Sequence[str] = (), failing: Sequence[str] = (), die_after: int | None = None
+        self,
+        gone: Sequence[str] = (),
+        failing: Sequence[str] = (),
+        die_after: int | None = None,
+        frame: bytes = FRAME,
+        latency: float = 0.0,
     ) -> None:
         self.frames: Counter[str] = Counter()
+        self.others: list[tuple[str, dict[str, Any]]] = []
+        self.frame = frame
+        self.latency = latency
         self.gone = set(gone)
         self.failing = set(failing)
         self.die_after = die_after
@@ -63,6 +80,8 @@ class RecordingTransport:
     ) -> list[Outcome]:
         outcomes = []
         for cid in connection_ids:
+            if self.latency:
+                time.sleep(self.latency)
             with self._lock:
                 if self.die_after is not None and sum(self.frames.values()) >= self.die_after:
                     raise Killed
@@ -71,8 +90,10 @@ class RecordingTransport:
                 elif cid in self.failing:
                     outcomes.append(Outcome.FAILED)
                 else:
-                    assert data == FRAME
-                    self.frames[cid] += 1
+                    if data == self.frame:
+                        self.frames[cid] += 1
+                    else:
+                        self.others.append((cid, json.loads(data)))
                     outcomes.append(Outcome.DELIVERED)
         return outcomes
 
@@ -104,6 +125,7 @@ def aws() -> Iterator[dict[str, Any]]:
                 }
             ],
         )
+        create_topics_table(dynamodb, TOPICS_TABLE)
         sqs = boto3.client("sqs", region_name="us-east-1")
         url = sqs.create_queue(QueueName="fanout-test")["QueueUrl"]
         yield {"dynamodb": dynamodb, "sqs": sqs, "queue": FanoutQueue(url, sqs)}
@@ -154,12 +176,27 @@ class SteppedClock:
         self.skipped += seconds
 
 
+def topics_of(aws: dict[str, Any], transport: RecordingTransport, **options: Any) -> Topics:
+    """The core's topics over moto, everyone allowed, handing on to the test's queue."""
+    return Topics(
+        SubscriptionStore(TOPICS_TABLE, aws["dynamodb"]),
+        store_of(aws),
+        transport,
+        authorizer=lambda: lambda user, topic: True,
+        max_topics_per_connection=50,
+        subscribe_rate=(1000, 60),
+        fanout=aws["queue"],
+        **options,
+    )
+
+
 def worker_for(
     aws: dict[str, Any], transport: RecordingTransport, clock: SteppedClock | None = None
 ) -> FanoutWorker:
     clock = clock or SteppedClock()
     ledger = ShardLedger(TABLE, aws["dynamodb"], clock=clock)
-    return FanoutWorker(store_of(aws), transport, ledger, aws["queue"], clock=clock)
+    topics = topics_of(aws, transport, clock=clock)
+    return FanoutWorker(store_of(aws), transport, ledger, aws["queue"], topics=topics, clock=clock)
 
 
 def drain(aws: dict[str, Any], worker: FanoutWorker) -> list[DeliveryReport]:
@@ -427,3 +464,195 @@ def test_the_fanout_settings_are_read_and_checked() -> None:
     for bad in ("-1", "soon", "26"):
         with pytest.raises(ConfigurationError, match="REALTIME_NOTIFY_BUDGET_SECONDS"):
             RealtimeSettings.from_env({"REALTIME_NOTIFY_BUDGET_SECONDS": bad})
+
+
+# ---------------------------------------------------------------- topics
+
+
+def subscribe_many(
+    aws: dict[str, Any], topic: str, count: int, *, connected_at: int | None = None
+) -> list[str]:
+    """`count` subscriptions of `topic` (one user and one connection row each, an hour old); their ids."""
+    at = connected_at or int(time.time() * 1000) - HOUR_MS
+    ids = []
+    for start in range(0, count, 25):
+        batch = [(f"sub-{n:06d}", f"member{n:06d}") for n in range(start, min(count, start + 25))]
+        items = [
+            {
+                "pk": {"S": f"topic#{topic}"},
+                "sk": {"S": f"sub#{user}#{cid}"},
+                "connection_id": {"S": cid},
+                "user_id": {"S": user},
+                "connected_at": {"N": str(at)},
+                "expires_at": {"N": str(at // 1000 + 7800)},
+            }
+            for cid, user in batch
+        ]
+        aws["dynamodb"].batch_write_item(
+            RequestItems={TOPICS_TABLE: [{"PutRequest": {"Item": i}} for i in items]}
+        )
+        for cid, user in batch:
+            store_of(aws).add(Connection(cid, user, at))
+        ids += [cid for cid, _ in batch]
+    return ids
+
+
+def test_a_topic_larger_than_the_budget_is_handed_on_and_its_pages_delivered_once_each(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chalice_realtime.fanout.SHARD_CONNECTIONS", 200)  # pages of 200: a chain of links
+    ids = subscribe_many(aws, "room:big", 1_000)
+    data = topic_frame("room-messages-updated", "room:big")
+    transport = RecordingTransport(frame=data, latency=0.001)
+    # 1,000 posts a second for 0.2 s: one page is posted inline, the notify answers, the rest goes on.
+    topics = topics_of(aws, transport, budget_seconds=0.2, posts_per_second=lambda: 1_000)
+
+    started = time.monotonic()
+    report = topics.notify_topic("room:big", "room-messages-updated")
+    answered_in = time.monotonic() - started
+
+    assert 150 <= report.delivered <= 200  # what 0.2 s allowed, read as one page
+    assert report == DeliveryReport(delivered=report.delivered, deferred_topics=1)
+    assert answered_in < 1.0
+    (rest,) = queued(aws)
+    assert (rest.topic, rest.subscribers, rest.cursor is not None) == ("room:big", (), True)
+    reports = drain(aws, worker_for(aws, transport))
+
+    # The rest, a worker per page of 200, each handing on the next before posting its own.
+    assert [r.delivered for r in reports[:4]] == [200] * 4
+    assert sum(r.delivered for r in reports) == 1_000 - report.delivered
+    assert transport.frames == Counter({cid: 1 for cid in ids})  # every subscriber once
+    assert transport.others == []
+
+
+def test_a_topic_notify_with_no_time_left_hands_on_the_whole_topic(aws: dict[str, Any]) -> None:
+    ids = subscribe_many(aws, "room:late", 30)
+    transport = RecordingTransport(frame=topic_frame("room-messages-updated", "room:late"))
+
+    with answering_within(0.5):  # the caller's Lambda must answer in 0.5 s: less than the 1 s margin
+        report = topics_of(aws, transport).notify_topic("room:late", "room-messages-updated")
+
+    assert report == DeliveryReport(deferred_topics=1)
+    assert not transport.frames
+    (rest,) = queued(aws)
+    assert (rest.topic, rest.cursor) == ("room:late", None)  # from the first subscriber
+    drain(aws, worker_for(aws, transport))
+    assert transport.frames == Counter({cid: 1 for cid in ids})
+
+
+def test_a_redelivered_topic_link_hands_on_the_same_next_link_and_sends_nothing_twice(
+    aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chalice_realtime.fanout.SHARD_CONNECTIONS", 50)
+    ids = subscribe_many(aws, "room:again", 120)
+    data = topic_frame("room-messages-updated", "room:again")
+    shard = rest_of_topic_shard("n8", "room-messages-updated", data, "room:again", None)
+    clock = SteppedClock()
+    with pytest.raises(Killed):  # killed after it handed the next page on, before posting its own
+        worker_for(aws, RecordingTransport(frame=data, die_after=0), clock).deliver(shard)
+    clock.advance(LEASE_SECONDS + 1)
+    transport = RecordingTransport(frame=data)
+    worker = worker_for(aws, transport, clock)
+
+    assert worker.deliver(shard) == DeliveryReport(delivered=50)  # SQS's redelivery
+    assert worker.deliver(shard) == DeliveryReport()  # and once more, after it had finished
+    links = queued(aws)
+    assert [link.shard_id for link in links] == ["n8:t/1", "n8:t/1"]  # handed on twice, under one id
+    drain(aws, worker)
+
+    assert transport.frames == Counter({cid: 1 for cid in ids})  # the second copy of the link sent nothing
+
+
+def test_a_killed_topic_worker_is_redelivered_and_resends_only_the_checkpoint_in_flight(
+    aws: dict[str, Any],
+) -> None:
+    ids = subscribe_many(aws, "room:kill", 3 * CHECKPOINT_CONNECTIONS)
+    data = topic_frame("room-messages-updated", "room:kill")
+    shard = rest_of_topic_shard("n9", "room-messages-updated", data, "room:kill", None)
+    dying = RecordingTransport(frame=data, die_after=2 * CHECKPOINT_CONNECTIONS + 10)
+    clock = SteppedClock()
+
+    with pytest.raises(Killed):
+        worker_for(aws, dying, clock).deliver(shard)
+    clock.advance(LEASE_SECONDS + 1)
+    healthy = RecordingTransport(frame=data)
+    worker_for(aws, healthy, clock).deliver(shard)
+
+    assert set(healthy.frames) == set(ids[2 * CHECKPOINT_CONNECTIONS :])
+    assert set(dying.frames) | set(healthy.frames) == set(ids)
+
+
+def test_a_topic_workers_gone_subscriber_loses_its_subscription_and_row_and_presence_follows(
+    aws: dict[str, Any],
+) -> None:
+    now = int(time.time() * 1000)
+    old, young = subscribe_many(aws, "room:gone", 3, connected_at=now - HOUR_MS)[:2]
+    store = SubscriptionStore(TOPICS_TABLE, aws["dynamodb"])
+    store.remove([Subscription("room:gone", "member000001", young, 0)])
+    store.add(Subscription("room:gone", "member000001", young, now - 5_000))  # may still be connecting
+    data = topic_frame("room-messages-updated", "room:gone")
+    transport = RecordingTransport(frame=data, gone=[old, young])
+    shard = rest_of_topic_shard("n10", "room-messages-updated", data, "room:gone", None)
+
+    report = worker_for(aws, transport).deliver(shard)
+
+    assert report == DeliveryReport(delivered=1, gone=2)
+    members = topics_of(aws, transport).members("room:gone")
+    assert members == [
+        "member000001",
+        "member000002",
+    ]  # the old one's subscription went, the young one's stays
+    assert store_of(aws).get(old) is None and store_of(aws).get(young) is not None
+    # The member who left is told to the others: presence-updated, to the one live subscriber.
+    assert transport.others == [("sub-000002", {"event": PRESENCE_UPDATED, "topic": "room:gone"})]
+
+
+def test_topic_frames_that_fail_inline_go_on_as_subscriber_shards(aws: dict[str, Any]) -> None:
+    ids = subscribe_many(aws, "room:flaky", 3)
+    data = topic_frame("room-messages-updated", "room:flaky")
+    transport = RecordingTransport(frame=data, failing=[ids[1]])
+
+    report = topics_of(aws, transport).notify_topic("room:flaky", "room-messages-updated")
+
+    assert report == DeliveryReport(delivered=2, deferred=1)
+    (shard,) = queued(aws)
+    assert shard.subscribers == ((ids[1], "member000001", shard.subscribers[0][2]),)
+    transport.failing.clear()  # the throttle passed
+    drain(aws, worker_for(aws, transport))
+    assert transport.frames == Counter({cid: 1 for cid in ids})
+
+
+def test_a_topic_notify_whose_shards_cannot_be_queued_counts_them_failed(aws: dict[str, Any]) -> None:
+    subscribe_many(aws, "room:nowhere", 5)
+    transport = RecordingTransport(frame=topic_frame("room-messages-updated", "room:nowhere"))
+    aws["sqs"].delete_queue(QueueUrl=aws["queue"].queue_url)
+
+    with answering_within(0.5):
+        report = topics_of(aws, transport).notify_topic("room:nowhere", "room-messages-updated")
+
+    assert report == DeliveryReport(failed=1)  # never silent: the rest of the topic is counted and logged
+
+
+def test_a_topic_shard_survives_its_message_and_fits_sqs() -> None:
+    longest = "u" * 128
+    page = [
+        Subscription("room:42", f"{longest[:-6]}{n:06d}", f"AbCdEfGhIjKlMn{n:02d}=", 1_714_564_800_123)
+        for n in range(1_000)
+    ]
+    data = topic_frame("room-messages-updated", "room:42")
+    (shard,) = subscriber_shards(
+        "0123456789abcdef0123456789abcdef", "room-messages-updated", data, "room:42", page
+    )
+    body = shard.to_message()
+    assert len(body.encode()) < 250_000  # SQS takes 256 KiB per message and per batch
+    assert Shard.from_message(body) == shard
+    cursor = {"pk": {"S": "topic#room:42"}, "sk": {"S": "sub#uid-1#abc="}}
+    rest = rest_of_topic_shard("n11", "room-messages-updated", data, "room:42", cursor)
+    assert Shard.from_message(rest.to_message()) == rest
+    for bad in (
+        {**json.loads(rest.to_message()), "users": ["uid-1"]},  # two audiences
+        {**json.loads(rest.to_message()), "cursor": "page 2"},
+        {**json.loads(shard.to_message()), "subscribers": [["abc=", "uid-1"]]},
+    ):
+        with pytest.raises(ValueError, match="shard"):
+            Shard.from_message(json.dumps(bad))

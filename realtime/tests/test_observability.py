@@ -177,7 +177,9 @@ def test_powertools_own_switch_silences_the_metrics_but_not_the_log(
 def test_a_metric_that_cannot_be_emitted_costs_the_notify_nothing(
     logs: Logs, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    not_a_count = SimpleNamespace(delivered="many", gone=0, failed=0, deferred=0, deferred_users=0)
+    not_a_count = SimpleNamespace(
+        delivered="many", gone=0, failed=0, deferred=0, deferred_users=0, deferred_topics=0
+    )
     NotifyMetrics("dev")("jobs-updated", 1, not_a_count, 1.0)  # type: ignore[arg-type]
     assert [line["message"] for line in logs.lines()] == ["notified", "could not emit notify metrics"]
     assert emf_blobs(capsys.readouterr().out) == []

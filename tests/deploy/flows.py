@@ -518,11 +518,20 @@ def _ws(d: Deployment, connection_id: str, action: str, topic: str) -> None:
     assert d.invoke("ws_message", websocket_event("$default", connection_id, body=body))["statusCode"] == 200
 
 
-def _stale_subscription(d: Deployment, user_id: str, connection_id: str, topic: str) -> None:
-    """A subscription of a connection that died an hour ago without `$disconnect` (recorded as nobody's)."""
+def _stale_subscription(
+    d: Deployment, user_id: str, connection_id: str, topic: str, *, refused: bool = False
+) -> None:
+    """A subscription of a connection that died an hour ago without `$disconnect` (recorded as nobody's);
+    with `refused`, one whose posts are refused instead (403), so its frames go to the fan-out workers."""
     from chalice_realtime.subscriptions import Subscription, SubscriptionStore
 
-    d.connect(user_id, connection_id, gone=True)
+    d.connect(
+        user_id,
+        connection_id,
+        gone=not refused,
+        refused=refused,
+        connected_at=int(time.time() * 1000) - 3_600_000,
+    )
     table = d.settings_of("APIHandler").realtime.topics_table
     store = SubscriptionStore(table, boto3.client("dynamodb", region_name="us-east-1"))
     store.add(Subscription(topic, user_id, connection_id, int(time.time() * 1000) - 3_600_000))
@@ -546,12 +555,20 @@ def rooms(d: Deployment) -> None:
         200,
     )
     expect(d.rest("GET", "/rooms/{room_id}", user="sam", path=f"/rooms/{room_id}"), 200)
-    # A member's subscribe meets another's dead socket in the presence frame it sets off (the 410 path).
+    # A member's subscribe meets another's dead socket in the presence frame it sets off (the 410 path), and
+    # a socket whose post is refused: that frame goes on to the fan-out workers.
     _stale_subscription(d, "vic", "vic-old", topic)
+    _stale_subscription(d, "wes", "wes-refused", topic, refused=True)
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     d.connect("sam", "sam-1")
     _ws(d, "sam-1", "subscribe", topic)
     assert {"event": "subscribed", "topic": topic} in d.received("sam-1")
     assert "vic-old" not in d.connection_rows()
+    handed_on = d.fanout_shards()
+    # Its presence frames (the subscribe's, and the one the 410 set off) went on for the refused socket.
+    assert {(s["topic"], tuple(c for c, _, _ in s["subscribers"])) for s in handed_on} == {
+        (topic, ("wes-refused",))
+    }
     d.connect("mallory", "mallory-ws")
     _ws(d, "mallory-ws", "subscribe", topic)
     assert d.received("mallory-ws") == [{"event": "subscribe-refused", "topic": topic}]
@@ -589,8 +606,12 @@ def ws_disconnect_ends_subscriptions(d: Deployment) -> None:
     d.connect("tess", "tess-1")
     _ws(d, "tess-1", "subscribe", topic)
     _stale_subscription(d, "ulla", "ulla-old", topic)
+    _stale_subscription(d, "xena", "xena-refused", topic, refused=True)
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
     assert d.invoke("ws_disconnect", websocket_event("$disconnect", "tess-1"))["statusCode"] == 200
     assert "ulla-old" not in d.connection_rows()
+    # The presence frame the refused socket did not take went on to the fan-out workers.
+    assert {c for s in d.fanout_shards() for c, _, _ in s["subscribers"]} == {"xena-refused"}
 
 
 # ---------------------------------------------------------------- jobs
@@ -718,3 +739,38 @@ def fanout_worker_reads_users_and_hands_on_the_rest_of_a_large_one(d: Deployment
     # kim's connections past the first page, behind a cursor; and what the worker read past one shard's worth.
     assert [(s["user"], s["cursor"] is not None) for s in handed_on if "user" in s] == [("kim", True)]
     assert sum(len(s.get("connections", {})) for s in handed_on) == 1
+
+
+@flow("fanout_worker")
+def fanout_worker_delivers_the_rest_of_a_topic(d: Deployment) -> None:
+    """A topic shard: its subscribers read from the topics table and posted; a gone one's subscription and
+    row go and the presence frame that follows reaches the live one; delivered again: nothing twice."""
+    if "/rooms" not in _app_routes():
+        return
+    room_id = expect(d.rest("POST", "/rooms", user="lena", body={"name": "all hands"}), 201)["room_id"]
+    topic = f"room:{room_id}"
+    d.connect("lena", "lena-1")
+    _ws(d, "lena-1", "subscribe", topic)
+    _stale_subscription(d, "mo", "mo-old", topic)
+    d.fanout_shards()  # what earlier flows handed on is not this flow's
+    key = "room-messages-updated"
+    frame = json.dumps({"event": key, "topic": topic}, separators=(",", ":"))
+    shard = {
+        "v": 1,
+        "id": "deploy-3:t",
+        "key": key,
+        "frame": frame,
+        "topic": topic,
+        "cursor": None,
+        "page": 0,
+    }
+    for _ in range(2):  # SQS delivers at least once
+        d.invoke("fanout_worker", _shard_event(d, shard))
+    received = d.received("lena-1")
+    assert received.count({"event": key, "topic": topic}) == 1
+    assert {"event": "presence-updated", "topic": topic} in received
+    assert "mo-old" not in d.connection_rows()
+    members = expect(
+        d.rest("GET", "/rooms/{room_id}/presence", user="lena", path=f"/rooms/{room_id}/presence"), 200
+    )
+    assert members == {"users": ["lena"]}

@@ -17,8 +17,17 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from .transports import RateController
+
+# The longest a notify spends delivering before it hands the rest to the fan-out workers.
+DEFAULT_BUDGET_SECONDS = 0.5
 # Left to the caller after its notify: to answer, log and return before Lambda (or API Gateway) gives up.
 MARGIN_SECONDS = 1.0
+# What one process is assumed to post per second when its transport has no rate controller:
+# under one warm Lambda's measured rate against a 20 ms Management API (docs/performance.md).
+DEFAULT_POSTS_PER_SECOND = 2_000.0
+# A post started at the budget's end still gets this long: one round trip, before its frame is handed on.
+MIN_POST_SECONDS = 0.2
 
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("realtime_deadline", default=None)
 
@@ -53,3 +62,15 @@ def notify_budget(ceiling: float) -> float:
     if deadline is None:
         return ceiling
     return max(0.0, min(ceiling, deadline - time.monotonic() - MARGIN_SECONDS))
+
+
+def posting_rate(transport: object) -> float:
+    """Frames per second this process may post now: the pace of the transport's rate controller (the
+    account's throttle as it has seen it), else `DEFAULT_POSTS_PER_SECOND`.
+
+    capacity = int(seconds_left * posting_rate(transport))  # frames to post inline; the rest is handed on
+    """
+    controller = getattr(transport, "rate", None)  # the process's RateController
+    if isinstance(controller, RateController):
+        return controller.rate
+    return DEFAULT_POSTS_PER_SECOND

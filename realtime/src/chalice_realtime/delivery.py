@@ -10,7 +10,9 @@ class DeliveryReport:
     """What became of one notify: frames delivered, connections found gone (and
     deleted), frames that still failed after retries, and what was handed to the
     fan-out workers (docs/architecture.md): `deferred` frames to connections already
-    read, `deferred_users` users whose connections (or the rest of them) a worker reads.
+    read, `deferred_users` users whose connections (or the rest of them) a worker reads,
+    `deferred_topics` topics whose subscribers (the rest of them, a number not known
+    until read) a worker reads.
     """
 
     delivered: int = 0
@@ -18,6 +20,7 @@ class DeliveryReport:
     failed: int = 0
     deferred: int = 0
     deferred_users: int = 0
+    deferred_topics: int = 0
 
     def __add__(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(
@@ -26,6 +29,7 @@ class DeliveryReport:
             self.failed + other.failed,
             self.deferred + other.deferred,
             self.deferred_users + other.deferred_users,
+            self.deferred_topics + other.deferred_topics,
         )
 
     @property

@@ -2,10 +2,12 @@
 
 A notify that cannot deliver its whole audience within its budget (`chalice_realtime.budget`)
 hands the rest to `FanoutQueue` in shards of at most `SHARD_CONNECTIONS` connections (ids
-already read), `SHARD_USERS` users (read by the worker), or one user's connections from a
-cursor (read page by page, each page handing the next one on). The blueprint's
-`fanout_worker` Lambda receives one shard per invocation and `FanoutWorker.deliver`s it
-with the same transport as the notifier.
+already read), `SHARD_USERS` users (read by the worker), one user's connections from a
+cursor, or a topic's subscribers: those already read (`SHARD_SUBSCRIBERS`), or the rest from a
+cursor. A cursor shard is read a page of `SHARD_CONNECTIONS` at a time, each page handing the
+next one on before it is posted, so a topic or user of any size is posted by as many workers
+at once as its pages. The blueprint's `fanout_worker` Lambda receives one shard per
+invocation and `FanoutWorker.deliver`s it with the same transport as the notifier.
 
 Idempotent per shard: a shard record (`ShardLedger`) in the connections table collects the
 connections each checkpoint settled (delivered or gone), and the shard is marked finished at
@@ -15,7 +17,7 @@ the checkpoint that was in flight (a duplicate `{"event": key}` costs one refetc
 that still fail raise `ShardIncomplete`: SQS redelivers the shard after its visibility
 timeout, and after `maxReceiveCount` receives moves it to the dead-letter queue.
 
-    worker = FanoutWorker(store, transport, ShardLedger(table, dynamodb), queue)
+    worker = FanoutWorker(store, transport, ShardLedger(table, dynamodb), queue, topics=topics)
     worker.deliver(Shard.from_message(record.body))
 """
 
@@ -25,10 +27,10 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -37,6 +39,7 @@ from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
 from .metrics import NotifyObserver, log_notify
+from .subscriptions import Subscription
 from .transports import ManagementTransport, Outcome
 
 if TYPE_CHECKING:
@@ -49,6 +52,8 @@ logger = logging.getLogger(__name__)
 # A shard's size: 5,000 connection ids (about 180 KB of message, under SQS's 256 KB), or 500 users.
 SHARD_CONNECTIONS = 5_000
 SHARD_USERS = 500
+# Subscribers already read, as (connection id, user id, connected_at): a page of them fits in one SQS message.
+SHARD_SUBSCRIBERS = 1_000
 # A shard's record is updated after this many frames: what a worker that dies may send twice.
 CHECKPOINT_CONNECTIONS = 500
 # Shard records sit in the connections table under keys no API Gateway connection id can have.
@@ -80,9 +85,11 @@ class FanoutUnavailable(RuntimeError):
 class Shard:
     """One unit of a fan-out worker's work: a frame and whom to send it to.
 
-    Exactly one audience: `connections` (id -> connected_at, epoch ms), `users`, or `user`
-    with `cursor` (the rest of that user's connections, from a `ConnectionStore.connection_page`
-    cursor; `page` counts the links of that chain).
+    Exactly one audience: `connections` (id -> connected_at, epoch ms), `users`, `user` with
+    `cursor` (the rest of that user's connections, from a `ConnectionStore.connection_page`
+    cursor), or `topic`: its `subscribers` ((connection id, user id, connected_at) already read),
+    or else the rest of its subscribers from `cursor` (a `SubscriptionStore.subscriber_page`
+    cursor; None: from the first). `page` counts the links of a cursor's chain.
     """
 
     shard_id: str
@@ -93,6 +100,8 @@ class Shard:
     user: str = ""
     cursor: Mapping[str, Any] | None = None
     page: int = 0
+    topic: str = ""
+    subscribers: tuple[tuple[str, str, int], ...] = ()
 
     def to_message(self) -> str:
         body: dict[str, Any] = {"v": FORMAT_VERSION, "id": self.shard_id, "key": self.event_key}
@@ -103,6 +112,12 @@ class Shard:
             body["users"] = list(self.users)
         if self.user:
             body.update(user=self.user, cursor=self.cursor, page=self.page)
+        if self.topic:
+            body["topic"] = self.topic
+            if self.subscribers:
+                body["subscribers"] = [list(subscriber) for subscriber in self.subscribers]
+            else:
+                body.update(cursor=self.cursor, page=self.page)
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -121,11 +136,16 @@ class Shard:
                 user=str(raw.get("user") or ""),
                 cursor=raw.get("cursor"),
                 page=int(raw.get("page") or 0),
+                topic=str(raw.get("topic") or ""),
+                subscribers=tuple((str(c), str(u), int(at)) for c, u, at in raw.get("subscribers") or ()),
             )
-        except (KeyError, TypeError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise ValueError(f"not a fan-out shard: {exc}") from exc
-        if not shard.shard_id or sum(map(bool, (shard.connections, shard.users, shard.user))) != 1:
-            raise ValueError("a shard names exactly one audience: connections, users or a user")
+        audiences = (shard.connections, shard.users, shard.user, shard.topic)
+        if not shard.shard_id or sum(map(bool, audiences)) != 1:
+            raise ValueError("a shard names exactly one audience: connections, users, a user or a topic")
+        if shard.cursor is not None and not isinstance(shard.cursor, dict):
+            raise ValueError("a shard's cursor is a DynamoDB key")
         return shard
 
 
@@ -161,6 +181,55 @@ def rest_of_user_shard(
 ) -> Shard:
     """The connections of `user_id` after `cursor`, read by the worker page by page."""
     return Shard(f"{notify_id}:r:{user_id}", event_key, frame.decode(), user=user_id, cursor=cursor)
+
+
+def subscriber_shards(
+    notify_id: str,
+    event_key: str,
+    frame: bytes,
+    topic: str,
+    subscribers: Sequence[Subscription],
+    *,
+    first: int = 0,
+) -> list[Shard]:
+    """Subscriptions of `topic` already read, in shards of `SHARD_SUBSCRIBERS`, numbered from `first`."""
+    text = frame.decode()
+    rows = [(s.connection_id, s.user_id, s.connected_at) for s in subscribers]
+    return [
+        Shard(
+            f"{notify_id}:s{first + n}",
+            event_key,
+            text,
+            topic=topic,
+            subscribers=tuple(rows[start : start + SHARD_SUBSCRIBERS]),
+        )
+        for n, start in enumerate(range(0, len(rows), SHARD_SUBSCRIBERS))
+    ]
+
+
+def rest_of_topic_shard(
+    notify_id: str, event_key: str, frame: bytes, topic: str, cursor: Mapping[str, Any] | None
+) -> Shard:
+    """The subscribers of `topic` after `cursor` (None: all of them), read by the workers page by page."""
+    return Shard(f"{notify_id}:t", event_key, frame.decode(), topic=topic, cursor=cursor)
+
+
+class TopicDelivery(Protocol):
+    """What a worker needs of the topics (`chalice_realtime.topics.Topics`) to deliver a topic shard."""
+
+    def subscriber_page(
+        self, topic: str, limit: int, cursor: Mapping[str, Any] | None
+    ) -> tuple[list[Subscription], dict[str, Any] | None]: ...
+
+    def post_to_subscribers(
+        self,
+        topic: str,
+        page: Sequence[Subscription],
+        data: bytes,
+        *,
+        settled_before: int,
+        deadline: float | None = None,
+    ) -> list[Outcome]: ...
 
 
 class FanoutQueue:
@@ -344,8 +413,11 @@ def remove_settled_gone(
 class FanoutWorker:
     """Delivers shards: the fan-out Lambda's logic.
 
-    worker = FanoutWorker(store, transport, ledger, queue)
+    worker = FanoutWorker(store, transport, ledger, queue, topics=topics)
     report = worker.deliver(shard)   # raises ShardIncomplete if some frames failed
+
+    Topic shards need `topics`: their 410s are settled as `notify_topic` settles them (the subscription
+    and the connection's row go, and presence follows).
     """
 
     def __init__(
@@ -355,6 +427,7 @@ class FanoutWorker:
         ledger: ShardLedger,
         queue: FanoutQueue | None,
         *,
+        topics: TopicDelivery | None = None,
         checkpoint: int = CHECKPOINT_CONNECTIONS,
         lookup_concurrency: int = 16,
         observer: NotifyObserver = log_notify,
@@ -366,6 +439,7 @@ class FanoutWorker:
         self._transport = transport
         self._ledger = ledger
         self._queue = queue
+        self._topics = topics
         self._checkpoint = checkpoint
         self._observer = observer
         self._clock = clock
@@ -373,8 +447,9 @@ class FanoutWorker:
     def deliver(self, shard: Shard) -> DeliveryReport:
         """Post the shard's frame to each of its connections not settled by an earlier attempt.
 
-        Gone connections' rows are deleted as the notifier deletes them. Raises `ShardIncomplete`
-        when some frames failed (their connections stay unsettled, for the redelivery).
+        Gone connections' rows are deleted as the notifier deletes them (a topic's gone subscriptions as
+        `notify_topic` does). Raises `ShardIncomplete` when some frames failed (their connections stay
+        unsettled, for the redelivery).
         """
         started = time.perf_counter()
         attempt = new_attempt_id()
@@ -395,9 +470,28 @@ class FanoutWorker:
     def _deliver(self, shard: Shard, attempt: str, progress: ShardProgress, started: float) -> DeliveryReport:
         # Taken before any frame is posted: a row older than the window now was older when its 410 came.
         settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
-        connected_at, failed_lookups = self._audience(shard)
-        pending = [cid for cid in connected_at if cid not in progress.done]
         data = shard.frame.encode()
+        post: Callable[[list[str]], Sequence[Outcome]]
+        if shard.topic:
+            subscribers = {s.connection_id: s for s in self._subscribers(shard)}
+            audience, failed_lookups = list(subscribers), 0
+            topics, topic = self._require_topics(), shard.topic
+
+            def post(ids: list[str]) -> Sequence[Outcome]:
+                page = [subscribers[cid] for cid in ids]
+                return topics.post_to_subscribers(topic, page, data, settled_before=settled_before)
+
+        else:
+            connected_at, failed_lookups = self._audience(shard)
+            audience = list(connected_at)
+
+            def post(ids: list[str]) -> Sequence[Outcome]:
+                outcomes = self._transport.post_to_connections(ids, data)
+                gone = [cid for cid, o in zip(ids, outcomes, strict=True) if o is Outcome.GONE]
+                remove_settled_gone(self._store, gone, connected_at, settled_before)
+                return outcomes
+
+        pending = [cid for cid in audience if cid not in progress.done]
         delivered = gone = failed = 0
         self._ledger.renew(shard.shard_id, attempt)  # the lookups may have taken a while
         for start in range(0, len(pending), self._checkpoint):
@@ -405,15 +499,13 @@ class FanoutWorker:
             # The transport's own deadline (25 s, under the worker's 30 s timeout) bounds each chunk: a
             # shorter one would report posts still in flight as failed, and the redelivery would send
             # those frames again. What is still throttled then stays unsettled for the redelivery.
-            outcomes = self._transport.post_to_connections(chunk, data)
-            gone_ids = [cid for cid, o in zip(chunk, outcomes, strict=True) if o is Outcome.GONE]
-            remove_settled_gone(self._store, gone_ids, connected_at, settled_before)
+            outcomes = post(chunk)
             settled = [
                 cid for cid, o in zip(chunk, outcomes, strict=True) if o in (Outcome.DELIVERED, Outcome.GONE)
             ]
             self._ledger.settled(shard.shard_id, attempt, settled)
             delivered += sum(o is Outcome.DELIVERED for o in outcomes)
-            gone += len(gone_ids)
+            gone += sum(o is Outcome.GONE for o in outcomes)
             failed += len(chunk) - len(settled)
         report = DeliveryReport(delivered=delivered, gone=gone, failed=failed + failed_lookups)
         users = len(shard.users) or (1 if shard.user else 0)
@@ -426,6 +518,30 @@ class FanoutWorker:
         self._ledger.finish(shard.shard_id, attempt)
         return report
 
+    def _subscribers(self, shard: Shard) -> list[Subscription]:
+        """The topic shard's subscriptions: those it carries, or a page read from its cursor (the next page
+        handed on first). A failed read raises: SQS delivers the shard again."""
+        if shard.subscribers:
+            return [Subscription(shard.topic, uid, cid, at) for cid, uid, at in shard.subscribers]
+        topics = self._require_topics()
+        found: list[Subscription] = []
+        cursor = shard.cursor
+        while True:  # Query answers at most 1 MB: a shard's worth may take more than one
+            page, cursor = topics.subscriber_page(shard.topic, SHARD_CONNECTIONS - len(found), cursor)
+            found += page
+            if cursor is None or len(found) >= SHARD_CONNECTIONS:
+                break
+        if cursor is not None:
+            self._hand_on_next_link(shard, cursor)
+        return found
+
+    def _hand_on_next_link(self, shard: Shard, cursor: Mapping[str, Any]) -> None:
+        """Hand on the next page of a cursor's chain, before this page is posted: if this worker dies, the
+        redelivery hands it on again under the same id, and its record makes the second copy a no-op."""
+        base = shard.shard_id.rsplit("/", 1)[0] if shard.page else shard.shard_id
+        link = replace(shard, shard_id=f"{base}/{shard.page + 1}", cursor=cursor, page=shard.page + 1)
+        self._require_queue().hand_on([link])
+
     def _audience(self, shard: Shard) -> tuple[dict[str, int], int]:
         """connection id -> connected_at of the shard's connections, and the number of failed lookups."""
         if shard.connections:
@@ -433,11 +549,7 @@ class FanoutWorker:
         if shard.user:
             rows, cursor = self._store.connection_page(shard.user, SHARD_CONNECTIONS, shard.cursor)
             if cursor:
-                # Handed on before this page is posted: if this worker dies, the redelivery sends it again,
-                # under the same id, and its record makes the second copy a no-op.
-                base = shard.shard_id.rsplit("/", 1)[0] if shard.page else shard.shard_id
-                link = replace(shard, shard_id=f"{base}/{shard.page + 1}", cursor=cursor, page=shard.page + 1)
-                self._require_queue().hand_on([link])
+                self._hand_on_next_link(shard, cursor)
             return dict(rows), 0
         connected_at: dict[str, int] = {}
         failed = 0
@@ -478,7 +590,10 @@ class FanoutWorker:
 
     def _require_queue(self) -> FanoutQueue:
         if self._queue is None:
-            raise FanoutUnavailable(
-                "FANOUT_QUEUE_URL is not set: the rest of a user's connections cannot be handed on"
-            )
+            raise FanoutUnavailable("FANOUT_QUEUE_URL is not set: the rest of an audience cannot go on")
         return self._queue
+
+    def _require_topics(self) -> TopicDelivery:
+        if self._topics is None:
+            raise FanoutUnavailable("this worker was built without topics: it cannot deliver a topic shard")
+        return self._topics

@@ -43,6 +43,7 @@ def log_notify(event_key: str, users: int, report: DeliveryReport, duration_ms: 
             "failed": report.failed,
             "deferred": report.deferred,
             "deferred_users": report.deferred_users,
+            "deferred_topics": report.deferred_topics,
             "duration_ms": round(duration_ms, 3),
         },
     )

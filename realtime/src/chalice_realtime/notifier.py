@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import Any, Protocol
 
-from .budget import notify_budget
+from .budget import DEFAULT_BUDGET_SECONDS, MIN_POST_SECONDS, notify_budget, posting_rate
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
@@ -28,15 +28,8 @@ from .fanout import (
 )
 from .identifiers import validate_event_key
 from .metrics import NotifyObserver, log_notify
-from .transports import ManagementTransport, Outcome, RateController, SubmittingTransport
+from .transports import ManagementTransport, Outcome, SubmittingTransport
 
-# What one process is assumed to post per second when its transport has no rate controller:
-# under one warm Lambda's measured rate against a 20 ms Management API (docs/performance.md).
-DEFAULT_POSTS_PER_SECOND = 2_000.0
-# A post started at the budget's end still gets this long: one round trip, before its frame is handed on.
-MIN_POST_SECONDS = 0.2
-# The longest a notify spends delivering before it hands the rest to the fan-out workers.
-DEFAULT_BUDGET_SECONDS = 0.5
 # Connection lookups (one Query each) one notify is assumed to finish per second on its lookup threads.
 LOOKUPS_PER_SECOND_PER_THREAD = 50.0
 
@@ -209,14 +202,10 @@ class Notifier:
         return report
 
     def _rate(self) -> float:
-        """Frames per second this process may post now: what the caller said, else the pace of the transport's
-        rate controller (the account's throttle as it has seen it), else `DEFAULT_POSTS_PER_SECOND`."""
+        """Frames per second this process may post now: what the caller said, else `posting_rate`'s."""
         if self._posts_per_second is not None:
             return self._posts_per_second()
-        controller = getattr(self._transport, "rate", None)  # the process's RateController
-        if isinstance(controller, RateController):
-            return controller.rate
-        return DEFAULT_POSTS_PER_SECOND
+        return posting_rate(self._transport)
 
     def _lookup_until(
         self, users: list[str], deadline: float

@@ -106,7 +106,9 @@ class Realtime:
     def fanout_worker(self) -> FanoutWorker:
         observer = self._observer or NotifyMetrics(self.settings.stage)
         ledger = ShardLedger(self.settings.connections_table, self.dynamodb)
-        return FanoutWorker(self.connections, self.transport, ledger, self.fanout_queue, observer=observer)
+        return FanoutWorker(
+            self.connections, self.transport, ledger, self.fanout_queue, topics=self.topics, observer=observer
+        )
 
     @functools.cached_property
     def websocket(self) -> WebsocketSessions:
@@ -128,6 +130,8 @@ class Realtime:
             max_topics_per_connection=self.settings.max_topics_per_connection,
             subscribe_rate=self.settings.subscribe_rate_limit,
             observer=self._observer or NotifyMetrics(self.settings.stage),
+            fanout=self.fanout_queue,
+            budget_seconds=self.settings.notify_budget_seconds,
         )
 
     def topic_authorizer(self) -> TopicAuthorizer | None:

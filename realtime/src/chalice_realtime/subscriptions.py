@@ -16,7 +16,7 @@ Keys (string `pk` / `sk`):
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,11 @@ class SubscriptionStore:
         self._table = table_name
         self._dynamodb = dynamodb
         self._page_size = page_size
+
+    @property
+    def page_size(self) -> int:
+        """Subscriptions read per Query page."""
+        return self._page_size
 
     def add(self, subscription: Subscription) -> None:
         """Store a subscription (one PutItem; storing it again is harmless)."""
@@ -120,17 +125,28 @@ class SubscriptionStore:
 
     def subscriber_pages(self, topic: str) -> Iterator[list[Subscription]]:
         """The topic's subscriptions, one list per Query page of at most `page_size`: never all at once."""
-        query = self._topic_query(topic, SUBSCRIPTION_PREFIX)
-        query.update(Limit=self._page_size, ProjectionExpression="pk, sk, connection_id, connected_at")
+        cursor: dict[str, Any] | None = None
         while True:
-            page = self._dynamodb.query(**query)
-            items = page.get("Items", [])
-            if items:
-                yield [_subscription(topic, item) for item in items]
-            last_key = page.get("LastEvaluatedKey")
-            if not last_key:
+            page, cursor = self.subscriber_page(topic, self._page_size, cursor)
+            if page:
+                yield page
+            if cursor is None:
                 return
-            query["ExclusiveStartKey"] = last_key
+
+    def subscriber_page(
+        self, topic: str, limit: int, cursor: Mapping[str, Any] | None = None
+    ) -> tuple[list[Subscription], dict[str, Any] | None]:
+        """One Query page of at most `limit` subscriptions of `topic` after `cursor` (None: from the first),
+        and the cursor of the next page (None at the end). The cursor is DynamoDB's `LastEvaluatedKey`,
+        plain JSON, so a fan-out shard can carry it: `page, cursor = store.subscriber_page("room:42", 500)`.
+        """
+        query = self._topic_query(topic, SUBSCRIPTION_PREFIX)
+        query.update(Limit=limit, ProjectionExpression="pk, sk, connection_id, connected_at")
+        if cursor:
+            query["ExclusiveStartKey"] = dict(cursor)
+        page = self._dynamodb.query(**query)
+        subscriptions = [_subscription(topic, item) for item in page.get("Items", [])]
+        return subscriptions, dict(page["LastEvaluatedKey"]) if page.get("LastEvaluatedKey") else None
 
     def members(self, topic: str, now_s: float) -> Iterator[str]:
         """User ids with a subscription to `topic` whose row has not expired at `now_s`, each once, sorted.

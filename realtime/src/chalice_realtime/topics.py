@@ -10,6 +10,12 @@ the user's subscribe rate or the connection's topic cap is used up, or the app's
 (none registered: every subscribe is refused). The authorizer runs on every subscribe, re-subscribes
 after a reconnect included, so access removed meanwhile is enforced.
 
+Large topics: with a fan-out queue, `notify_topic` spends at most the notify budget
+(`chalice_realtime.budget`) posting, reading only as many subscribers as it can post in the time
+left, and hands the rest of the topic to the fan-out workers (`chalice_realtime.fanout`) as one
+shard with the Query cursor; the workers read it a page at a time, each page handing the next one
+on. Without a queue every page is posted inline.
+
 Presence: when a user's first subscription to a topic is stored, or their last one ends (unsubscribe,
 `$disconnect`, `unsubscribe_user`, a 410), the topic gets `presence-updated`, at most one per topic per
 second: a change claims the current second (or, taken, the next one, waiting for it) in a conditional
@@ -18,16 +24,27 @@ write; if both are taken, the frame of the next second is sent after this change
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+from .budget import DEFAULT_BUDGET_SECONDS, MIN_POST_SECONDS, notify_budget, posting_rate
 from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
+from .fanout import (
+    FanoutQueue,
+    FanoutUnavailable,
+    Shard,
+    new_notify_id,
+    rest_of_topic_shard,
+    subscriber_shards,
+)
 from .identifiers import validate_event_key, validate_topic
 from .metrics import NotifyObserver, log_notify
 from .subscriptions import Subscription, SubscriptionStore
@@ -90,7 +107,8 @@ class Topics:
     topics.notify_topic("room:42", "room-messages-updated")
 
     `authorizer` is called for the authorizer on each subscribe (None: refuse), so one registered
-    after this object was built still counts.
+    after this object was built still counts. With a `fanout` queue, a topic notify (presence
+    included) spends at most `budget_seconds` posting and hands the rest to the fan-out workers.
     """
 
     def __init__(
@@ -104,7 +122,13 @@ class Topics:
         subscribe_rate: tuple[int, int],
         clock: Clock = SYSTEM_CLOCK,
         observer: NotifyObserver = log_notify,
+        fanout: FanoutQueue | None = None,
+        budget_seconds: float = DEFAULT_BUDGET_SECONDS,
+        posts_per_second: Callable[[], float] | None = None,
     ) -> None:
+        self._fanout = fanout
+        self._budget_seconds = budget_seconds
+        self._posts_per_second = posts_per_second
         self._store = store
         self._connections = connections
         self._transport = transport
@@ -205,38 +229,120 @@ class Topics:
     def notify_topic(self, topic: str, event_key: str) -> DeliveryReport:
         """Send `{"event": event_key, "topic": topic}` to every connection subscribed to `topic`.
 
-        Subscribers are read one Query page at a time and each page is posted (`deliver_page`) before
-        the next is read, so a topic of any size never sits in memory whole. Never raises for delivery
-        problems; a bad topic or key (or a key the core reserves) raises `ValueError` before any I/O.
+        Subscribers are read one Query page at a time and each page is posted before the next is read,
+        so a topic of any size never sits in memory whole; with a fan-out queue, what the notify budget
+        does not allow is handed to the workers (the report's `deferred_topics`). Never raises for
+        delivery problems; a bad topic or key (or a key the core reserves) raises `ValueError` before
+        any I/O.
         """
         validate_topic(topic)
         if validate_event_key(event_key) in RESERVED_KEYS:
             raise ValueError(f"{event_key!r} is a key the core sends itself")
+        return self._notify(topic, event_key)
+
+    def _notify(self, topic: str, event_key: str) -> DeliveryReport:
         started = time.perf_counter()
         # Taken before any frame is posted: a row older than the window now was older when its 410 came.
         settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
-        report = DeliveryReport()
-        try:
-            for page in self._store.subscriber_pages(topic):
-                report += self.deliver_page(topic, page, event_key, settled_before=settled_before)
-        except Exception:
-            logger.exception("reading a topic's subscribers failed", extra={"topic": topic})
-            report += DeliveryReport(failed=1)
+        data = topic_frame(event_key, topic)
+        if self._fanout is not None:
+            report = self._deliver_within_budget(topic, event_key, data, settled_before, self._fanout)
+        else:
+            report = DeliveryReport()
+            try:
+                for page in self._store.subscriber_pages(topic):
+                    outcomes = self.post_to_subscribers(topic, page, data, settled_before=settled_before)
+                    report += _report_of(outcomes)
+            except Exception:
+                logger.exception("reading a topic's subscribers failed", extra={"topic": topic})
+                report += DeliveryReport(failed=1)
         self._observer(event_key, 0, report, (time.perf_counter() - started) * 1000)
         return report
 
-    def deliver_page(
-        self, topic: str, page: Sequence[Subscription], event_key: str, *, settled_before: int
+    def _deliver_within_budget(
+        self, topic: str, event_key: str, data: bytes, settled_before: int, fanout: FanoutQueue
     ) -> DeliveryReport:
-        """Post the topic frame to one page of subscriptions and settle what answered 410.
+        """Read and post pages while the budget lasts, each page only as long as can be posted in the time
+        left; hand on the rest of the topic (from the next page's cursor) and the frames that failed."""
+        budget = notify_budget(self._budget_seconds)
+        deadline = time.monotonic() + budget
+        notify_id = new_notify_id()
+        report = DeliveryReport()
+        cursor: Mapping[str, Any] | None = None
+        retries = 0
+        while True:
+            left = deadline - time.monotonic()
+            capacity = min(self._store.page_size, int(left * self._posting_rate()))
+            if capacity <= 0:
+                report += self._hand_on(
+                    fanout, [rest_of_topic_shard(notify_id, event_key, data, topic, cursor)]
+                )
+                return report
+            try:
+                page, cursor = self._store.subscriber_page(topic, capacity, cursor)
+            except Exception:
+                # After botocore's retries: a worker reads the rest, from the page that failed.
+                logger.exception("reading a topic's subscribers failed; handed on", extra={"topic": topic})
+                report += self._hand_on(
+                    fanout, [rest_of_topic_shard(notify_id, event_key, data, topic, cursor)]
+                )
+                return report
+            if page:
+                seconds = max(MIN_POST_SECONDS, deadline - time.monotonic())
+                outcomes = self.post_to_subscribers(
+                    topic, page, data, settled_before=settled_before, deadline=seconds
+                )
+                report += dataclasses.replace(_report_of(outcomes), failed=0)  # failed frames: handed on
+                unsent = [s for s, o in zip(page, outcomes, strict=True) if o is Outcome.FAILED]
+                if unsent:
+                    retry = subscriber_shards(notify_id, event_key, data, topic, unsent, first=retries)
+                    retries += len(retry)
+                    report += self._hand_on(fanout, retry, frames=len(unsent))
+            if cursor is None:
+                return report
+
+    def _hand_on(self, fanout: FanoutQueue, shards: list[Shard], *, frames: int = 0) -> DeliveryReport:
+        """Put shards on the fan-out queue: `frames` deferred (0: the rest of a topic, `deferred_topics`);
+        failed if the queue cannot take them."""
+        try:
+            fanout.hand_on(shards)
+        except FanoutUnavailable:
+            logger.exception("could not hand shards to the fan-out workers", extra={"count": len(shards)})
+            return DeliveryReport(failed=frames or 1)
+        return DeliveryReport(deferred=frames) if frames else DeliveryReport(deferred_topics=1)
+
+    def _posting_rate(self) -> float:
+        if self._posts_per_second is not None:
+            return self._posts_per_second()
+        return posting_rate(self._transport)
+
+    def subscriber_page(
+        self, topic: str, limit: int, cursor: Mapping[str, Any] | None
+    ) -> tuple[list[Subscription], dict[str, Any] | None]:
+        """One page of the topic's subscriptions after `cursor`, and the next cursor (a worker's read)."""
+        return self._store.subscriber_page(topic, limit, cursor)
+
+    def post_to_subscribers(
+        self,
+        topic: str,
+        page: Sequence[Subscription],
+        data: bytes,
+        *,
+        settled_before: int,
+        deadline: float | None = None,
+    ) -> list[Outcome]:
+        """Post `data` (a `topic_frame`) to one page of subscriptions and settle what answered 410.
 
         A 410 from a connection stored before `settled_before` (epoch ms) removes the subscription and the
         connection's row, as a plain notify does; a younger one may be a `$connect` still in flight and
         stays. A user left without a subscription to the topic sets off `presence-updated`. This is the
-        unit a fan-out worker can run for one page handed to it.
+        unit a fan-out worker runs for a page handed to it; `deadline` (seconds) bounds the posts.
         """
         ids = [s.connection_id for s in page]
-        outcomes = self._transport.post_to_connections(ids, topic_frame(event_key, topic))
+        if deadline is None:
+            outcomes = self._transport.post_to_connections(ids, data)
+        else:
+            outcomes = self._transport.post_to_connections(ids, data, deadline=deadline)
         gone = [s for s, outcome in zip(page, outcomes, strict=True) if outcome is Outcome.GONE]
         settled = [s for s in gone if s.connected_at < settled_before]
         if settled:
@@ -249,9 +355,7 @@ class Topics:
                 left = set()
             if left:
                 self._presence_changed(topic)
-        delivered = sum(outcome is Outcome.DELIVERED for outcome in outcomes)
-        failed = sum(outcome is Outcome.FAILED for outcome in outcomes)
-        return DeliveryReport(delivered=delivered, gone=len(gone), failed=failed)
+        return outcomes
 
     def unsubscribe_user(self, topic: str, user_id: str) -> int:
         """End every subscription of `user_id` to `topic`; each of those connections gets `unsubscribed`.
@@ -297,8 +401,12 @@ class Topics:
             logger.exception("presence update failed", extra={"topic": topic})
 
     def _notify_presence(self, topic: str) -> None:
-        settled_before = epoch_ms(self._clock.now()) - IN_FLIGHT_MS
-        report = DeliveryReport()
-        for page in self._store.subscriber_pages(topic):
-            report += self.deliver_page(topic, page, PRESENCE_UPDATED, settled_before=settled_before)
-        self._observer(PRESENCE_UPDATED, 0, report, 0.0)
+        self._notify(topic, PRESENCE_UPDATED)  # a large topic's presence frame goes to the workers too
+
+
+def _report_of(outcomes: Sequence[Outcome]) -> DeliveryReport:
+    return DeliveryReport(
+        delivered=sum(o is Outcome.DELIVERED for o in outcomes),
+        gone=sum(o is Outcome.GONE for o in outcomes),
+        failed=sum(o is Outcome.FAILED for o in outcomes),
+    )

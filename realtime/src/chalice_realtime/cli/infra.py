@@ -244,8 +244,10 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
             _connections("CloseOldestConnections", "DELETE", api_stage),
         ]
     gone = _table_statement("DeleteGoneConnections", ["dynamodb:BatchWriteItem"])
+    hand_on = _queue_statement("HandOnToFanoutWorkers", ["sqs:SendMessage"])
     if function_name == DISCONNECT:
-        # Its subscriptions go too, and the presence frame that follows may meet other dead sockets.
+        # Its subscriptions go too, and the presence frame that follows may meet other dead sockets (and,
+        # for a topic larger than the notify budget, go on to the fan-out workers).
         return [
             _table_statement("ForgetConnection", ["dynamodb:DeleteItem"]),
             gone,
@@ -256,9 +258,11 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
             ),
             _subscriptions_of_connection(),
             _connections("PostPresenceFrames", "POST", api_stage),
+            hand_on,
         ]
     if function_name == MESSAGE:
-        # Pings, and subscribes: the connection's user, the subscription, presence frames and their 410s.
+        # Pings, and subscribes: the connection's user, the subscription, presence frames, their 410s and
+        # (a topic larger than the notify budget) the fan-out workers.
         return [
             _connections("AnswerPing", "POST", api_stage),
             _table_statement("ReadConnection", ["dynamodb:GetItem"]),
@@ -269,6 +273,7 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
                 TOPICS_TABLE,
             ),
             _subscriptions_of_connection(),
+            hand_on,
         ]
     if function_name == FANOUT_WORKER:
         return [
@@ -276,18 +281,24 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
             _queue_statement(
                 "ReceiveShards", ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
             ),
-            _queue_statement("HandOnTheRestOfAUser", ["sqs:SendMessage"]),
+            _queue_statement("HandOnTheRest", ["sqs:SendMessage"]),
             _table_statement(
                 "ShardRecordsAndGoneConnections", ["dynamodb:BatchWriteItem", "dynamodb:UpdateItem"]
             ),
             _index_query(),
+            # A topic shard: its subscribers' pages, their 410s, and the presence frame that follows.
+            _table_statement(
+                "TopicSubscribers",
+                ["dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+                TOPICS_TABLE,
+            ),
             _connections("PostFrames", "POST", api_stage),
         ]
     notifying = [
         _index_query(),
         gone,
         _connections("PostFrames", "POST", api_stage),
-        _queue_statement("HandOnToFanoutWorkers", ["sqs:SendMessage"]),
+        hand_on,
     ]
     if function_name == REST_FUNCTION:
         # The REST routes call notify_topic, topic_members and unsubscribe_user too.
@@ -416,6 +427,10 @@ def functions_covered(notifying: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+# `Sid`s of statements earlier versions of the core wrote and this one no longer does: removed on merge.
+RETIRED_STATEMENTS = frozenset({"HandOnTheRestOfAUser"})  # now `HandOnTheRest` (users' and topics' rest)
+
+
 def merge_template(
     existing: Mapping[str, Any], notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_STAGE
 ) -> dict[str, Any]:
@@ -423,7 +438,8 @@ def merge_template(
 
     Resources, parameters and outputs of the core replace those of the same name; a function's
     variables are updated in place; in a role, each of the core's statements replaces the one with
-    its `Sid` wherever it is, and the missing ones join the role's first policy. Merging twice
+    its `Sid` wherever it is, the missing ones join the role's first policy, and statements an
+    earlier version of the core wrote under another name (`RETIRED_STATEMENTS`) go. Merging twice
     changes nothing.
     """
     merged = copy.deepcopy(dict(existing))
@@ -460,7 +476,9 @@ def _merge_role(target: dict[str, Any], core: Mapping[str, Any]) -> None:
         return
     placed = {}
     for policy in policies:
-        for statement in policy["PolicyDocument"]["Statement"]:
+        document = policy["PolicyDocument"]
+        document["Statement"] = [s for s in document["Statement"] if s.get("Sid") not in RETIRED_STATEMENTS]
+        for statement in document["Statement"]:
             placed[statement.get("Sid")] = statement
     first = policies[0]["PolicyDocument"]["Statement"]
     for statement in core_policy["PolicyDocument"]["Statement"]:

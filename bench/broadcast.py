@@ -1,13 +1,15 @@
 """Broadcasts larger than a caller can wait for: on paper for AWS, and measured on the local stack.
 
-    python -m bench.broadcast                 # 100,000 connections locally; writes docs/performance.md
-    python -m bench.broadcast --users 1000 --per-user 10 --no-write
+    python -m bench.broadcast                 # 100,000 connections and a 100,000-subscriber topic locally;
+                                              # writes docs/performance.md
+    python -m bench.broadcast --users 1000 --per-user 10 --topic-subscribers 10000 --no-write
     python -m bench.broadcast --paper-only    # the computed table only
 
 On paper: the time to post N frames is bounded by the account's `@connections` rate and by how fast
 the fan-out workers running at once can post; shards are 5,000 connections. Measured: the scenario of
-tests/integration/test_fanout_local.py (a REST handler calling `notify_users`, the workers run by the
-local stack from moto's SQS, the gateway counting posts to virtual connections) at a larger N.
+tests/integration/test_fanout_local.py (a REST handler calling `notify_users`, then `notify_topic`, the
+workers run by the local stack from moto's SQS, the gateway counting posts to virtual connections) at a
+larger N.
 """
 
 from __future__ import annotations
@@ -118,17 +120,18 @@ def paper_section() -> str:
     )
 
 
-def measured_section(result: object, users: int, per_user: int) -> str:
+def measured_section(result: object, audience: str, call: str) -> str:
+    """The figures of one measured broadcast: `audience` says what was notified, `call` how."""
     from testsupport.broadcast import BroadcastResult
 
     assert isinstance(result, BroadcastResult)
     missing = len(result.expected - result.posts.keys())
-    twice = sum(1 for n in result.posts.values() if n > 1)
+    twice = sum(1 for cid, n in result.posts.items() if cid in result.expected and n > 1)
     answered = result.answer_seconds < ANSWER_TARGET_SECONDS
     every_once = missing == 0 and twice == 0 and result.dead_letters == 0
     rows = [
         [
-            "REST handler's answer (notify_users)",
+            f"REST handler's answer ({call})",
             f"{result.answer_seconds:.2f} s",
             f"< {ANSWER_TARGET_SECONDS:.0f} s",
             verdict(answered),
@@ -148,19 +151,44 @@ def measured_section(result: object, users: int, per_user: int) -> str:
     ]
     return "\n".join(
         [
-            f"Measured by `python -m bench.broadcast` on the local stack, {machine()}: {users:,} "
-            f"user{'s' if users != 1 else ''} x "
-            f"{per_user:,} connections = {result.connections:,} rows in moto's DynamoDB, the gateway taking "
-            "their frames as virtual connections. The handler's report: "
-            f"`{json.dumps(result.report, separators=(', ', ': '))}`.",
+            f"{audience}. The handler's report: `{json.dumps(result.report, separators=(', ', ': '))}`.",
             "",
             table(["figure", "measured", "target", ""], rows),
-            "",
-            "Locally every part shares two cores and moto answers one DynamoDB request at a time (a "
-            "Query of the user index reads the whole table), so the delivery time says nothing of AWS; "
-            "the answer time and the exactly-once count are the point.",
         ]
     )
+
+
+def measured_sections(users_result: object, users: int, per_user: int, topic_result: object | None) -> str:
+    """Both measured broadcasts (the topic's if it ran), under one heading line."""
+    from testsupport.broadcast import BroadcastResult
+
+    assert isinstance(users_result, BroadcastResult)
+    parts = [
+        f"Measured by `python -m bench.broadcast` on the local stack, {machine()}, the gateway taking every "
+        "frame as a virtual connection.",
+        measured_section(
+            users_result,
+            f"**notify_users**: {users:,} user{'s' if users != 1 else ''} x {per_user:,} connections = "
+            f"{users_result.connections:,} rows in moto's DynamoDB",
+            "notify_users",
+        ),
+    ]
+    if topic_result is not None:
+        assert isinstance(topic_result, BroadcastResult)
+        parts.append(
+            measured_section(
+                topic_result,
+                f"**notify_topic**: one topic's {topic_result.connections:,} subscriptions in moto's "
+                "DynamoDB, read by the chain of workers a page of 5,000 at a time",
+                "notify_topic",
+            )
+        )
+    parts.append(
+        "Locally every part shares two cores and moto answers one DynamoDB request at a time (a "
+        "Query of the user index reads the whole table), so the delivery time says nothing of AWS; "
+        "the answer time and the exactly-once count are the point."
+    )
+    return "\n\n".join(parts)
 
 
 def write_section(text: str) -> None:
@@ -182,12 +210,18 @@ def main(argv: list[str] | None = None) -> None:
     # would measure moto; one user's pages are read one after the other by the chain of workers.
     parser.add_argument("--users", type=int, default=1)
     parser.add_argument("--per-user", type=int, default=100_000)
+    parser.add_argument(
+        "--topic-subscribers",
+        type=int,
+        default=100_000,
+        help="a topic's subscribers to notify next (0: none)",
+    )
     parser.add_argument("--paper-only", action="store_true", help="print the computed table only")
     parser.add_argument("--no-write", action="store_true", help="print, do not write docs/performance.md")
     args = parser.parse_args(argv)
     sections = [paper_section()]
     if not args.paper_only:
-        from testsupport.broadcast import broadcast, broadcast_app
+        from testsupport.broadcast import broadcast, broadcast_app, broadcast_topic
         from testsupport.localstack import LocalStack
 
         with (
@@ -195,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
             LocalStack(app_dir=broadcast_app(Path(tmp) / "app")) as stack,
         ):
             result = broadcast(stack, users=args.users, per_user=args.per_user, timeout=900)
-        sections.append(measured_section(result, args.users, args.per_user))
+            topic_result = None
+            if args.topic_subscribers:
+                topic_result = broadcast_topic(stack, "room:everyone", args.topic_subscribers, timeout=900)
+        sections.append(measured_sections(result, args.users, args.per_user, topic_result))
     text = "\n\n".join(sections)
     print(text)
     if not args.no_write and not args.paper_only:

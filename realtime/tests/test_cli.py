@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -273,6 +274,68 @@ def test_connections_notify_and_disconnect_act_on_the_users_connections(
     assert (
         cli(stage, "connections", "--user", "uid-2").stdout.splitlines()[-1] == "1 live connection of uid-2"
     )
+
+
+def test_notify_and_members_act_on_a_topics_subscribers(stage: dict[str, str]) -> None:
+    from chalice_realtime.subscriptions import Subscription, SubscriptionStore
+    from chalice_realtime.testing.store import create_connections_table, create_topics_table
+
+    dynamodb = client("dynamodb", stage["AWS_ENDPOINT_URL"])
+    create_connections_table(dynamodb, TABLE)
+    create_topics_table(dynamodb, "cli-topics")
+    env = {**stage, "TOPICS_TABLE": "cli-topics"}
+    now_ms = int(time.time() * 1000)
+    subscriptions = SubscriptionStore("cli-topics", dynamodb)
+    for user_id, connection_id in (("uid-1", "room-a="), ("uid-1", "room-b="), ("uid-2", "room-c=")):
+        subscriptions.add(Subscription("room:42", user_id, connection_id, now_ms))
+    subscriptions.add(Subscription("room:43", "uid-3", "other-d=", now_ms))
+
+    notified = cli(env, "notify", "--topic", "room:42", "--event", "room-messages-updated")
+    members = cli(env, "members", "--topic", "room:42")
+    reserved = cli(env, "notify", "--topic", "room:42", "--event", "subscribed")
+    both = cli(env, "notify", "--topic", "room:42", "--user", "uid-1", "--event", "orders-updated")
+    bad_topic = cli(env, "members", "--topic", "Room 42")
+
+    assert (notified.returncode, notified.stdout) == (0, "delivered=3 gone=0 failed=0\n"), notified.stderr
+    sent = b'{"event":"room-messages-updated","topic":"room:42"}'
+    assert [frames_posted(c) for c in ("room-a=", "room-b=", "room-c=", "other-d=")] == [
+        sent,
+        sent,
+        sent,
+        None,
+    ]
+    assert (members.returncode, members.stdout) == (0, "uid-1\nuid-2\n2 members of room:42\n")
+    assert reserved.returncode == 2 and "'subscribed' is a key the core sends itself" in reserved.stderr
+    assert both.returncode == 2 and "not allowed with argument" in both.stderr
+    assert bad_topic.returncode == 2 and "invalid topic 'Room 42'" in bad_topic.stderr
+    assert "Traceback" not in reserved.stderr + both.stderr + bad_topic.stderr
+
+
+def test_a_stacks_topics_table_and_fanout_queue_are_read_when_it_has_them() -> None:
+    from chalice_realtime.cli import stack_environment
+
+    class CloudFormation:
+        def __init__(self, outputs: dict[str, str]) -> None:
+            self.outputs = outputs
+
+        def describe_stacks(self, StackName: str) -> dict[str, Any]:
+            outputs = [{"OutputKey": k, "OutputValue": v} for k, v in self.outputs.items()]
+            return {"Stacks": [{"Outputs": outputs, "Parameters": []}]}
+
+    base = {"ConnectionsTableName": "shop-connections", "WebsocketManagementEndpoint": "https://x/api"}
+    queue = "https://sqs.eu-west-1.amazonaws.com/111122223333/shop-fanout"
+    newer = {**base, "TopicsTableName": "shop-topics", "FanoutQueueUrl": queue}
+
+    assert stack_environment("shop", CloudFormation(base)) == {
+        "CONNECTIONS_TABLE": "shop-connections",
+        "WEBSOCKET_ENDPOINT": "https://x/api",
+    }
+    assert stack_environment("shop", CloudFormation(newer)) == {
+        "CONNECTIONS_TABLE": "shop-connections",
+        "WEBSOCKET_ENDPOINT": "https://x/api",
+        "TOPICS_TABLE": "shop-topics",
+        "FANOUT_QUEUE_URL": queue,
+    }
 
 
 def test_bad_input_is_a_usage_error_not_a_traceback(stage: dict[str, str]) -> None:

@@ -2,7 +2,8 @@
 
 An operator's commands with the stack's settings (`APP_STAGE=local`, its moto and its Management
 API): `check` passes on the stack, `connections` lists a user's two open sockets, `notify` reaches
-both, and `disconnect` closes them (each client sees its socket closed) and deletes their rows.
+both, and `disconnect` closes them (each client sees its socket closed) and deletes their rows;
+`members` lists a room topic's subscribers and `notify --topic` reaches their sockets.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import requests
 import websockets
 
 from testsupport.localstack import LocalStack
@@ -74,3 +76,52 @@ def test_disconnect_closes_every_socket_of_the_user_and_forgets_them(local_stack
     assert seen["pong"] == {"event": "pong"}
     assert seen["after"] == f"0 live connections of {uid}\n"
     assert str(seen["other"]).splitlines()[-1] == f"1 live connection of {other_uid}"
+
+
+def test_members_and_notify_of_a_topic_reach_its_subscribed_sockets(local_stack: LocalStack) -> None:
+    owner, owner_token = local_stack.sign_up()
+    stranger, stranger_token = local_stack.sign_up()
+    created = requests.post(
+        local_stack.rest_url + "/rooms",
+        json={"name": "ops"},
+        headers={"Authorization": f"Bearer {owner_token}"},
+        timeout=10,
+    )
+    assert created.status_code == 201, created.text
+    topic = f"room:{created.json()['room_id']}"
+
+    async def next_frame(ws: websockets.ClientConnection, event: str) -> dict[str, object]:
+        while True:  # presence-updated frames are passed over
+            frame = dict(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+            if frame["event"] == event:
+                return frame
+
+    async def scenario() -> dict[str, object]:
+        def connect(bearer: str) -> websockets.connect:
+            return websockets.connect(local_stack.ws_url, subprotocols=["bearer", bearer], open_timeout=10)  # type: ignore[list-item]
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return cli(local_stack, *args)
+
+        seen: dict[str, object] = {}
+        async with connect(owner_token) as member, connect(stranger_token) as other:
+            await member.send(json.dumps({"action": "subscribe", "topic": topic}))
+            seen["subscribed"] = await next_frame(member, "subscribed")
+            seen["members"] = (await asyncio.to_thread(run, "members", "--topic", topic)).stdout
+            notified = await asyncio.to_thread(
+                run, "notify", "--topic", topic, "--event", "room-messages-updated"
+            )
+            seen["notified"] = notified.stdout + notified.stderr
+            seen["frame"] = await next_frame(member, "room-messages-updated")
+            # The stranger's socket heard nothing of the topic: its next frame is the answer to its ping.
+            await other.send(json.dumps({"action": "ping"}))
+            seen["other"] = json.loads(await asyncio.wait_for(other.recv(), 10))
+        return seen
+
+    seen = asyncio.run(scenario())
+
+    assert seen["subscribed"] == {"event": "subscribed", "topic": topic}
+    assert seen["members"] == f"{owner}\n1 member of {topic}\n"
+    assert seen["notified"] == "delivered=1 gone=0 failed=0\n"
+    assert seen["frame"] == {"event": "room-messages-updated", "topic": topic}
+    assert seen["other"] == {"event": "pong"} and stranger != owner

@@ -4,6 +4,8 @@
     chalice-realtime check --stage dev                          # is the stage ready for traffic?
     chalice-realtime connections --user uid-1                   # a user's live connections
     chalice-realtime notify --user uid-1 --event orders-updated # send one frame, print the report
+    chalice-realtime notify --topic room:42 --event room-messages-updated   # to a topic's subscribers
+    chalice-realtime members --topic room:42                    # who is subscribed to a topic now
     chalice-realtime disconnect --user uid-1                    # close every socket of a user
 
 The stage's settings are the core's variables (docs: configuration) as `.chalice/config.json` gives
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..identifiers import validate_event_key
+from ..identifiers import validate_event_key, validate_topic
 from ..metrics import log_notify
 from ..runtime import Realtime
 from ..settings import ConfigurationError, RealtimeSettings
@@ -49,6 +51,8 @@ STACK_OUTPUTS = {
     "ConnectionsTableName": "CONNECTIONS_TABLE",
     "WebsocketManagementEndpoint": "WEBSOCKET_ENDPOINT",
 }
+# Outputs of later versions of the template, read when the stack has them.
+OPTIONAL_STACK_OUTPUTS = {"TopicsTableName": "TOPICS_TABLE", "FanoutQueueUrl": "FANOUT_QUEUE_URL"}
 STACK_PARAMETERS = {"FirebaseProjectId": "FIREBASE_PROJECT_ID"}
 
 
@@ -75,8 +79,9 @@ def stage_environment(
 
 
 def stack_environment(stack_name: str, cloudformation: Any) -> dict[str, str]:
-    """`CONNECTIONS_TABLE`, `WEBSOCKET_ENDPOINT` and `FIREBASE_PROJECT_ID` from a deployed stack's outputs
-    and parameters (a `chalice package` deployment names its table and API only there)."""
+    """`CONNECTIONS_TABLE`, `WEBSOCKET_ENDPOINT`, `FIREBASE_PROJECT_ID`, and `TOPICS_TABLE` and
+    `FANOUT_QUEUE_URL` if it has them, from a deployed stack's outputs and parameters (a `chalice
+    package` deployment names its tables, queue and API only there)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
@@ -94,6 +99,7 @@ def stack_environment(stack_name: str, cloudformation: Any) -> dict[str, str]:
     return {
         **{variable: parameters[name] for name, variable in STACK_PARAMETERS.items() if parameters.get(name)},
         **{variable: outputs[name] for name, variable in STACK_OUTPUTS.items()},
+        **{variable: outputs[name] for name, variable in OPTIONAL_STACK_OUTPUTS.items() if name in outputs},
     }
 
 
@@ -191,11 +197,32 @@ def run_notify(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO
     _require_endpoint(settings)
     realtime = Realtime(settings, observer=log_notify)
     try:
-        report = realtime.notifier.notify(args.user, args.event)
+        if args.topic:
+            try:
+                report = realtime.topics.notify_topic(args.topic, args.event)
+            except ValueError as exc:  # a key only the core may send (`subscribed`, ...)
+                raise UsageError(str(exc)) from exc
+        else:
+            report = realtime.notifier.notify(args.user, args.event)
     finally:
         realtime.close()
-    out.write(f"delivered={report.delivered} gone={report.gone} failed={report.failed}\n")
+    line = f"delivered={report.delivered} gone={report.gone} failed={report.failed}"
+    if report.deferred or report.deferred_users or report.deferred_topics:
+        line += (
+            f" handed to the fan-out workers: deferred={report.deferred} "
+            f"deferred_users={report.deferred_users} deferred_topics={report.deferred_topics}"
+        )
+    out.write(line + "\n")
     return 1 if report.failed else 0
+
+
+def run_members(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
+    realtime = Realtime(settings_for(args, environ))
+    members = realtime.topics.members(args.topic)
+    for user_id in members:
+        out.write(f"{user_id}\n")
+    out.write(f"{len(members)} member{'' if len(members) == 1 else 's'} of {args.topic}\n")
+    return 0
 
 
 def run_disconnect(args: argparse.Namespace, environ: Mapping[str, str], out: TextIO) -> int:
@@ -268,6 +295,13 @@ def _event(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _topic(value: str) -> str:
+    try:
+        return validate_topic(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -301,7 +335,8 @@ def parser() -> argparse.ArgumentParser:
     for name, help in (
         ("check", "verify a stage before traffic: table, index, TTL, Management API permission, issuer keys"),
         ("connections", "list a user's live connections"),
-        ("notify", "send one event key to a user's connections and print the delivery report"),
+        ("notify", "send one event key to a user's connections or a topic's, and print the delivery report"),
+        ("members", "list the users subscribed to a topic now (presence)"),
         ("disconnect", "close every connection of a user (DeleteConnection), then delete their rows"),
     ):
         sub = command(name, help)
@@ -313,10 +348,15 @@ def parser() -> argparse.ArgumentParser:
             sub.add_argument(
                 "--role-arn", help="check this function role's permission with IAM's policy simulator"
             )
+        elif name == "notify":
+            audience = sub.add_mutually_exclusive_group(required=True)
+            audience.add_argument("--user", type=_user, help="the user id (the token's subject)")
+            audience.add_argument("--topic", type=_topic, help="a topic, e.g. room:42: its subscribers")
+            sub.add_argument("--event", required=True, type=_event, help="the event key, e.g. orders-updated")
+        elif name == "members":
+            sub.add_argument("--topic", required=True, type=_topic, help="the topic, e.g. room:42")
         else:
             sub.add_argument("--user", required=True, type=_user, help="the user id (the token's subject)")
-        if name == "notify":
-            sub.add_argument("--event", required=True, type=_event, help="the event key, e.g. orders-updated")
     return top
 
 
@@ -338,6 +378,7 @@ def main(
             "check": run_check,
             "connections": run_connections,
             "notify": run_notify,
+            "members": run_members,
             "disconnect": run_disconnect,
         }[args.command]
         return run(args, environ, out)

@@ -10,7 +10,9 @@ checked on both of them.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ from chalice_realtime.connections import Connection, ConnectionStore
 from chalice_realtime.notifier import DeliveryReport, Notifier, frame
 from chalice_realtime.transports.aiohttp import AiohttpTransport
 from chalice_realtime.transports.base import (
+    IN_FLIGHT_GRACE_SECONDS,
     ManagementTransport,
     Outcome,
     RetryPolicy,
@@ -172,6 +175,40 @@ def test_the_deadline_bounds_a_call_to_a_server_that_never_answers(make_own_tran
         started = time.monotonic()
         assert transport.post_to_connections(["c1", "c2", "c3"], FRAME) == [Outcome.FAILED] * 3
         assert 0.9 <= time.monotonic() - started < 3.0
+
+
+def test_posts_in_flight_at_the_deadline_come_back_with_their_real_outcome(make_transport: Any) -> None:
+    """Each post is answered after 300 ms and the call's deadline is 100 ms: the posts already sent are
+    DELIVERED, not FAILED (a FAILED frame is handed on and would reach its browser twice)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received: Counter[str] = Counter()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            time.sleep(0.3)
+            received[self.path.rsplit("/", 1)[-1]] += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        transport = make_transport(f"http://127.0.0.1:{server.server_address[1]}")
+        started = time.monotonic()
+        outcomes = transport.post_to_connections(["c1", "c2", "c3", "c4"], FRAME, deadline=0.1)
+        took = time.monotonic() - started
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcomes == [Outcome.DELIVERED] * 4
+    assert received == Counter({"c1": 1, "c2": 1, "c3": 1, "c4": 1})
+    assert took < 0.1 + IN_FLIGHT_GRACE_SECONDS + 0.5
 
 
 def test_refreshed_credentials_sign_the_next_call(stand_in: StandIn, make_own_transport: Any) -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .base import (
+    IN_FLIGHT_GRACE_SECONDS,
     RETRYABLE_STATUSES,
     Outcome,
     RetryPolicy,
@@ -275,13 +276,13 @@ class AiohttpTransport:
                 if remaining <= 0:
                     reason = f"{reason}, deadline" if reason else "deadline"
                     break
-                # The session's timeout applies unless the deadline is nearer.
+                # The session's timeout applies unless the deadline (and a grace for what is in flight then)
+                # is nearer.
+                allowed = remaining + IN_FLIGHT_GRACE_SECONDS
                 timeout = (
                     {}
-                    if remaining >= self._request_timeout
-                    else {
-                        "timeout": aiohttp.ClientTimeout(total=remaining, sock_connect=self._connect_timeout)
-                    }
+                    if allowed >= self._request_timeout
+                    else {"timeout": aiohttp.ClientTimeout(total=allowed, sock_connect=self._connect_timeout)}
                 )
                 headers = signer(method, url, data)
                 started = time.monotonic()

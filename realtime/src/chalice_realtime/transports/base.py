@@ -97,7 +97,9 @@ class RetryPolicy:
     a number of attempts. 5xx and connection errors get `max_attempts` in all: the n-th retry
     waits `uniform(0, min(max_delay, base_delay * 2**n))`, or what `Retry-After` asks (when that
     fits in the time left). `deadline` bounds one whole `post_to_connections` call (a caller
-    may pass its own); what is not delivered by then is FAILED.
+    may pass its own): no attempt starts after it, and what is not delivered by then is FAILED.
+    An attempt already in flight at the deadline gets up to `IN_FLIGHT_GRACE_SECONDS` more (within
+    the request timeout) to come back with its real outcome.
     """
 
     max_attempts: int = 5
@@ -110,6 +112,10 @@ class RetryPolicy:
         # Full jitter: spreads a throttled burst instead of retrying it in lockstep.
         return random.uniform(0.0, min(self.max_delay, self.base_delay * 2**retry))  # noqa: S311
 
+
+# An attempt started before a call's deadline may run this long past it. Cut at the deadline, a post that API
+# Gateway may already have delivered would come back FAILED, be handed on, and reach its browser twice.
+IN_FLIGHT_GRACE_SECONDS = 1.0
 
 UNDELIVERED_SAMPLE = 10  # connection ids logged with a call's undelivered frames
 

@@ -97,10 +97,10 @@ class Boto3ThreadPoolTransport:
         attempt = 0  # failed attempts (5xx, network); 429s are retried until the deadline instead
         reason = ""
         while True:
-            while not rate.take(1, now := time.monotonic()):
-                if now >= until:
-                    return Outcome.FAILED, f"{reason}, deadline" if reason else "deadline"
+            while not rate.take(1, now := time.monotonic()) and now < until:
                 time.sleep(max(rate.wait(now), 0.001))
+            if now >= until:  # no attempt starts after the deadline; one in flight then runs its course
+                return Outcome.FAILED, f"{reason}, deadline" if reason else "deadline"
             try:
                 started = time.monotonic()
                 call(self._management_client())

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from .base import RETRYABLE_STATUSES, Outcome, RetryPolicy, log_undelivered, region_of
+from .base import (
+    IN_FLIGHT_GRACE_SECONDS,
+    RETRYABLE_STATUSES,
+    Outcome,
+    RetryPolicy,
+    log_undelivered,
+    region_of,
+)
 from .rate import RateController
 from .signing import RequestSigner
 
@@ -190,8 +197,9 @@ class _Session:
         )
         curl.setopt(pycurl.URL, transport.url + quoted)
         curl.setopt(pycurl.HTTPHEADER, [*(f"{k}: {v}" for k, v in headers.items()), *_DROPPED_HEADERS])
-        # The call's deadline, when nearer than the per-request timeout, bounds this attempt.
-        timeout_ms = max(1, int(min(transport.request_timeout, remaining) * 1000))
+        # The call's deadline (and a grace for what is in flight then), when nearer than the per-request
+        # timeout, bounds this attempt.
+        timeout_ms = max(1, int(min(transport.request_timeout, remaining + IN_FLIGHT_GRACE_SECONDS) * 1000))
         if timeout_ms != handle.timeout_ms:
             curl.setopt(pycurl.TIMEOUT_MS, timeout_ms)
             handle.timeout_ms = timeout_ms

@@ -407,6 +407,36 @@ def test_infra_gives_a_notifying_function_its_settings_and_role_and_keeps_what_t
     assert bad.returncode == 2 and "'ship order' is not a Chalice function name" in bad.stderr
 
 
+def test_infra_gives_a_function_that_notifies_topics_the_topics_table_too(
+    tmp_path: Path, stage: dict[str, str]
+) -> None:
+    result = cli(
+        stage,
+        "infra",
+        "--app-dir",
+        str(tmp_path),
+        "--notifying-function",
+        "ship_order",
+        "--topic-notifying-function",
+        "close_room",
+    )
+    template = json.loads((tmp_path / "realtime-resources.json").read_text())
+
+    def sids(role: str) -> list[str]:
+        (policy,) = template["Resources"][role]["Properties"]["Policies"]
+        return [s["Sid"] for s in policy["PolicyDocument"]["Statement"]]
+
+    assert result.returncode == 0, result.stderr
+    assert "close_room: CONNECTIONS_TABLE, WEBSOCKET_ENDPOINT, role CloseRoomRole" in result.stdout
+    assert sids("CloseRoomRole") == [*sids("ShipOrderRole"), "TopicSubscribers"]
+    (policy,) = template["Resources"]["CloseRoomRole"]["Properties"]["Policies"]
+    topics = policy["PolicyDocument"]["Statement"][-1]
+    assert topics["Resource"] == {"Fn::GetAtt": ["TopicsTable", "Arn"]}
+    assert topics["Action"] == ["dynamodb:BatchWriteItem", "dynamodb:Query", "dynamodb:UpdateItem"]
+    variables = template["Resources"]["CloseRoom"]["Properties"]["Environment"]["Variables"]
+    assert variables["TOPICS_TABLE"] == {"Ref": "TopicsTable"}
+
+
 def test_infra_removes_a_statement_an_earlier_core_wrote_under_another_name() -> None:
     from chalice_realtime.cli.infra import core_template, merge_template
 

@@ -135,14 +135,17 @@ def run_infra(args: argparse.Namespace, out: TextIO) -> int:
     config, changes = infra.merge_config(existing_config, app_dir.resolve().name, args.stage)
     template_file = app_dir / args.template
     existing = _read_json(template_file)
-    template = infra.merge_template(existing, args.notifying_function, infra.api_stage_of(config, args.stage))
+    api_stage = infra.api_stage_of(config, args.stage)
+    template = infra.merge_template(
+        existing, args.notifying_function, api_stage, args.topic_notifying_function
+    )
     # A file already as it should be is left alone (and keeps its formatting).
     if template != existing:
         _write_json(template_file, template)
         out.write(f"wrote {template_file} (merge it: chalice package --merge-template {args.template} ...)\n")
     else:
         out.write(f"{template_file} is up to date\n")
-    for name in infra.functions_covered(args.notifying_function):
+    for name in infra.functions_covered(args.notifying_function, args.topic_notifying_function):
         out.write(f"  {name}: CONNECTIONS_TABLE, WEBSOCKET_ENDPOINT, role {infra.role_id(name)}\n")
     if changes:
         config_file.parent.mkdir(parents=True, exist_ok=True)
@@ -325,6 +328,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a Chalice function that calls notify (an SNS handler, a schedule), repeatable; "
         f"the REST routes' {infra.REST_FUNCTION} is always included",
+    )
+    infra_command.add_argument(
+        "--topic-notifying-function",
+        action="append",
+        default=[],
+        type=_function_name,
+        metavar="NAME",
+        help="a function that also calls notify_topic, unsubscribe_user or topic_members, repeatable: "
+        "gets what --notifying-function gives and the topics table",
     )
     infra_command.add_argument(
         "--template",

@@ -225,10 +225,13 @@ def _connections(sid: str, method: str, api_stage: str) -> dict[str, Any]:
     }
 
 
-def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[dict[str, Any]]:
+def statements(
+    function_name: str, api_stage: str = DEFAULT_API_STAGE, *, topics: bool = False
+) -> list[dict[str, Any]]:
     """The least-privilege statements `function_name` needs for the core (its log group aside).
 
-    The core's own functions get what their handler calls; any other function is one that notifies.
+    The core's own functions get what their handler calls; any other function is one that notifies,
+    and with `topics` one that also calls `notify_topic`, `unsubscribe_user` or `topic_members`.
 
         [s["Sid"] for s in statements("handle_orders")]
         # ['FindConnectionsOfUser', 'DeleteGoneConnections', 'PostFrames', 'HandOnToFanoutWorkers']
@@ -300,7 +303,7 @@ def statements(function_name: str, api_stage: str = DEFAULT_API_STAGE) -> list[d
         _connections("PostFrames", "POST", api_stage),
         hand_on,
     ]
-    if function_name == REST_FUNCTION:
+    if function_name == REST_FUNCTION or topics:
         # The REST routes call notify_topic, topic_members and unsubscribe_user too.
         notifying.append(
             _table_statement(
@@ -348,14 +351,18 @@ def websocket_endpoint(api_stage: str = DEFAULT_API_STAGE) -> str:
     return f"https://${{{WEBSOCKET_API}}}.execute-api.${{AWS::Region}}.${{AWS::URLSuffix}}/{api_stage}"
 
 
-def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_STAGE) -> dict[str, Any]:
-    """The core's resources for an app whose functions `notifying` call `notify` (the REST function always).
+def core_template(
+    notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_STAGE, topic_notifying: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The core's resources for an app whose functions `notifying` call `notify` (the REST function always)
+    and whose functions `topic_notifying` also call `notify_topic` (or `unsubscribe_user`, `topic_members`).
 
     Each function the template covers gets its name, its own log group, the core's variables and a role
     with its log group's statement and `statements(function)`.
     """
     resources: dict[str, Any] = {TABLE: connections_table(), TOPICS_TABLE: topics_table(), **fanout_queues()}
-    for name in functions_covered(notifying):
+    with_topics = set(topic_notifying)
+    for name in functions_covered(notifying, topic_notifying):
         function = logical_id(name)
         resources[function] = {
             "Properties": {
@@ -388,7 +395,11 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
                         "PolicyName": f"{function}Access",
                         "PolicyDocument": {
                             "Version": "2012-10-17",
-                            "Statement": [own_logs, TRACING, *statements(name, api_stage)],
+                            "Statement": [
+                                own_logs,
+                                TRACING,
+                                *statements(name, api_stage, topics=name in with_topics),
+                            ],
                         },
                     }
                 ]
@@ -421,9 +432,9 @@ def core_template(notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_ST
     }
 
 
-def functions_covered(notifying: Iterable[str]) -> list[str]:
+def functions_covered(notifying: Iterable[str], topic_notifying: Iterable[str] = ()) -> list[str]:
     """The core's functions, the REST function, then each notifying one, once each."""
-    names = [*CORE_FUNCTIONS, REST_FUNCTION, *notifying]
+    names = [*CORE_FUNCTIONS, REST_FUNCTION, *notifying, *topic_notifying]
     return list(dict.fromkeys(names))
 
 
@@ -432,7 +443,10 @@ RETIRED_STATEMENTS = frozenset({"HandOnTheRestOfAUser"})  # now `HandOnTheRest` 
 
 
 def merge_template(
-    existing: Mapping[str, Any], notifying: Iterable[str] = (), api_stage: str = DEFAULT_API_STAGE
+    existing: Mapping[str, Any],
+    notifying: Iterable[str] = (),
+    api_stage: str = DEFAULT_API_STAGE,
+    topic_notifying: Iterable[str] = (),
 ) -> dict[str, Any]:
     """`existing` (an app's merge template) with the core's part put in, everything else kept.
 
@@ -443,7 +457,7 @@ def merge_template(
     changes nothing.
     """
     merged = copy.deepcopy(dict(existing))
-    core = core_template(notifying, api_stage)
+    core = core_template(notifying, api_stage, topic_notifying)
     merged.setdefault("AWSTemplateFormatVersion", core["AWSTemplateFormatVersion"])
     merged.setdefault("Description", core["Description"])
     for section in ("Parameters", "Resources", "Outputs"):

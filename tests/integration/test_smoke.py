@@ -14,14 +14,13 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from chalice_realtime.testing.oidc import CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
+from chalice_realtime.testing.oidc import LocalIssuer, OidcTokens
 
-from testsupport.localstack import PROJECT_ROOT, LocalStack, require_local_stack_tools
+from testsupport.localstack import PROJECT_ROOT, LocalStack
 
 pytestmark = pytest.mark.integration
 
@@ -100,32 +99,12 @@ def test_without_a_local_stack_the_smoke_test_fails_finding_the_stage(
     assert "smoke test FAILED at step 'find the stage'" in result.stderr
 
 
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    local = LocalIssuer([IssuerKey.rsa("smoke-kid")])
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="module")
-def oidc_stack(issuer: LocalIssuer) -> Iterator[LocalStack]:
-    require_local_stack_tools()
-    env = {
-        "AUTH_PROVIDER": "oidc",
-        "OIDC_ISSUER": issuer.issuer,
-        "OIDC_AUDIENCE": CLIENT_ID,
-        "OIDC_TOKEN_USE": "id",
-    }
-    with LocalStack(extra_env=env) as stack:
-        yield stack
-
-
 def test_on_an_oidc_stack_the_smoke_test_signs_in_with_the_token_command_and_passes_every_step(
-    oidc_stack: LocalStack, issuer: LocalIssuer, tmp_path: Path
+    oidc_stack: LocalStack, oidc_issuer: LocalIssuer, tmp_path: Path
 ) -> None:
     # The state file tells the smoke test how the stack's users sign in.
     assert oidc_stack.environment["AUTH_PROVIDER"] == "oidc"
-    token = OidcTokens(issuer.issuer, issuer.keys[0]).id_token("smoke-operator-user")
+    token = OidcTokens(oidc_issuer.issuer, oidc_issuer.keys[0]).id_token("smoke-operator-user")
     token_file = tmp_path / "token"
     token_file.write_text(token + "\n")
     result = smoke(oidc_stack, token_command=f"cat {shlex.quote(str(token_file))}")

@@ -93,7 +93,7 @@ typecheck: $(VENV)/.installed
 
 # The app's in-process tests, one folder per feature (plus app-wide ones in tests/app); the core's own tests
 # (realtime/tests) against the wheel installed in $(VENV).
-APP_UNIT_TESTS := tests/app tests/jobs tests/chat tests/payments tests/limits tests/devserver tests/bench
+APP_UNIT_TESTS := tests/app tests/jobs tests/chat tests/payments tests/limits tests/devserver tests/bench tests/ops
 unit: install
 	$(PY) -m pytest $(APP_UNIT_TESTS)
 	$(PY) -m pytest -c realtime/pyproject.toml realtime/tests

@@ -235,6 +235,18 @@ def app_environ(config: StackConfig) -> dict[str, str]:
     return {**inherited, **config.app_environment()}
 
 
+def stated_environment(config: StackConfig) -> dict[str, str]:
+    """The app's environment as the state file records it: the local stack's own variables and the
+    sign-in settings inherited with them (`AUTH_PROVIDER=oidc OIDC_ISSUER=... make dev`), so a client
+    of the stack (the smoke test) knows how its users sign in; nothing else of the shell's."""
+    signing_in = {
+        name: value
+        for name, value in app_environ(config).items()
+        if name == "AUTH_PROVIDER" or name.startswith("OIDC_")
+    }
+    return {**signing_in, **config.app_environment()}
+
+
 def configure_logging() -> None:
     """INFO from the app and the stack, WARNING from chatty libraries (credentials found, each request)."""
     import logging

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from devserver.config import PROJECT_ROOT, StackConfig, app_environ
+from devserver.config import PROJECT_ROOT, StackConfig, app_environ, stated_environment
 
 RESTARTABLE = ("rest", "gateway", "events", "web")
 STOP_GRACE_SECONDS = 5.0
@@ -393,7 +393,7 @@ class Supervisor:
                 name: {"pid": s.pid, "held": s.held, "command": s.command[:3]}
                 for name, s in self._services.items()
             },
-            "environment": c.app_environment(),
+            "environment": stated_environment(c),
         }
         path = Path(c.state_file)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

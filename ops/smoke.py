@@ -3,18 +3,26 @@
     python -m ops.smoke --stage dev               # the stack chalice-realtime-dev (make smoke STAGE=dev)
     python -m ops.smoke --stage local             # the local stack `make dev` runs (.dev/stack.json)
 
-It signs in a fresh test user (a Firebase custom token from the Admin SDK, exchanged at the Identity
-Toolkit endpoint, which the Auth Emulator serves too), calls `GET /me`, opens the WebSocket with the
-ID token, submits `POST /jobs {"kind": "report", "params": {"seconds": 1}}`, waits for the
+It signs in, calls `GET /me` (which must answer the signed-in user), opens the WebSocket with the
+token, submits `POST /jobs {"kind": "report", "params": {"seconds": 1}}`, waits for the
 `jobs-updated` frame, refetches the job until it succeeded, then cleans up: closes the socket and
-deletes the test user. Exit status 0 when every step passed; otherwise 1, with the step that failed
-named on stderr (`smoke test FAILED at step 'open the WebSocket': ...`).
+deletes the test user if it made one. Exit status 0 when every step passed; otherwise 1, with the
+step that failed named on stderr (`smoke test FAILED at step 'open the WebSocket': ...`).
 
-What a deployed stage needs (environment): `SMOKE_FIREBASE_API_KEY` (the Firebase project's Web API
-key, Project settings > General) and a Google credential allowed to mint custom tokens and delete
-users (`GOOGLE_APPLICATION_CREDENTIALS` naming a service-account key or workload identity
-federation config). The URLs and the project id come from the stack (its outputs and its
-`FirebaseProjectId` parameter). The local stack needs nothing: the emulator takes unsigned tokens.
+How it signs in (environment; the URLs and the project id come from the stack's outputs and its
+`FirebaseProjectId` parameter):
+
+- `SMOKE_TOKEN_COMMAND` set: with the token that shell command prints on stdout, for a user the
+  operator keeps for the purpose (not deleted). The way for an `AUTH_PROVIDER=oidc` stage (Cognito,
+  Auth0, Keycloak: no admin API common to all of them), whose stack has no `FirebaseProjectId`; it
+  wins over the Firebase way when both are possible. The token is never printed, only its subject.
+- otherwise a fresh Firebase test user `smoke-<hex>` (a custom token from the Admin SDK, exchanged
+  at the Identity Toolkit endpoint, which the Auth Emulator serves too), deleted afterwards: the
+  stack needs `FirebaseProjectId`, the environment `SMOKE_FIREBASE_API_KEY` (the project's Web API
+  key, Project settings > General) and a Google credential allowed to mint custom tokens and delete
+  users (`GOOGLE_APPLICATION_CREDENTIALS` naming a service-account key or workload identity
+  federation config). The local stack needs nothing: the emulator takes unsigned tokens; a local
+  stack started with `AUTH_PROVIDER=oidc` needs `SMOKE_TOKEN_COMMAND` like a deployed one.
 """
 
 from __future__ import annotations
@@ -24,10 +32,12 @@ import contextlib
 import json
 import os
 import secrets
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +49,8 @@ JOBS_UPDATED = "jobs-updated"
 HTTP_TIMEOUT_SECONDS = 15.0
 FRAME_TIMEOUT_SECONDS = 30.0  # SNS, a cold job runner, its first progress write
 JOB_TIMEOUT_SECONDS = 90.0
+TOKEN_COMMAND = "SMOKE_TOKEN_COMMAND"  # noqa: S105 (a variable's name, no secret)
+TOKEN_COMMAND_TIMEOUT_SECONDS = 60.0  # an issuer's CLI, a cold credential process
 
 
 class SmokeFailure(Exception):
@@ -51,13 +63,15 @@ class SmokeFailure(Exception):
 
 @dataclass(frozen=True)
 class Target:
-    """Where the stage is and how its users sign in."""
+    """Where the stage is and how the smoke test signs in: with the token `token_command` prints, or
+    as a fresh Firebase test user of `firebase_project_id`."""
 
     rest_url: str  # no trailing slash
     websocket_url: str
-    firebase_project_id: str
-    api_key: str  # the Firebase Web API key ("any" for the emulator)
+    firebase_project_id: str = ""
+    api_key: str = ""  # the Firebase Web API key ("any" for the emulator)
     auth_emulator_host: str = ""  # host:port of the Firebase Auth Emulator (local stack only)
+    token_command: str = ""  # SMOKE_TOKEN_COMMAND: a shell command printing a bearer token
 
     @property
     def identity_toolkit(self) -> str:
@@ -66,7 +80,7 @@ class Target:
         return IDENTITY_TOOLKIT
 
 
-def local_target(state_file: Path) -> Target:
+def local_target(state_file: Path, environ: Mapping[str, str]) -> Target:
     """The local stack's URLs and emulator, from the state file `python -m devserver` writes."""
     try:
         state = json.loads(state_file.read_text())
@@ -75,9 +89,16 @@ def local_target(state_file: Path) -> Target:
     if not state.get("ready"):
         raise ValueError(f"the local stack of {state_file} is not ready")
     environment = state["environment"]
-    return Target(
-        rest_url=state["urls"]["rest"].rstrip("/"),
-        websocket_url=state["urls"]["websocket"],
+    target = Target(rest_url=state["urls"]["rest"].rstrip("/"), websocket_url=state["urls"]["websocket"])
+    if token_command := environ.get(TOKEN_COMMAND, "").strip():
+        return replace(target, token_command=token_command)
+    if environment.get("AUTH_PROVIDER") == "oidc":
+        raise ValueError(
+            f"the local stack of {state_file} runs with AUTH_PROVIDER=oidc: set {TOKEN_COMMAND} to a "
+            f"command printing a token of its issuer ({environment.get('OIDC_ISSUER', 'OIDC_ISSUER unset')})"
+        )
+    return replace(
+        target,
         firebase_project_id=environment["FIREBASE_PROJECT_ID"],
         api_key="any",
         auth_emulator_host=environment["FIREBASE_AUTH_EMULATOR_HOST"],
@@ -85,7 +106,8 @@ def local_target(state_file: Path) -> Target:
 
 
 def stack_target(stack_name: str, environ: Mapping[str, str], cloudformation: Any = None) -> Target:
-    """A deployed stage's URLs from its stack's outputs, its Firebase project from the stack's parameter."""
+    """A deployed stage's URLs from its stack's outputs; `SMOKE_TOKEN_COMMAND` if set, else its Firebase
+    project from the stack's parameter and `SMOKE_FIREBASE_API_KEY`."""
     if cloudformation is None:
         import boto3
 
@@ -93,19 +115,66 @@ def stack_target(stack_name: str, environ: Mapping[str, str], cloudformation: An
     (stack,) = cloudformation.describe_stacks(StackName=stack_name)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
     parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters", [])}
-    api_key = environ.get("SMOKE_FIREBASE_API_KEY", "")
-    if not api_key:
-        raise ValueError("SMOKE_FIREBASE_API_KEY is not set: the Firebase project's Web API key")
+    target = Target(
+        rest_url=outputs["EndpointURL"].rstrip("/"), websocket_url=outputs["WebsocketConnectEndpointURL"]
+    )
+    if token_command := environ.get(TOKEN_COMMAND, "").strip():
+        return replace(target, token_command=token_command)
     if not parameters.get("FirebaseProjectId"):
         raise ValueError(
-            f"stack {stack_name} has no FirebaseProjectId: the smoke test signs in with Firebase"
+            f"stack {stack_name} has no FirebaseProjectId, so no Firebase test user can sign in: on an "
+            f"AUTH_PROVIDER=oidc stage set {TOKEN_COMMAND} to a command printing a token of the stage's "
+            "issuer; on a Firebase stage deploy with FirebaseProjectId and set SMOKE_FIREBASE_API_KEY"
         )
-    return Target(
-        rest_url=outputs["EndpointURL"].rstrip("/"),
-        websocket_url=outputs["WebsocketConnectEndpointURL"],
-        firebase_project_id=parameters["FirebaseProjectId"],
-        api_key=api_key,
+    api_key = environ.get("SMOKE_FIREBASE_API_KEY", "")
+    if not api_key:
+        raise ValueError(
+            "SMOKE_FIREBASE_API_KEY is not set: the Firebase project's Web API key "
+            f"(or set {TOKEN_COMMAND} to sign in with the token a command prints)"
+        )
+    return replace(target, firebase_project_id=parameters["FirebaseProjectId"], api_key=api_key)
+
+
+def command_token(command: str, timeout: float = TOKEN_COMMAND_TIMEOUT_SECONDS) -> str:
+    """The bearer token `command` prints on stdout, run by the shell as the operator would run it (their
+    variables, pipes); RuntimeError on failure, naming the command's exit and its stderr, never stdout."""
+    process = subprocess.Popen(  # noqa: S602 (the operator's own command, from their own environment)
+        command,
+        shell=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # on a timeout, the whole group is killed: the shell and what it started
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise RuntimeError(f"{TOKEN_COMMAND} did not finish within {timeout:g} s") from None
+    if process.returncode != 0:
+        said = stderr.strip().splitlines()[-1][:200] if stderr.strip() else "nothing on stderr"
+        raise RuntimeError(f"{TOKEN_COMMAND} exited with status {process.returncode} ({said})")
+    token = stdout.strip()
+    if not token:
+        raise RuntimeError(f"{TOKEN_COMMAND} printed no token on stdout")
+    return token
+
+
+def token_subject(token: str) -> str:
+    """The `sub` claim of a JWT, read without verifying it: the app verifies it, and `GET /me` must
+    answer this subject. ValueError, never showing the token, when it is no JWT with a subject."""
+    import jwt
+
+    try:
+        subject = jwt.decode(token, options={"verify_signature": False}).get("sub")
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"{TOKEN_COMMAND} printed no JWT ({len(token)} characters; {exc})") from None
+    if not isinstance(subject, str) or not subject:
+        raise ValueError(f"{TOKEN_COMMAND} printed a JWT without a subject (no 'sub' claim)")
+    return subject
 
 
 @dataclass
@@ -145,6 +214,10 @@ class SmokeTest:
     # ------------------------------------------------------------ steps
 
     def _sign_in(self) -> str:
+        if self.target.token_command:
+            self._token = command_token(self.target.token_command)
+            self.uid = token_subject(self._token)
+            return f"user {self.uid} (the token {TOKEN_COMMAND} printed)"
         import requests
         from firebase_admin import auth
 
@@ -208,24 +281,28 @@ class SmokeTest:
                 self._next_event(JOBS_UPDATED, min(5.0, remaining))
 
     def _clean_up(self) -> str:
-        problems = []
+        problems, done = [], []
         if self._socket is not None:
             try:
                 self._socket.close()
+                done.append("socket closed")
             except Exception as exc:
                 problems.append(f"closing the socket: {exc}")
-        if self._app is not None:
+        if self.target.token_command:
+            done.append(f"no user deleted: {TOKEN_COMMAND}'s user is the operator's")
+        elif self._app is not None:
             from firebase_admin import auth
 
             try:
                 auth.delete_user(self.uid, app=self._app)
+                done.append(f"test user {self.uid} deleted")
             except auth.UserNotFoundError:
-                pass  # never signed in
+                done.append(f"test user {self.uid} never created")
             except Exception as exc:
                 problems.append(f"deleting the test user {self.uid}: {exc}")
         if problems:
             raise RuntimeError("; ".join(problems))
-        return ""
+        return ", ".join(done)
 
     # ------------------------------------------------------------ helpers
 
@@ -293,12 +370,14 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
     try:
         try:
             if args.stage == "local":
-                target = local_target(args.state_file)
+                target = local_target(args.state_file, environ)
             else:
                 target = stack_target(args.stack or f"chalice-realtime-{args.stage}", environ)
         except Exception as exc:
             raise SmokeFailure("find the stage", f"{type(exc).__name__}: {exc}") from exc
+        signing_in = f"the token {TOKEN_COMMAND} prints" if target.token_command else "a Firebase test user"
         print(f"smoke test of {args.stage}: {target.rest_url}, {target.websocket_url}")
+        print(f"signing in with {signing_in}")
         SmokeTest(target).run()
     except SmokeFailure as failure:
         print(str(failure), file=sys.stderr)

@@ -9,36 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
 import pytest
 import requests
 import websockets
-from chalice_realtime.testing.oidc import CLIENT_ID, IssuerKey, LocalIssuer, OidcTokens
+from chalice_realtime.testing.oidc import IssuerKey, LocalIssuer, OidcTokens
 
-from testsupport.localstack import LocalStack, require_local_stack_tools
+from testsupport.localstack import LocalStack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def issuer() -> Iterator[LocalIssuer]:
-    local = LocalIssuer([IssuerKey.rsa("oidc-stack-kid")])
-    yield local
-    local.stop()
-
-
-@pytest.fixture(scope="module")
-def oidc_stack(issuer: LocalIssuer) -> Iterator[LocalStack]:
-    require_local_stack_tools()
-    env = {
-        "AUTH_PROVIDER": "oidc",
-        "OIDC_ISSUER": issuer.issuer,
-        "OIDC_AUDIENCE": CLIENT_ID,
-        "OIDC_TOKEN_USE": "id",
-    }
-    with LocalStack(extra_env=env) as stack:
-        yield stack
 
 
 def auth(token: str) -> dict[str, str]:
@@ -55,11 +34,11 @@ def stored_users(stack: LocalStack) -> list[str]:
 
 
 def test_an_oidc_token_connects_calls_rest_and_hears_the_event_and_a_forged_one_is_refused(
-    oidc_stack: LocalStack, issuer: LocalIssuer
+    oidc_stack: LocalStack, oidc_issuer: LocalIssuer
 ) -> None:
-    tokens = OidcTokens(issuer.issuer, issuer.keys[0])
+    tokens = OidcTokens(oidc_issuer.issuer, oidc_issuer.keys[0])
     alice, bob = tokens.id_token("alice-oidc"), tokens.id_token("bob-oidc")
-    forged = tokens.id_token("alice-oidc", key=IssuerKey.rsa("forger"), kid=issuer.keys[0].kid)
+    forged = tokens.id_token("alice-oidc", key=IssuerKey.rsa("forger"), kid=oidc_issuer.keys[0].kid)
 
     async def scenario() -> None:
         async with websockets.connect(
@@ -93,4 +72,4 @@ def test_an_oidc_token_connects_calls_rest_and_hears_the_event_and_a_forged_one_
     )
     assert [m["text"] for m in conversation.json()["messages"]] == ["hello over OIDC"]
     # Both processes that verify tokens (REST and the gateway's handlers) fetched the keys over HTTP.
-    assert issuer.requests[issuer.jwks_path] >= 1
+    assert oidc_issuer.requests[oidc_issuer.jwks_path] >= 1

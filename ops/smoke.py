@@ -245,11 +245,13 @@ class SmokeTest:
     def _open_socket(self) -> str:
         from websockets.sync.client import connect
 
-        self._socket = connect(
+        opening = connect(
             self.target.websocket_url,
             subprotocols=["bearer", self._token],  # type: ignore[list-item]
             open_timeout=HTTP_TIMEOUT_SECONDS,
         )
+        # Entered as websockets asks (its plain-call form is deprecated); the cleanup closes it.
+        self._socket = opening.__enter__()
         return ""
 
     def _submit_job(self) -> str:

@@ -10,12 +10,9 @@ of what happens without an extra (the transport fallback) says `@pytest.mark.wit
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
-import socket
 from collections.abc import Iterator
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -154,21 +151,17 @@ def aws() -> Iterator[dict[str, Any]]:
 def management_api_url() -> Iterator[str]:
     """moto's server on a free loopback port, standing in for API Gateway's Management API; it shares
     its backend with moto in-process, so `management_api` sees the frames posted to it."""
-    from moto.server import ThreadedMotoServer
+    from chalice_realtime.testing.management_api import serving_moto
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with serving_moto() as url:
+        yield url
 
 
 @pytest.fixture
 def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     """moto's Management API: `.connections[cid].data` is what was posted; `.faults` and `.gone` inject
     what AWS would answer."""
-    from fakes.management_api import faulty_backend
+    from chalice_realtime.testing.management_api import faulty_backend
 
     return faulty_backend(monkeypatch)
 
@@ -220,12 +213,6 @@ def client(adopter: Any) -> Iterator[Any]:
         yield test_client
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ---------------------------------------------------------------- Firebase ID tokens ([firebase])
 
 
@@ -253,17 +240,9 @@ def tokens(signing_key: Any) -> Any:
 @pytest.fixture
 def firebase_certs(signing_key: Any) -> Iterator[Any]:
     """Serve the test key's certificate where firebase-admin downloads Google's."""
-    import responses
-    from chalice_realtime.testing.firebase import CERTS_URL
+    from chalice_realtime.testing.firebase import serving_certificates
 
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add(
-            responses.GET,
-            CERTS_URL,
-            json={signing_key.kid: signing_key.certificate_pem()},
-            headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
-        )
-        mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost)[:/].*"))
+    with serving_certificates(signing_key) as mock:
         yield mock
 
 

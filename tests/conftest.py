@@ -47,33 +47,21 @@ for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
 os.environ.update(TEST_ENV)
 
 from chalice_realtime import Realtime  # noqa: E402
-from chalice_realtime.testing.firebase import SigningKey, TokenFactory, serving_certificates  # noqa: E402
+from chalice_realtime.testing.firebase import SigningKey, TokenFactory  # noqa: E402
 from chalice_realtime.testing.management_api import serving_moto  # noqa: E402
 
 from chalicelib import services as services_module  # noqa: E402
 from chalicelib.settings import Settings  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def signing_key() -> SigningKey:
-    return SigningKey.generate("test-kid-1")
-
-
-@pytest.fixture(scope="session")
-def attacker_key() -> SigningKey:
-    return SigningKey.generate("attacker-kid")
+# The kit's lower-level fixtures: `signing_key`, `attacker_key`, `firebase_certs`, the OIDC issuer
+# (`issuer_key`, `oidc_attacker_key`, `local_issuer`, `oidc_tokens`) and `management_api_url`, moto's
+# server, where the app's shipped transport (SigV4-signed) posts frames over a real socket.
+pytest_plugins = ["chalice_realtime.testing.fixtures"]
 
 
 @pytest.fixture(scope="session")
 def tokens(signing_key: SigningKey) -> TokenFactory:
     return TokenFactory(TEST_ENV["FIREBASE_PROJECT_ID"], signing_key)
-
-
-@pytest.fixture
-def firebase_certs(signing_key: SigningKey) -> Iterator[Any]:
-    """Serve the test key's certificate where firebase-admin downloads Google's."""
-    with serving_certificates(signing_key) as mock:
-        yield mock
 
 
 @pytest.fixture
@@ -103,18 +91,6 @@ def ssm(aws: dict[str, Any]) -> Any:
     import boto3
 
     return boto3.client("ssm", region_name="us-east-1")
-
-
-@pytest.fixture(scope="session")
-def management_api_url() -> Iterator[str]:
-    """moto's server on a free loopback port, standing in for API Gateway's Management API.
-
-    The app's shipped transport (`REALTIME_TRANSPORT`'s default, SigV4-signed) posts frames to it over
-    a real socket;
-    moto's server shares its backend with moto in-process, so `management_api` sees the frames.
-    """
-    with serving_moto() as url:
-        yield url
 
 
 def services_for(settings: Settings, management_api_url: str, **clients: Any) -> Any:
@@ -198,40 +174,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# ---------------------------------------------------------- an OpenID Connect issuer (AUTH_PROVIDER=oidc)
-
-
-@pytest.fixture(scope="session")
-def issuer_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-kid-1")
-
-
-@pytest.fixture(scope="session")
-def oidc_attacker_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-attacker-kid")
-
-
-@pytest.fixture
-def local_issuer(issuer_key: Any) -> Iterator[Any]:
-    """A Cognito-shaped issuer (discovery document and JWKS) on a free loopback port, fresh per test."""
-    from chalice_realtime.testing.oidc import LocalIssuer
-
-    issuer = LocalIssuer([issuer_key])
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture
-def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
-    from chalice_realtime.testing.oidc import OidcTokens
-
-    return OidcTokens(local_issuer.issuer, issuer_key)
 
 
 @pytest.fixture

@@ -24,6 +24,9 @@ for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 os.environ.update(TEST_ENV)
 
+# The kit's lower-level fixtures: signing keys, `firebase_certs`, the OIDC issuer, `management_api_url`.
+pytest_plugins = ["chalice_realtime.testing.fixtures"]
+
 # Each extra, and the module its presence is told by.
 EXTRAS = {
     "firebase": "firebase_admin",
@@ -147,16 +150,6 @@ def aws() -> Iterator[dict[str, Any]]:
         yield {"dynamodb": dynamodb}
 
 
-@pytest.fixture(scope="session")
-def management_api_url() -> Iterator[str]:
-    """moto's server on a free loopback port, standing in for API Gateway's Management API; it shares
-    its backend with moto in-process, so `management_api` sees the frames posted to it."""
-    from chalice_realtime.testing.management_api import serving_moto
-
-    with serving_moto() as url:
-        yield url
-
-
 @pytest.fixture
 def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     """moto's Management API: `.connections[cid].data` is what was posted; `.faults` and `.gone` inject
@@ -217,64 +210,7 @@ def client(adopter: Any) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def signing_key() -> Any:
-    from chalice_realtime.testing.firebase import SigningKey
-
-    return SigningKey.generate("test-kid-1")
-
-
-@pytest.fixture(scope="session")
-def attacker_key() -> Any:
-    from chalice_realtime.testing.firebase import SigningKey
-
-    return SigningKey.generate("attacker-kid")
-
-
-@pytest.fixture(scope="session")
 def tokens(signing_key: Any) -> Any:
     from chalice_realtime.testing.firebase import TokenFactory
 
     return TokenFactory(TEST_ENV["FIREBASE_PROJECT_ID"], signing_key)
-
-
-@pytest.fixture
-def firebase_certs(signing_key: Any) -> Iterator[Any]:
-    """Serve the test key's certificate where firebase-admin downloads Google's."""
-    from chalice_realtime.testing.firebase import serving_certificates
-
-    with serving_certificates(signing_key) as mock:
-        yield mock
-
-
-# ---------------------------------------------------------------- an OpenID Connect issuer ([oidc])
-
-
-@pytest.fixture(scope="session")
-def issuer_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-kid-1")
-
-
-@pytest.fixture(scope="session")
-def oidc_attacker_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-attacker-kid")
-
-
-@pytest.fixture
-def local_issuer(issuer_key: Any) -> Iterator[Any]:
-    """A Cognito-shaped issuer (discovery document and JWKS) on a free loopback port, fresh per test."""
-    from chalice_realtime.testing.oidc import LocalIssuer
-
-    issuer = LocalIssuer([issuer_key])
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture
-def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
-    from chalice_realtime.testing.oidc import OidcTokens
-
-    return OidcTokens(local_issuer.issuer, issuer_key)

@@ -23,6 +23,10 @@ Stand-ins for the core's collaborators, the ones the package's own tests use:
 - `dynamodb`: `CountingDynamoDB`, a real client that records each operation and the index it named.
 - `logs`: `capture_logs()`, the JSON log lines as CloudWatch gets them, redacted and not; `emf_blobs()`.
 
+`fixtures` is a second pytest plugin, opted into from a conftest with
+`pytest_plugins = ["chalice_realtime.testing.fixtures"]`: signing keys, `firebase_certs`, a local OIDC
+issuer and `management_api_url` (moto's server).
+
 Each module says what it needs beyond the package; `faults`, `clock`, `dynamodb` and `logs` need only
 the standard library. Nothing here is imported by the core at run time.
 """

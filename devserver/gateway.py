@@ -12,7 +12,7 @@
   API as boto3's `apigatewaymanagementapi` client calls it; unknown ids get 410
   `GoneException` exactly as AWS answers. Signatures are not checked.
 - Local only: `GET /_health`, `GET /_connections`, and `GET|PUT|DELETE /_faults`
-  (see `devserver.faults`) so tests can inject 410/429/5xx or dropped connections;
+  (see `chalice_realtime.testing.faults`) so tests can inject 410/429/5xx or dropped connections;
   `GET|PUT|DELETE /_posts` counts the frames the Management API took (200) per connection id, and
   `PUT /_posts {"virtual_prefix": "v-"}` makes unknown ids with that prefix take frames
   (200, counted, sent nowhere): audiences of any size without opening their sockets.
@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+from chalice_realtime.testing.faults import ERROR_TYPES, AccountThrottle, FaultPlan, FaultRule
 
 from devserver.config import (
     AWS_IDLE_TIMEOUT_SECONDS,
@@ -55,7 +56,6 @@ from devserver.config import (
     PROJECT_ROOT,
     configure_logging,
 )
-from devserver.faults import ERROR_TYPES, AccountThrottle, FaultPlan, FaultRule
 from devserver.lambdas import LambdaFunction
 from devserver.local_only import LocalOnly, origin_of
 

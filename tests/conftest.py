@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import os
-import re
 import socket
 from collections.abc import Iterator
-from email.utils import formatdate
 from typing import Any
 
 import pytest
@@ -50,42 +47,21 @@ for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
 os.environ.update(TEST_ENV)
 
 from chalice_realtime import Realtime  # noqa: E402
-from chalice_realtime.testing.firebase import CERTS_URL, SigningKey, TokenFactory  # noqa: E402
+from chalice_realtime.testing.firebase import SigningKey, TokenFactory  # noqa: E402
+from chalice_realtime.testing.management_api import serving_moto  # noqa: E402
 
 from chalicelib import services as services_module  # noqa: E402
 from chalicelib.settings import Settings  # noqa: E402
 
-
-@pytest.fixture(scope="session")
-def signing_key() -> SigningKey:
-    return SigningKey.generate("test-kid-1")
-
-
-@pytest.fixture(scope="session")
-def attacker_key() -> SigningKey:
-    return SigningKey.generate("attacker-kid")
+# The kit's lower-level fixtures: `signing_key`, `attacker_key`, `firebase_certs`, the OIDC issuer
+# (`issuer_key`, `oidc_attacker_key`, `local_issuer`, `oidc_tokens`) and `management_api_url`, moto's
+# server, where the app's shipped transport (SigV4-signed) posts frames over a real socket.
+pytest_plugins = ["chalice_realtime.testing.fixtures"]
 
 
 @pytest.fixture(scope="session")
 def tokens(signing_key: SigningKey) -> TokenFactory:
     return TokenFactory(TEST_ENV["FIREBASE_PROJECT_ID"], signing_key)
-
-
-@pytest.fixture
-def firebase_certs(signing_key: SigningKey) -> Iterator[Any]:
-    """Serve the test key's certificate where firebase-admin downloads Google's."""
-    import responses
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add(
-            responses.GET,
-            CERTS_URL,
-            json={signing_key.kid: signing_key.certificate_pem()},
-            # As Google serves them; cachecontrol needs both headers to keep the copy.
-            headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
-        )
-        mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost)[:/].*"))
-        yield mock
 
 
 @pytest.fixture
@@ -115,25 +91,6 @@ def ssm(aws: dict[str, Any]) -> Any:
     import boto3
 
     return boto3.client("ssm", region_name="us-east-1")
-
-
-@pytest.fixture(scope="session")
-def management_api_url() -> Iterator[str]:
-    """moto's server on a free loopback port, standing in for API Gateway's Management API.
-
-    The app's shipped transport (`REALTIME_TRANSPORT`'s default, SigV4-signed) posts frames to it over
-    a real socket;
-    moto's server shares its backend with moto in-process, so `management_api` sees the frames.
-    """
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    # Its access log is not the app's: tests that read every log line of a request see only the app's.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
 
 
 def services_for(settings: Settings, management_api_url: str, **clients: Any) -> Any:
@@ -169,8 +126,9 @@ def installed_services(settings: Settings, management_api_url: str, aws: dict[st
 @pytest.fixture
 def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     """moto's Management API: `.connections[cid].data` is what was posted; `.faults` (a
-    `devserver.faults.FaultPlan`) and `.gone` (ids answering 410) inject what AWS would answer."""
-    from testsupport.management_api import faulty_backend
+    `chalice_realtime.testing.faults.FaultPlan`) and `.gone` (ids answering 410) inject what AWS would
+    answer."""
+    from chalice_realtime.testing.management_api import faulty_backend
 
     return faulty_backend(monkeypatch)
 
@@ -202,18 +160,12 @@ def local_stack() -> Iterator[Any]:
 @pytest.fixture
 def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's server on a free loopback port; boto3 finds it through `AWS_ENDPOINT_URL`."""
-    from moto.server import ThreadedMotoServer
-
     from testsupport.aws_clients import clear_clients
 
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    clear_clients()  # clients built before the variable was set point elsewhere
-    yield url
-    server.stop()
+    with serving_moto() as url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+        clear_clients()  # clients built before the variable was set point elsewhere
+        yield url
     clear_clients()
 
 
@@ -222,40 +174,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-# ---------------------------------------------------------- an OpenID Connect issuer (AUTH_PROVIDER=oidc)
-
-
-@pytest.fixture(scope="session")
-def issuer_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-kid-1")
-
-
-@pytest.fixture(scope="session")
-def oidc_attacker_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-attacker-kid")
-
-
-@pytest.fixture
-def local_issuer(issuer_key: Any) -> Iterator[Any]:
-    """A Cognito-shaped issuer (discovery document and JWKS) on a free loopback port, fresh per test."""
-    from chalice_realtime.testing.oidc import LocalIssuer
-
-    issuer = LocalIssuer([issuer_key])
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture
-def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
-    from chalice_realtime.testing.oidc import OidcTokens
-
-    return OidcTokens(local_issuer.issuer, issuer_key)
 
 
 @pytest.fixture

@@ -10,12 +10,9 @@ of what happens without an extra (the transport fallback) says `@pytest.mark.wit
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 import re
-import socket
 from collections.abc import Iterator
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +23,9 @@ from fakes.env import TEST_ENV
 for _name in ("FIREBASE_AUTH_EMULATOR_HOST", "AWS_ENDPOINT_URL", "AWS_PROFILE"):
     os.environ.pop(_name, None)
 os.environ.update(TEST_ENV)
+
+# The kit's lower-level fixtures: signing keys, `firebase_certs`, the OIDC issuer, `management_api_url`.
+pytest_plugins = ["chalice_realtime.testing.fixtures"]
 
 # Each extra, and the module its presence is told by.
 EXTRAS = {
@@ -150,25 +150,11 @@ def aws() -> Iterator[dict[str, Any]]:
         yield {"dynamodb": dynamodb}
 
 
-@pytest.fixture(scope="session")
-def management_api_url() -> Iterator[str]:
-    """moto's server on a free loopback port, standing in for API Gateway's Management API; it shares
-    its backend with moto in-process, so `management_api` sees the frames posted to it."""
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture
 def management_api(aws: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     """moto's Management API: `.connections[cid].data` is what was posted; `.faults` and `.gone` inject
     what AWS would answer."""
-    from fakes.management_api import faulty_backend
+    from chalice_realtime.testing.management_api import faulty_backend
 
     return faulty_backend(monkeypatch)
 
@@ -220,27 +206,7 @@ def client(adopter: Any) -> Iterator[Any]:
         yield test_client
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # ---------------------------------------------------------------- Firebase ID tokens ([firebase])
-
-
-@pytest.fixture(scope="session")
-def signing_key() -> Any:
-    from chalice_realtime.testing.firebase import SigningKey
-
-    return SigningKey.generate("test-kid-1")
-
-
-@pytest.fixture(scope="session")
-def attacker_key() -> Any:
-    from chalice_realtime.testing.firebase import SigningKey
-
-    return SigningKey.generate("attacker-kid")
 
 
 @pytest.fixture(scope="session")
@@ -248,54 +214,3 @@ def tokens(signing_key: Any) -> Any:
     from chalice_realtime.testing.firebase import TokenFactory
 
     return TokenFactory(TEST_ENV["FIREBASE_PROJECT_ID"], signing_key)
-
-
-@pytest.fixture
-def firebase_certs(signing_key: Any) -> Iterator[Any]:
-    """Serve the test key's certificate where firebase-admin downloads Google's."""
-    import responses
-    from chalice_realtime.testing.firebase import CERTS_URL
-
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add(
-            responses.GET,
-            CERTS_URL,
-            json={signing_key.kid: signing_key.certificate_pem()},
-            headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
-        )
-        mock.add_passthru(re.compile(r"http://(127\.0\.0\.1|localhost)[:/].*"))
-        yield mock
-
-
-# ---------------------------------------------------------------- an OpenID Connect issuer ([oidc])
-
-
-@pytest.fixture(scope="session")
-def issuer_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-kid-1")
-
-
-@pytest.fixture(scope="session")
-def oidc_attacker_key() -> Any:
-    from chalice_realtime.testing.oidc import IssuerKey
-
-    return IssuerKey.rsa("oidc-attacker-kid")
-
-
-@pytest.fixture
-def local_issuer(issuer_key: Any) -> Iterator[Any]:
-    """A Cognito-shaped issuer (discovery document and JWKS) on a free loopback port, fresh per test."""
-    from chalice_realtime.testing.oidc import LocalIssuer
-
-    issuer = LocalIssuer([issuer_key])
-    yield issuer
-    issuer.stop()
-
-
-@pytest.fixture
-def oidc_tokens(local_issuer: Any, issuer_key: Any) -> Any:
-    from chalice_realtime.testing.oidc import OidcTokens
-
-    return OidcTokens(local_issuer.issuer, issuer_key)

@@ -14,7 +14,7 @@ from chalice.test import Client
 from chalice_realtime import blueprint
 from chalice_realtime.testing.events import connect, websocket_event
 from chalice_realtime.testing.firebase import TokenFactory
-from fakes.management_api import received
+from chalice_realtime.testing.management_api import received
 
 pytestmark = pytest.mark.requires_extra("firebase")
 

@@ -11,7 +11,7 @@ from chalice_realtime.connections import (
     Connection,
     ConnectionStore,
 )
-from fakes.dynamodb import CountingDynamoDB
+from chalice_realtime.testing.dynamodb import CountingDynamoDB
 from fakes.env import TEST_ENV
 
 TABLE = TEST_ENV["CONNECTIONS_TABLE"]

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from chalice_realtime.auth import FirebaseVerifier
 from chalice_realtime.connections import Connection, ConnectionStore
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.firebase import TokenFactory
 from chalice_realtime.transports.base import Outcome
 from chalice_realtime.websocket import IN_FLIGHT_MS, WebsocketSessions
-from fakes.clock import FakeClock
 
 pytestmark = pytest.mark.requires_extra("firebase")
 

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from chalice_realtime.connections import IN_FLIGHT_MS, Connection, ConnectionStore
 from chalice_realtime.notifier import Notifier, frame
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.transports.base import Outcome
 from chalice_realtime.websocket import WebsocketSessions
-from fakes.clock import FakeClock
 
 NOW_MS = 1_700_000_000_000
 

@@ -13,10 +13,10 @@ from botocore.stub import Stubber
 from chalice_realtime.connections import Connection, ConnectionStore
 from chalice_realtime.identifiers import validate_event_key
 from chalice_realtime.notifier import DeliveryReport, Notifier, frame
+from chalice_realtime.testing.dynamodb import CountingDynamoDB
+from chalice_realtime.testing.management_api import received
 from chalice_realtime.transports.base import Outcome
 from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
-from fakes.dynamodb import CountingDynamoDB
-from fakes.management_api import received
 
 
 def add(realtime: Any, user_id: str, *connection_ids: str) -> None:

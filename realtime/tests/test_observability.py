@@ -6,7 +6,6 @@ Log output is read the way CloudWatch would get it: records formatted by `JsonFo
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
@@ -24,6 +23,7 @@ from chalice_realtime.metrics import NotifyMetrics
 from chalice_realtime.notifier import DeliveryReport
 from chalice_realtime.observability import Invocation, JsonFormatter, invocation_of, redact, running
 from chalice_realtime.testing.events import websocket_event
+from chalice_realtime.testing.logs import CapturedLogs, capture_logs, emf_blobs
 from chalice_realtime.testing.store import add_connections
 
 SNS_MESSAGE_ID = "abcdefgh-51e4-5ae2-9964-b296c8d65d1a"  # what chalice.test's generate_sns_event uses
@@ -32,40 +32,10 @@ SCHEDULE_EVENT_ID = "7bf73129-1428-4cd3-a780-95db273d1602"  # and generate_cw_ev
 METRICS = pytest.mark.requires_extra("metrics")
 
 
-class Logs:
-    """What the core's loggers write, as CloudWatch would receive it, and unredacted alongside."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-        self.raw_stream = io.StringIO()
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
-
-
 @pytest.fixture
-def logs() -> Iterator[Logs]:
-    captured = Logs()
-    handlers = [logging.StreamHandler(captured.stream), logging.StreamHandler(captured.raw_stream)]
-    handlers[0].setFormatter(JsonFormatter())
-    handlers[1].setFormatter(JsonFormatter(redact=False))
-    root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in observability.APP_LOGGERS}
-    for handler in handlers:
-        root.addHandler(handler)
-    for name in observability.APP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    yield captured
-    for handler in handlers:
-        root.removeHandler(handler)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
-
-
-def emf_blobs(stdout: str) -> list[dict[str, Any]]:
-    """The Embedded Metric Format objects printed to stdout."""
-    blobs = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    return [blob for blob in blobs if "_aws" in blob]
+def logs() -> Iterator[CapturedLogs]:
+    with capture_logs() as captured:
+        yield captured
 
 
 @pytest.mark.parametrize(
@@ -116,7 +86,7 @@ def _rest_event() -> dict[str, Any]:
     }
 
 
-def test_pool_threads_of_a_handler_log_under_its_correlation_id(logs: Logs) -> None:
+def test_pool_threads_of_a_handler_log_under_its_correlation_id(logs: CapturedLogs) -> None:
     # The notifier's lookups and the transport's posts run on pool threads, which contextvars do not reach.
     with running(Invocation("corr-threads")):
         worker = threading.Thread(
@@ -129,7 +99,7 @@ def test_pool_threads_of_a_handler_log_under_its_correlation_id(logs: Logs) -> N
 
 @METRICS
 def test_a_notify_emits_one_emf_blob_with_its_counts_units_and_dimensions(
-    realtime: Any, management_api: Any, logs: Logs, capsys: pytest.CaptureFixture[str]
+    realtime: Any, management_api: Any, logs: CapturedLogs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     add_connections(realtime.dynamodb, realtime.settings.connections_table, "alice", "a1", "a2", "a3")
     management_api.gone.add("a2")
@@ -161,7 +131,7 @@ def test_a_notify_emits_one_emf_blob_with_its_counts_units_and_dimensions(
 def test_powertools_own_switch_silences_the_metrics_but_not_the_log(
     realtime: Any,
     management_api: Any,
-    logs: Logs,
+    logs: CapturedLogs,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -175,7 +145,7 @@ def test_powertools_own_switch_silences_the_metrics_but_not_the_log(
 
 @METRICS
 def test_a_metric_that_cannot_be_emitted_costs_the_notify_nothing(
-    logs: Logs, capsys: pytest.CaptureFixture[str]
+    logs: CapturedLogs, capsys: pytest.CaptureFixture[str]
 ) -> None:
     not_a_count = SimpleNamespace(
         delivered="many", gone=0, failed=0, deferred=0, deferred_users=0, deferred_topics=0
@@ -221,7 +191,7 @@ def test_the_safety_net_leaves_ordinary_text_alone(text: str) -> None:
     assert redact(text) == text
 
 
-def test_a_record_becomes_one_json_line_with_its_extra_fields_and_exception(logs: Logs) -> None:
+def test_a_record_becomes_one_json_line_with_its_extra_fields_and_exception(logs: CapturedLogs) -> None:
     log = logging.getLogger("chalice_realtime.test")
     with running(Invocation("corr-1", function_name="fn", connection_id="conn-of-invocation")):
         try:

@@ -156,3 +156,75 @@ def test_a_fixture_whose_library_is_missing_says_what_to_install(tmp_path: Path)
         "MissingTestDependency: realtime_frames (the connections table in moto) needs moto: pip install moto"
         in (result.stdout)
     )
+
+
+# ---------------------------------------------------------------- the stand-ins' modules
+
+
+@pytest.mark.parametrize(
+    ("module", "allowed"),
+    [
+        ("chalice_realtime.testing.faults", ()),
+        ("chalice_realtime.testing.clock", ()),
+        ("chalice_realtime.testing.dynamodb", ()),
+        ("chalice_realtime.testing.logs", ()),
+        ("chalice_realtime.testing.management_api", ()),  # moto once `faulty_backend` or `serving_moto` runs
+        pytest.param(
+            "chalice_realtime.testing.firebase", ("jwt",), marks=pytest.mark.requires_extra("firebase")
+        ),
+    ],
+)
+def test_a_stand_in_module_imports_no_test_library_it_does_not_need(
+    tmp_path: Path, module: str, allowed: tuple[str, ...]
+) -> None:
+    """What a local stack without test dependencies imports (`faults`) needs the standard library only."""
+    libraries = ("moto", "pytest", "responses", "firebase_admin", "jwt")
+    probe = f"import sys, {module}\nprint(sorted(m for m in {libraries!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(sorted(allowed))
+
+
+def test_captured_logs_hold_each_line_redacted_and_unredacted_and_the_levels_come_back() -> None:
+    import logging
+
+    from chalice_realtime.testing.logs import capture_logs, emf_blobs
+
+    logger = logging.getLogger("chalice_realtime.kit-test")
+    level = logging.getLogger("chalice_realtime").level
+    with capture_logs() as logs:
+        logger.debug("first")
+        mark = len(logs.lines())
+        logger.info("second", extra={"token": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0.c2lnbmF0dXJl"})
+    logger.info("after the block")
+
+    assert [line["message"] for line in logs.lines()] == ["first", "second"]
+    assert [line["message"] for line in logs.since(mark)] == ["second"]
+    assert "eyJhbGciOiJSUzI1NiJ9" not in logs.stream.getvalue()
+    assert "eyJhbGciOiJSUzI1NiJ9" in logs.raw_stream.getvalue()
+    assert "eyJhbGciOiJSUzI1NiJ9" in logs.text
+    assert logging.getLogger("chalice_realtime").level == level
+    assert emf_blobs('noise\n{"_aws": {"Timestamp": 1}, "Delivered": 2}\n{"other": 1}\n') == [
+        {"_aws": {"Timestamp": 1}, "Delivered": 2}
+    ]
+
+
+@pytest.mark.requires_extra("firebase")
+def test_served_certificates_are_every_keys_and_loopback_calls_go_through() -> None:
+    import requests
+    from chalice_realtime.testing.firebase import CERTS_URL, SigningKey, serving_certificates
+    from chalice_realtime.testing.management_api import serving
+
+    first, second = SigningKey.generate("kid-a"), SigningKey.generate("kid-b")
+    with serving() as stand_in, serving_certificates(first, second):
+        served = requests.get(CERTS_URL, timeout=5)
+        posted = requests.post(f"{stand_in.url}/@connections/c1", data=b"{}", timeout=5)
+        with pytest.raises(requests.ConnectionError):
+            requests.get("https://example.com/", timeout=5)
+
+    assert set(served.json()) == {"kid-a", "kid-b"}
+    assert {"Cache-Control", "Date"} <= set(served.headers)
+    assert posted.status_code == 200
+    assert stand_in.frames("c1") == [b"{}"]

@@ -16,10 +16,10 @@ import pytest
 from chalice_realtime import DeliveryReport, Realtime, RealtimeSettings, authorize_topics
 from chalice_realtime.connections import Connection, ConnectionStore
 from chalice_realtime.subscriptions import Subscription, SubscriptionStore
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.frames import RecordingTransport
 from chalice_realtime.testing.store import create_topics_table
 from chalice_realtime.topics import Topics
-from fakes.clock import FakeClock
 from fakes.env import TEST_ENV
 
 TOPICS_TABLE = "test-topics"
@@ -453,7 +453,7 @@ def test_the_core_functions_use_the_installed_runtime_and_its_registered_authori
     shipped transport to moto's Management API over a socket, the authorizer registered with
     `authorize_topics`."""
     import chalice_realtime as core
-    from fakes.management_api import received
+    from chalice_realtime.testing.management_api import received
 
     settings = RealtimeSettings.from_env(
         {**TEST_ENV, "TOPICS_TABLE": TOPICS_TABLE, "WEBSOCKET_ENDPOINT": management_api_url}

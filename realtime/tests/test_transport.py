@@ -22,6 +22,9 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from chalice_realtime.connections import Connection, ConnectionStore
 from chalice_realtime.notifier import DeliveryReport, Notifier, frame
+from chalice_realtime.testing.dynamodb import CountingDynamoDB
+from chalice_realtime.testing.management_api import FaultRule, Seen, serving
+from chalice_realtime.testing.management_api import ManagementApiStandIn as StandIn
 from chalice_realtime.transports.aiohttp import AiohttpTransport
 from chalice_realtime.transports.base import (
     IN_FLIGHT_GRACE_SECONDS,
@@ -33,10 +36,7 @@ from chalice_realtime.transports.base import (
 )
 from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 from chalice_realtime.transports.curl import CurlTransport
-from fakes.dynamodb import CountingDynamoDB
 from fakes.env import TEST_ENV
-from fakes.management_api import FaultRule, Seen, serving
-from fakes.management_api import ManagementApiStandIn as StandIn
 
 
 @pytest.fixture

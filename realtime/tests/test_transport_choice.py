@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 from chalice_realtime import Realtime, RealtimeSettings
+from chalice_realtime.testing.management_api import received
 from chalice_realtime.testing.store import add_connections
 from chalice_realtime.transports import resolve, transport_for
 from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 from chalice_realtime.transports.curl import CurlTransport
 from fakes.env import TEST_ENV
-from fakes.management_api import received
 
 URL = "https://abc123.execute-api.us-east-1.amazonaws.com/api"
 

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from chalice_realtime.connections import Connection
 from chalice_realtime.notifier import DeliveryReport, Notifier
+from chalice_realtime.testing.management_api import faulty_backend
 from chalice_realtime.transports.aiohttp import AiohttpTransport
 from chalice_realtime.transports.base import Outcome
 from chalice_realtime.transports.curl import CurlTransport
-from fakes.management_api import faulty_backend
 from moto.server import ThreadedMotoServer
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.firebase import TokenFactory
 from moto.sns.models import sns_backends
 
@@ -21,7 +22,6 @@ from chalicelib.errors import RequestRefused, TemporarilyUnavailable
 from chalicelib.settings import Settings
 from tests.conftest import FEATURE_TEST_LIMITS, TEST_ENV
 from testsupport.api import RestApi
-from testsupport.clock import FakeClock
 
 # Routes that call no feature: nothing of theirs can raise a feature's error.
 NO_FEATURE = {"/health", "/me"}

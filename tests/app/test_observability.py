@@ -8,7 +8,6 @@ because no code logs them, not because the safety net caught them.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -22,15 +21,15 @@ import pytest
 from chalice.test import Client
 from chalice_realtime import observability
 from chalice_realtime.connections import Connection
-from chalice_realtime.observability import JsonFormatter
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.events import websocket_event
 from chalice_realtime.testing.firebase import SigningKey, TokenFactory
+from chalice_realtime.testing.logs import CapturedLogs, capture_logs, emf_blobs
 from moto.sns.models import sns_backends
 
 from app import app
 from chalicelib.jobs import QUEUED_STALE_SECONDS
 from tests.conftest import TEST_ENV
-from testsupport.clock import FakeClock
 from testsupport.stripe_events import build_test_event, signed_delivery
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,41 +38,10 @@ SNS_MESSAGE_ID = "abcdefgh-51e4-5ae2-9964-b296c8d65d1a"  # what chalice.test's g
 SCHEDULE_EVENT_ID = "7bf73129-1428-4cd3-a780-95db273d1602"  # and generate_cw_event
 
 
-class Logs:
-    """What the app's loggers write, as CloudWatch would receive it, and unredacted alongside."""
-
-    def __init__(self) -> None:
-        self.stream = io.StringIO()
-        self.raw_stream = io.StringIO()
-
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.stream.getvalue().splitlines()]
-
-    def since(self, mark: int) -> list[dict[str, Any]]:
-        return self.lines()[mark:]
-
-    @property
-    def text(self) -> str:
-        return self.stream.getvalue() + self.raw_stream.getvalue()
-
-
 @pytest.fixture
-def logs() -> Iterator[Logs]:
-    captured = Logs()
-    handlers = [logging.StreamHandler(captured.stream), logging.StreamHandler(captured.raw_stream)]
-    handlers[0].setFormatter(JsonFormatter())
-    handlers[1].setFormatter(JsonFormatter(redact=False))
-    root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in observability.APP_LOGGERS}
-    for handler in handlers:
-        root.addHandler(handler)
-    for name in observability.APP_LOGGERS:
-        logging.getLogger(name).setLevel(logging.DEBUG)
-    yield captured
-    for handler in handlers:
-        root.removeHandler(handler)
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
+def logs() -> Iterator[CapturedLogs]:
+    with capture_logs() as captured:
+        yield captured
 
 
 @pytest.fixture
@@ -94,12 +62,6 @@ def add(services: Any, user_id: str, *connection_ids: str) -> None:
         services.realtime.connections.add(Connection(cid, user_id, 1_700_000_000_000 + n))
 
 
-def emf_blobs(stdout: str) -> list[dict[str, Any]]:
-    """The Embedded Metric Format objects printed to stdout."""
-    blobs = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
-    return [blob for blob in blobs if "_aws" in blob]
-
-
 def bearer(tokens: TokenFactory, uid: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens.mint(uid)}"}
 
@@ -108,7 +70,7 @@ def bearer(tokens: TokenFactory, uid: str) -> dict[str, str]:
 
 
 def test_every_line_of_a_rest_request_is_json_with_the_correlation_id_the_response_returns(
-    client: Client, services: Any, tokens: TokenFactory, logs: Logs
+    client: Client, services: Any, tokens: TokenFactory, logs: CapturedLogs
 ) -> None:
     add(services, "alice", "a1")
     add(services, "bob", "b1")
@@ -131,7 +93,7 @@ def test_every_line_of_a_rest_request_is_json_with_the_correlation_id_the_respon
 
 
 def test_a_well_formed_incoming_correlation_id_is_used_and_returned_and_a_bad_one_is_not(
-    client: Client, services: Any, tokens: TokenFactory, logs: Logs
+    client: Client, services: Any, tokens: TokenFactory, logs: CapturedLogs
 ) -> None:
     add(services, "bob", "b1")
 
@@ -168,7 +130,7 @@ def test_errors_answered_by_chalice_carry_the_correlation_id_too(
 
 
 def test_a_websocket_connect_logs_under_api_gateways_request_id(
-    client: Client, tokens: TokenFactory, logs: Logs
+    client: Client, tokens: TokenFactory, logs: CapturedLogs
 ) -> None:
     good = tokens.mint("alice")
     admitted = client.lambda_.invoke(
@@ -190,7 +152,7 @@ def test_the_job_runner_logs_under_the_sns_message_id_and_each_notify_has_its_ow
     services: Any,
     tokens: TokenFactory,
     clock: FakeClock,
-    logs: Logs,
+    logs: CapturedLogs,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     add(services, "alice", "a1")
@@ -217,7 +179,7 @@ def test_the_job_runner_logs_under_the_sns_message_id_and_each_notify_has_its_ow
 
 
 def test_the_job_runner_logs_under_the_correlation_id_of_the_request_that_submitted_the_job(
-    client: Client, services: Any, tokens: TokenFactory, clock: FakeClock, logs: Logs
+    client: Client, services: Any, tokens: TokenFactory, clock: FakeClock, logs: CapturedLogs
 ) -> None:
     response = client.http.post(
         "/jobs",
@@ -244,7 +206,7 @@ def test_the_job_runner_logs_under_the_correlation_id_of_the_request_that_submit
 
 
 def test_the_stale_job_sweep_logs_under_the_schedule_events_id(
-    client: Client, services: Any, tokens: TokenFactory, clock: FakeClock, logs: Logs
+    client: Client, services: Any, tokens: TokenFactory, clock: FakeClock, logs: CapturedLogs
 ) -> None:
     response = client.http.post(
         "/jobs",
@@ -261,7 +223,7 @@ def test_the_stale_job_sweep_logs_under_the_schedule_events_id(
     assert {line["correlation_id"] for line in lines} == {SCHEDULE_EVENT_ID}
 
 
-def test_no_invocation_is_current_once_a_handler_returned(client: Client, logs: Logs) -> None:
+def test_no_invocation_is_current_once_a_handler_returned(client: Client, logs: CapturedLogs) -> None:
     client.lambda_.invoke("ws_connect", websocket_event("$connect", "c9", headers={}))
     assert observability.current_invocation() is None
     logging.getLogger("chalicelib.test").info("outside")
@@ -279,7 +241,7 @@ def test_neither_tokens_nor_the_webhook_secret_nor_signatures_reach_the_logs(
     services: Any,
     tokens: TokenFactory,
     attacker_key: SigningKey,
-    logs: Logs,
+    logs: CapturedLogs,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:

@@ -19,11 +19,11 @@ from chalice.test import Client
 from chalice_realtime import AuthUnavailable, OidcVerifier
 from chalice_realtime.testing.events import websocket_event
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received
 from chalice_realtime.testing.oidc import CLIENT_ID, OIDC_BAD_TOKENS, IssuerKey, LocalIssuer, OidcTokens
 
 from chalicelib.settings import Settings
 from tests.conftest import TEST_ENV, installed_services
-from testsupport.management_api import received
 
 ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = {"Message": "User is not authorized to access this resource"}

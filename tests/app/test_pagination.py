@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pytest
+from chalice_realtime.testing.dynamodb import CountingDynamoDB
 
 from chalicelib.errors import RequestRefused
 from chalicelib.pagination import (
@@ -24,7 +25,6 @@ from chalicelib.pagination import (
     query_page,
 )
 from tests.conftest import TEST_ENV
-from testsupport.dynamodb import CountingDynamoDB
 
 TABLE = TEST_ENV["MESSAGES_TABLE"]
 MINE = {"pk": {"S": "list#alice"}}

@@ -12,15 +12,15 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from chalice_realtime.connections import Connection
+from chalice_realtime.testing.clock import FakeClock
+from chalice_realtime.testing.dynamodb import CountingDynamoDB
 from chalice_realtime.testing.events import connect
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received
 
 from chalicelib.messages import Chat, conversation_key, message_text
 from chalicelib.pagination import encode_cursor
 from testsupport.api import RestApi
-from testsupport.clock import FakeClock
-from testsupport.dynamodb import CountingDynamoDB
-from testsupport.management_api import received
 
 EVENT = {"event": "chat-messages-updated"}
 START_MS = 1_700_000_000_000

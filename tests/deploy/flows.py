@@ -30,8 +30,11 @@ import boto3
 from botocore.awsrequest import AWSResponse
 from chalice.test import Client
 from chalice_realtime.connections import Connection
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.events import websocket_event
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import FaultRule
+from chalice_realtime.testing.management_api import received as frames_posted
 from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
 
 from chalicelib import services as services_module
@@ -40,9 +43,6 @@ from infra.tables import create_tables
 from tests.deploy.recording import CallRecorder
 from tests.deploy.stack import FakeStack
 from testsupport.aws_clients import clear_clients
-from testsupport.clock import FakeClock
-from testsupport.management_api import FaultRule
-from testsupport.management_api import received as frames_posted
 
 STRIPE_SECRET = "whsec_deploy_test"
 

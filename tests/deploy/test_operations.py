@@ -267,11 +267,10 @@ def test_the_connection_metric_filters_match_what_connect_writes(
 def test_the_throttling_metric_filter_matches_what_the_transports_write_after_429s(
     stacks: dict[str, FakeStack], kind: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from chalice_realtime.testing.management_api import FaultRule, serving
     from chalice_realtime.transports.base import Outcome, RetryPolicy
     from chalice_realtime.transports.boto3 import Boto3ThreadPoolTransport
     from chalice_realtime.transports.curl import CurlTransport
-
-    from testsupport.management_api import FaultRule, serving
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -23,13 +23,13 @@ from typing import Any
 import pytest
 from chalice_realtime.settings import OIDC_VARIABLES
 from chalice_realtime.testing.firebase import CERTS_URL, SigningKey, TokenFactory
+from chalice_realtime.testing.management_api import faulty_backend, restore_backend
 
 from infra.cfn import references
 from tests.deploy.conftest import ROOT, STAGES
 from tests.deploy.flows import FLOWS, Deployment
 from tests.deploy.recording import Call, CallRecorder, recording
 from tests.deploy.stack import FakeStack
-from testsupport.management_api import faulty_backend, restore_backend
 
 # The first test builds the dependency layer (pip, about a minute on a clean clone) for both stages.
 pytestmark = pytest.mark.timeout(900)

@@ -14,8 +14,8 @@ import pytest
 from aiohttp import web
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from chalice_realtime.testing.faults import AccountThrottle
 
-from devserver.faults import AccountThrottle
 from devserver.gateway import Gateway
 
 

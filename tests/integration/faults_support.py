@@ -98,7 +98,7 @@ def live_ids(stack: LocalStack) -> set[str]:
 
 
 def set_faults(stack: LocalStack, rules: list[dict[str, Any]]) -> None:
-    """Replace the gateway's fault plan (`devserver.faults.FaultRule` in JSON)."""
+    """Replace the gateway's fault plan (`chalice_realtime.testing.faults.FaultRule` in JSON)."""
     answer = requests.put(stack.management_url + "/_faults", json={"rules": rules}, timeout=10)
     assert answer.status_code == 200, answer.text
 

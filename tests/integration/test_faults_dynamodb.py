@@ -32,6 +32,7 @@ from chalice.test import Client
 from chalice_realtime.aws import RETRIES
 from chalice_realtime.connections import MAX_CONNECTION_SECONDS, TTL_ATTRIBUTE
 from chalice_realtime.notifier import DeliveryReport
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.firebase import TokenFactory
 from chalice_realtime.transports.curl import CurlTransport
 from moto.server import ThreadedMotoServer
@@ -48,7 +49,6 @@ from infra.tables import create_tables
 from tests.conftest import TEST_ENV
 from tests.integration.faults_support import notifier_later
 from tests.integration.test_local_gateway import RunningGateway
-from testsupport.clock import FakeClock
 from testsupport.localstack import free_port
 
 pytestmark = pytest.mark.integration

@@ -1,6 +1,6 @@
 """Management API faults over real sockets: 410, 429 (with and without Retry-After), 5xx, dropped TCP.
 
-The local stack's gateway injects the faults (`PUT /_faults`, a `devserver.faults.FaultPlan`);
+The local stack's gateway injects the faults (`PUT /_faults`, a `chalice_realtime.testing.faults.FaultPlan`);
 real `websockets` clients count every frame they receive. The notifier under test is the one
 the app ships: `Services(settings).realtime.transport` built from settings is the libcurl transport
 (`chalice_realtime.transports.curl.CurlTransport`), signed with SigV4, retrying with full jitter.

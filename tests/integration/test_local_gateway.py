@@ -228,8 +228,7 @@ def test_a_drop_fault_resets_the_management_call_before_any_answer(
     import boto3
     from botocore.config import Config
     from botocore.exceptions import BotoCoreError
-
-    from devserver.faults import FaultRule
+    from chalice_realtime.testing.faults import FaultRule
 
     gateway = make_gateway()
     gateway.gateway.faults.replace([FaultRule(drop=True, times=1)])

@@ -15,8 +15,11 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.testing.clock import FakeClock
+from chalice_realtime.testing.dynamodb import CountingDynamoDB
 from chalice_realtime.testing.events import connect
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received
 from moto.dynamodb.models import dynamodb_backends
 from moto.sns.models import sns_backends
 
@@ -35,9 +38,6 @@ from chalicelib.jobs.kinds import int_param, no_params
 from chalicelib.jobs.store import LeaseLost
 from chalicelib.pagination import encode_cursor
 from testsupport.api import RestApi
-from testsupport.clock import FakeClock
-from testsupport.dynamodb import CountingDynamoDB
-from testsupport.management_api import received
 
 EVENT = {"event": "jobs-updated"}
 

@@ -20,6 +20,7 @@ import pytest
 from chalice.test import Client
 from chalice_realtime.connections import Connection
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received as frames_posted
 from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
 from moto.sns.models import sns_backends
 
@@ -30,7 +31,6 @@ from chalicelib.jobs import STALE_AFTER_SECONDS
 from chalicelib.settings import Settings
 from infra.tables import create_tables
 from tests.conftest import TEST_ENV
-from testsupport.management_api import received as frames_posted
 
 pytestmark = pytest.mark.integration
 

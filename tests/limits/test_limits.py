@@ -23,8 +23,10 @@ from typing import Any
 
 import pytest
 from chalice.test import Client
+from chalice_realtime.testing.clock import FakeClock
 from chalice_realtime.testing.events import connect
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received
 from moto.sns.models import sns_backends
 
 from app import app
@@ -44,8 +46,6 @@ from chalicelib.settings import (
     Settings,
 )
 from tests.conftest import TEST_ENV, services_for
-from testsupport.clock import FakeClock
-from testsupport.management_api import received
 
 JOBS_UPDATED = {"event": "jobs-updated"}
 CHAT_UPDATED = {"event": "chat-messages-updated"}

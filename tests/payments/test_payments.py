@@ -16,13 +16,13 @@ from typing import Any
 import pytest
 from chalice.test import Client
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received
 from chalice_realtime.testing.store import add_connections
 
 from app import app
 from chalicelib.payments import Outcome, UnprocessableEvent, payment_from_event
 from chalicelib.settings import Settings
 from tests.conftest import TEST_ENV, installed_services
-from testsupport.management_api import received
 from testsupport.stripe_events import build_test_event, sign, signed_delivery
 
 SECRET = TEST_ENV["STRIPE_WEBHOOK_SECRET"]

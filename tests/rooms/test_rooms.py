@@ -13,11 +13,11 @@ import pytest
 from chalice.test import Client
 from chalice_realtime.testing.events import connect, websocket_event
 from chalice_realtime.testing.firebase import TokenFactory
+from chalice_realtime.testing.management_api import received
 
 from chalicelib.limits import CHANGE_ROOMS, SEND_ROOM_MESSAGE, Rate, RequestRates
 from chalicelib.rooms import MAX_MEMBERS
 from testsupport.api import RestApi
-from testsupport.management_api import received
 
 MESSAGES = "room-messages-updated"
 

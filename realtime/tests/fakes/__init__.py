@@ -1,1 +1,2 @@
-"""Stand-ins the core's tests build it with: a fake clock, a counting DynamoDB client, a Management API."""
+"""What only the core's own tests need: their environment (`env`). Stand-ins come from the kit,
+`chalice_realtime.testing`."""

@@ -1,15 +1,25 @@
 """Firebase-shaped ID tokens signed by RSA keys the tests generate.
 
 The app verifies them through the real firebase-admin path; the tests serve
-the matching X.509 certificates in place of Google's download.
+the matching X.509 certificates in place of Google's download:
+
+    key = SigningKey.generate("kid-1")
+    with serving_certificates(key):  # needs `responses`
+        token = TokenFactory("my-project", key).mint("alice")
+        client.http.get("/me", headers={"Authorization": f"Bearer {token}"})
+
+Needs the `[firebase]` extra (PyJWT, cryptography); `serving_certificates` also needs `responses`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Any
 
 import jwt
@@ -19,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 CERTS_URL = "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com"
+# What `serving_certificates` lets through by default: calls to servers on this machine (moto, the stand-ins).
+LOOPBACK = r"http://(127\.0\.0\.1|localhost)[:/].*"
 
 
 @dataclass
@@ -107,3 +119,24 @@ BAD_TOKENS: dict[str, BadToken] = {
     "not a jwt": lambda t, k: "not-a-token",
     "garbage segments": lambda t, k: "a.b.c",
 }
+
+
+@contextlib.contextmanager
+def serving_certificates(*keys: SigningKey, passthru: str = LOOPBACK) -> Iterator[Any]:
+    """Serve `keys`' certificates where firebase-admin downloads Google's until the block ends.
+
+    Through `responses` (its `RequestsMock`, yielded): requests to URLs matching `passthru` (a regular
+    expression; by default the loopback servers a test starts) go out as usual, any other is refused.
+    """
+    import responses
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add(
+            responses.GET,
+            CERTS_URL,
+            json={key.kid: key.certificate_pem() for key in keys},
+            # As Google serves them; firebase-admin's cache needs both headers to keep the copy.
+            headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
+        )
+        mock.add_passthru(re.compile(passthru))
+        yield mock

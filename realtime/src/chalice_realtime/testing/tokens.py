@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import re
 from collections.abc import Callable, Iterator
-from email.utils import formatdate
 from typing import Any
 
 from ..auth import TokenVerifier
@@ -76,22 +74,14 @@ def firebase_test_tokens(settings: RealtimeSettings) -> Iterator[RealtimeTokens]
     purpose = "realtime_tokens (AUTH_PROVIDER=firebase)"
     need("firebase_admin", '"chalice-realtime[firebase]"', purpose)
     need("jwt", '"chalice-realtime[firebase]"', purpose)
-    responses = need("responses", "responses", purpose)
+    need("responses", "responses", purpose)
     if not settings.firebase_project_id:
         raise MissingTestDependency(f"{purpose} needs FIREBASE_PROJECT_ID set in the tests' environment")
-    from .firebase import CERTS_URL, TokenFactory
+    from .firebase import TokenFactory, serving_certificates
 
     key = _firebase_key()
     factory = TokenFactory(settings.firebase_project_id, key)
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        mock.add(
-            responses.GET,
-            CERTS_URL,
-            json={key.kid: key.certificate_pem()},
-            # As Google serves them; firebase-admin's cache keeps the copy for max-age.
-            headers={"Cache-Control": "public, max-age=3600", "Date": formatdate(usegmt=True)},
-        )
-        mock.add_passthru(re.compile(r".*"))  # every other request goes out as usual
+    with serving_certificates(key, passthru=r".*"):  # every other request goes out as usual
         yield RealtimeTokens(factory.mint)
 
 

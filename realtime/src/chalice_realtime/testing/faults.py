@@ -1,15 +1,22 @@
-"""Faults the core tests' Management API stand-ins inject, so tests see what AWS does under stress.
+"""What a Management API (`@connections`) stand-in answers under stress: 410, 429, 5xx, a dropped connection.
 
-The same rules as the app's local stack takes (its `devserver/faults.py`; the core cannot import the app).
-A plan is a list of rules; the first rule matching a call decides it:
+A plan is a list of rules; the first rule matching a call decides it. The kit's stand-ins
+(`chalice_realtime.testing.management_api`) take a `FaultPlan`, and so does the local stack's gateway
+(over HTTP at `PUT /_faults`, the rules in JSON as `FaultRule.from_json` reads them), so a fault reads
+the same in every layer:
 
     plan = FaultPlan([FaultRule(status=429, retry_after=1, times=2)])
     plan.decide("post", "abc123=")  # FaultRule(status=429, ...) twice, then None
+
+`AccountThrottle` is API Gateway's account-wide throttle over those calls (`PUT /_throttle` locally).
+Standard library only: a local stack that installs no test dependencies imports it too.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -96,3 +103,51 @@ class FaultPlan:
     def to_json(self) -> dict[str, Any]:
         with self._lock:
             return {"rules": [asdict(rule) for rule in self._rules]}
+
+
+class AccountThrottle:
+    """API Gateway's account throttle over `@connections` calls: a token bucket of `rate` calls a second
+    holding at most `burst` (full when set); a call finding it empty is answered 429 LimitExceededException.
+    A rate of 0 (the default) admits everything. Thread-safe; tests set it with `PUT /_throttle`:
+
+        throttle = AccountThrottle()
+        throttle.set(rate=5000, burst=2500)
+        throttle.admit()  # True 2,500 times at once, then about 5,000 times a second
+    """
+
+    def __init__(
+        self, rate: float = 0, burst: float = 0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.set(rate, burst)
+
+    def set(self, rate: float, burst: float) -> None:
+        if rate < 0 or burst < 0 or (rate and burst < 1):
+            raise ValueError("rate and burst must be >= 0, and burst >= 1 with a rate")
+        with self._lock:
+            self.rate, self.burst = float(rate), float(burst)
+            self._tokens, self._updated = self.burst, self._clock()
+            self.admitted = self.throttled = 0
+
+    def admit(self) -> bool:
+        with self._lock:
+            if self.rate:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
+                self._updated = now
+                if self._tokens < 1:
+                    self.throttled += 1
+                    return False
+                self._tokens -= 1
+            self.admitted += 1
+            return True
+
+    def to_json(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "rate": self.rate,
+                "burst": self.burst,
+                "admitted": self.admitted,
+                "throttled": self.throttled,
+            }

@@ -1,4 +1,7 @@
-"""A real DynamoDB client (moto's) that records what the app asks of it."""
+"""A real DynamoDB client (moto's, DynamoDB Local's) that records what the code under test asks of it.
+
+Standard library only: it wraps whatever client it is given.
+"""
 
 from __future__ import annotations
 

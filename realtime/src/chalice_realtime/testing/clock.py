@@ -1,4 +1,11 @@
-"""The tests' `Clock`: time stands still unless slept through, advanced, or read with a tick."""
+"""A `Clock` for tests: time stands still unless slept through, advanced, or read with a tick.
+
+    clock = FakeClock()
+    clock.sleep(60)  # returns at once, a minute later
+    clock.now()      # START + 60
+
+Standard library only.
+"""
 
 from __future__ import annotations
 

@@ -1,38 +1,52 @@
-"""The core tests' Management API (`@connections`), with one fault language: `fakes.faults.FaultRule`.
+"""Management API (`@connections`) stand-ins, with one fault language: `chalice_realtime.testing.faults`.
 
-The rules read as the app's local stack takes them at `PUT /_faults`:
+The rules are the ones the local stack's gateway takes at `PUT /_faults`, so a fault reads the same in
+every layer:
 
     FaultRule(status=429, connection_id="c1", retry_after=1, times=1)  # c1's next call: 429, Retry-After 1
     FaultRule(drop=True, times=1)                                       # the next call: the TCP link drops
     FaultRule(status=410, connection_id="old")                          # gone, every time
 
 Two stand-ins speak it:
-- `ManagementApiStandIn`: an HTTP server on 127.0.0.1 (`serving()`), for the transports' own tests:
-  it records every request as it came (raw path, headers, body) and can drop connections.
-- `faulty_backend()`: moto's Management API backend, behind moto's server (the `management_api_url`
-  fixture) for the route tests; moto never answers 410 or 5xx by itself. `.gone` is a shorthand for
-  the most common rule, `FaultRule(status=410, connection_id=...)`.
+- `ManagementApiStandIn`: an HTTP server on 127.0.0.1 (`serving()`), for tests of a transport itself:
+  it records every request as it came (raw path, headers, body) and can drop connections. Standard
+  library only.
+- `faulty_backend()`: moto's Management API backend, behind moto's server (`serving_moto()`) for tests
+  of routes and `notify()`; moto never answers 410 or 5xx by itself. `.gone` is a shorthand for the
+  most common rule, `FaultRule(status=410, connection_id=...)`; `received()` reads what was posted.
+  These need moto (`pip install "moto[server]"`), imported when first used.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
 import json
+import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-import pytest
-from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-from moto.core.exceptions import JsonRESTError
+from .faults import ERROR_TYPES, FaultPlan, FaultRule
 
-from fakes.faults import ERROR_TYPES, FaultPlan, FaultRule
+if TYPE_CHECKING:
+    import pytest
 
-__all__ = ["FaultPlan", "FaultRule", "ManagementApiStandIn", "faulty_backend", "received", "serving"]
+__all__ = [
+    "FaultPlan",
+    "FaultRule",
+    "ManagementApiStandIn",
+    "faulty_backend",
+    "received",
+    "restore_backend",
+    "serving",
+    "serving_moto",
+]
 
 OPERATIONS = {"POST": "post", "GET": "get", "DELETE": "delete"}
 
@@ -154,10 +168,37 @@ def serving() -> Iterator[ManagementApiStandIn]:
 # ---------------------------------------------------------------- moto's backend
 
 
-class _FaultAnswer(JsonRESTError):
-    def __init__(self, status: int) -> None:
-        super().__init__(ERROR_TYPES[status], "")
-        self.code = status
+@functools.cache
+def _fault_answer() -> type[Exception]:
+    # moto's error class, defined once moto is needed (so `serving()` alone needs no moto).
+    from moto.core.exceptions import JsonRESTError
+
+    class FaultAnswer(JsonRESTError):
+        def __init__(self, status: int) -> None:
+            super().__init__(ERROR_TYPES[status], "")
+            self.code = status
+
+    return FaultAnswer
+
+
+@contextlib.contextmanager
+def serving_moto() -> Iterator[str]:
+    """moto's server on a free loopback port until the block ends: its URL, the endpoint to post frames
+    to. It shares its backends with moto in-process (`mock_aws`), so `faulty_backend()` and `received()`
+    see what reached it. Its access log (werkzeug's) is kept to warnings: a test reading every log line
+    of a request sees only the app's."""
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
 
 
 def faulty_backend(monkeypatch: pytest.MonkeyPatch | None = None) -> Any:
@@ -166,6 +207,8 @@ def faulty_backend(monkeypatch: pytest.MonkeyPatch | None = None) -> Any:
     Its `.connections[cid].data` holds every frame posted to `cid`. Without `monkeypatch` the
     caller undoes it with `restore_backend(backend)`.
     """
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+
     backend: Any = apigatewaymanagementapi_backends["123456789012"]["us-east-1"]
     backend.gone = set()
     backend.faults = FaultPlan()
@@ -198,7 +241,7 @@ def restore_backend(backend: Any) -> None:
 def answer(backend: Any, operation: str, connection_id: str) -> None:
     rule = fault_for(backend.faults, backend.gone, operation, connection_id)
     if rule is not None:
-        raise _FaultAnswer(rule.status if rule.status in ERROR_TYPES else 500)
+        raise _fault_answer()(rule.status if rule.status in ERROR_TYPES else 500)
 
 
 def received(backend: Any, connection_id: str) -> list[dict[str, str]]:

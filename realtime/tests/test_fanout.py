@@ -39,7 +39,7 @@ from chalice_realtime.fanout import (
 )
 from chalice_realtime.notifier import Notifier, frame
 from chalice_realtime.subscriptions import Subscription, SubscriptionStore
-from chalice_realtime.testing.store import create_topics_table
+from chalice_realtime.testing.store import create_connections_table, create_topics_table
 from chalice_realtime.topics import PRESENCE_UPDATED, Topics, topic_frame
 from moto import mock_aws
 
@@ -105,26 +105,7 @@ class RecordingTransport:
 def aws() -> Iterator[dict[str, Any]]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "connection_id", "AttributeType": "S"},
-                {"AttributeName": "user_id", "AttributeType": "S"},
-                {"AttributeName": "connected_at", "AttributeType": "N"},
-            ],
-            KeySchema=[{"AttributeName": "connection_id", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by_user",
-                    "KeySchema": [
-                        {"AttributeName": "user_id", "KeyType": "HASH"},
-                        {"AttributeName": "connected_at", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "KEYS_ONLY"},
-                }
-            ],
-        )
+        create_connections_table(dynamodb, TABLE)
         create_topics_table(dynamodb, TOPICS_TABLE)
         sqs = boto3.client("sqs", region_name="us-east-1")
         url = sqs.create_queue(QueueName="fanout-test")["QueueUrl"]

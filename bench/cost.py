@@ -260,7 +260,9 @@ class MeteredTransport:
         self._lock = threading.Lock()
         self.delivered: list[int] = []
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Any]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Any]:
         from chalice_realtime.transports.base import Outcome
 
         outcomes: list[Any] = self._inner.post_to_connections(connection_ids, data)

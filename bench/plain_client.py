@@ -33,7 +33,9 @@ class PlainClient:
         self._session: Any = None
         self._semaphore: asyncio.Semaphore | None = None
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         return asyncio.run_coroutine_threadsafe(
             self._post_all(list(connection_ids), data), self._loop
         ).result()

@@ -35,7 +35,9 @@ class Gateway:
         self.on_delete: Any = None
         self.failing: set[str] = set()  # closes that fail (429, 5xx, timeout after the transport's retries)
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         return [Outcome.DELIVERED if cid in self.open else Outcome.GONE for cid in connection_ids]
 
     def delete_connection(self, connection_id: str) -> Outcome:

@@ -118,7 +118,9 @@ class Gateway:
         self.frames: dict[str, list[bytes]] = {}
         self.interleaving = interleaving  # while set, each post is one step of it
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         with self._step():
             outcomes = []
             for cid in connection_ids:

@@ -137,7 +137,9 @@ class ScriptedTransport:
         self.outcomes = outcomes
         self.posted: list[str] = []
 
-    def post_to_connections(self, connection_ids: Sequence[str], data: bytes) -> list[Outcome]:
+    def post_to_connections(
+        self, connection_ids: Sequence[str], data: bytes, *, deadline: float | None = None
+    ) -> list[Outcome]:
         self.posted.extend(connection_ids)
         return [self.outcomes.get(cid, Outcome.DELIVERED) for cid in connection_ids]
 

@@ -336,10 +336,10 @@ def presence_sent_at(world: World, connection_id: str) -> list[float]:
     sent_at: list[float] = []
     original = world.transport.post_to_connections
 
-    def recording(ids: Any, data: bytes) -> Any:
+    def recording(ids: Any, data: bytes, **options: Any) -> Any:
         if json.loads(data)["event"] == "presence-updated" and connection_id in ids:
             sent_at.append(world.clock.now())
-        return original(ids, data)
+        return original(ids, data, **options)
 
     world.transport.post_to_connections = recording  # type: ignore[method-assign]
     return sent_at
@@ -436,9 +436,9 @@ def test_a_big_topic_is_read_and_posted_page_by_page(world: World) -> None:
     pages: list[int] = []
     original = world.transport.post_to_connections
 
-    def recording(ids: Any, data: bytes) -> Any:
+    def recording(ids: Any, data: bytes, **options: Any) -> Any:
         pages.append(len(ids))
-        return original(ids, data)
+        return original(ids, data, **options)
 
     world.transport.post_to_connections = recording  # type: ignore[method-assign]
     report = topics.notify_topic("big", "board-updated")

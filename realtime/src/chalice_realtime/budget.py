@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .transports import RateController
@@ -64,12 +64,15 @@ def notify_budget(ceiling: float) -> float:
     return max(0.0, min(ceiling, deadline - time.monotonic() - MARGIN_SECONDS))
 
 
-def posting_rate(transport: object) -> float:
-    """Frames per second this process may post now: the pace of the transport's rate controller (the
-    account's throttle as it has seen it), else `DEFAULT_POSTS_PER_SECOND`.
+def posting_rate(transport: object, override: Callable[[], float] | None = None) -> float:
+    """Frames per second this process may post now: what `override` (the caller's) says, else the pace of
+    the transport's rate controller (the account's throttle as it has seen it), else
+    `DEFAULT_POSTS_PER_SECOND`.
 
     capacity = int(seconds_left * posting_rate(transport))  # frames to post inline; the rest is handed on
     """
+    if override is not None:
+        return override()
     controller = getattr(transport, "rate", None)  # the process's RateController
     if isinstance(controller, RateController):
         return controller.rate

@@ -266,6 +266,27 @@ class FanoutQueue:
                 ids = [batch[int(entry["Id"])][0] for entry in entries]
                 raise FanoutUnavailable(f"SQS refused shards {ids}")
 
+    def try_hand_on(self, shards: Sequence[Shard]) -> bool:
+        """`hand_on`, False (logged) instead of `FanoutUnavailable`: for a notify, which never raises."""
+        try:
+            self.hand_on(shards)
+        except FanoutUnavailable:
+            logger.exception("could not hand shards to the fan-out workers", extra={"count": len(shards)})
+            return False
+        return True
+
+
+def first_connection_page(
+    store: ConnectionStore, user_id: str
+) -> tuple[list[tuple[str, int]], dict[str, Any] | None] | None:
+    """The user's first `SHARD_CONNECTIONS` connections and the cursor of the rest; None (logged) if the
+    lookup failed after botocore's retries, so one user's failure costs the others nothing."""
+    try:
+        return store.connection_page(user_id, SHARD_CONNECTIONS)
+    except Exception:
+        logger.exception("connection lookup failed", extra={"user_id": user_id})
+        return None
+
 
 def _batches(messages: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
     batch: list[tuple[str, str]] = []
@@ -554,7 +575,8 @@ class FanoutWorker:
         connected_at: dict[str, int] = {}
         failed = 0
         rest: list[Shard] = []
-        for user_id, page in zip(shard.users, self._lookups().map(self._page, shard.users), strict=True):
+        pages = self._lookups().map(lambda user_id: first_connection_page(self._store, user_id), shard.users)
+        for user_id, page in zip(shard.users, pages, strict=True):
             if page is None:
                 failed += 1
                 continue
@@ -575,13 +597,6 @@ class FanoutWorker:
         if rest:
             self._require_queue().hand_on(rest)
         return connected_at, failed
-
-    def _page(self, user_id: str) -> tuple[list[tuple[str, int]], dict[str, Any] | None] | None:
-        try:
-            return self._store.connection_page(user_id, SHARD_CONNECTIONS)
-        except Exception:
-            logger.exception("connection lookup failed", extra={"user_id": user_id})
-            return None
 
     def _lookups(self) -> ThreadPoolExecutor:
         if self._pool is None:

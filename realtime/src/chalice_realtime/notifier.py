@@ -16,11 +16,10 @@ from .clock import SYSTEM_CLOCK, Clock, epoch_ms
 from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
 from .fanout import (
-    SHARD_CONNECTIONS,
     FanoutQueue,
-    FanoutUnavailable,
     Shard,
     connection_shards,
+    first_connection_page,
     new_notify_id,
     remove_settled_gone,
     rest_of_user_shard,
@@ -170,13 +169,15 @@ class Notifier:
         for user_id, cursor in cursors.items():
             shards.append(rest_of_user_shard(notify_id, event_key, data, user_id, cursor))
         deferred_users += len(cursors)
-        capacity = max(0, int((deadline - time.monotonic()) * self._rate()))
+        capacity = max(
+            0, int((deadline - time.monotonic()) * posting_rate(self._transport, self._posts_per_second))
+        )
         rows = list(found.items())
         inline, surplus = rows[:capacity], rows[capacity:]
         shards += connection_shards(notify_id, event_key, data, surplus)
         deferred = len(surplus)
         failed = 0
-        if shards and not self._hand_on(shards):
+        if shards and not fanout.try_hand_on(shards):
             failed += len(surplus) + deferred_users
             deferred = deferred_users = 0
         ids = [cid for cid, _ in inline]
@@ -192,7 +193,7 @@ class Notifier:
         ]
         if unsent:
             retry = connection_shards(notify_id, event_key, data, unsent, first=len(shards) + 1)
-            if self._hand_on(retry):
+            if fanout.try_hand_on(retry):
                 deferred += len(unsent)
             else:
                 failed += len(unsent)
@@ -200,12 +201,6 @@ class Notifier:
         report = DeliveryReport(delivered, len(gone), failed, deferred, deferred_users)
         self._observer(event_key, len(users), report, (time.perf_counter() - started) * 1000)
         return report
-
-    def _rate(self) -> float:
-        """Frames per second this process may post now: what the caller said, else `posting_rate`'s."""
-        if self._posts_per_second is not None:
-            return self._posts_per_second()
-        return posting_rate(self._transport)
 
     def _lookup_until(
         self, users: list[str], deadline: float
@@ -216,7 +211,7 @@ class Notifier:
         cursors: dict[str, dict[str, Any]] = {}
         unread: list[str] = []
         pool = self._lookup_pool()
-        lookups = {user_id: pool.submit(self._page, user_id) for user_id in users}
+        lookups = {user_id: pool.submit(first_connection_page, self._store, user_id) for user_id in users}
         try:
             for _ in as_completed(lookups.values(), timeout=max(0.0, deadline - time.monotonic())):
                 pass
@@ -238,22 +233,6 @@ class Notifier:
             if cursor:
                 cursors[user_id] = cursor
         return found, cursors, unread
-
-    def _page(self, user_id: str) -> tuple[list[tuple[str, int]], dict[str, Any] | None] | None:
-        try:
-            return self._store.connection_page(user_id, SHARD_CONNECTIONS)
-        except Exception:
-            logger.exception("connection lookup failed", extra={"user_id": user_id})
-            return None
-
-    def _hand_on(self, shards: list[Shard]) -> bool:
-        assert self._fanout is not None
-        try:
-            self._fanout.hand_on(shards)
-        except FanoutUnavailable:
-            logger.exception("could not hand shards to the fan-out workers", extra={"count": len(shards)})
-            return False
-        return True
 
     def _fan_out(
         self,

@@ -39,7 +39,6 @@ from .connections import IN_FLIGHT_MS, ConnectionStore
 from .delivery import DeliveryReport
 from .fanout import (
     FanoutQueue,
-    FanoutUnavailable,
     Shard,
     new_notify_id,
     rest_of_topic_shard,
@@ -272,7 +271,9 @@ class Topics:
         retries = 0
         while True:
             left = deadline - time.monotonic()
-            capacity = min(self._store.page_size, int(left * self._posting_rate()))
+            capacity = min(
+                self._store.page_size, int(left * posting_rate(self._transport, self._posts_per_second))
+            )
             if capacity <= 0:
                 report += self._hand_on(
                     fanout, [rest_of_topic_shard(notify_id, event_key, data, topic, cursor)]
@@ -304,17 +305,9 @@ class Topics:
     def _hand_on(self, fanout: FanoutQueue, shards: list[Shard], *, frames: int = 0) -> DeliveryReport:
         """Put shards on the fan-out queue: `frames` deferred (0: the rest of a topic, `deferred_topics`);
         failed if the queue cannot take them."""
-        try:
-            fanout.hand_on(shards)
-        except FanoutUnavailable:
-            logger.exception("could not hand shards to the fan-out workers", extra={"count": len(shards)})
+        if not fanout.try_hand_on(shards):
             return DeliveryReport(failed=frames or 1)
         return DeliveryReport(deferred=frames) if frames else DeliveryReport(deferred_topics=1)
-
-    def _posting_rate(self) -> float:
-        if self._posts_per_second is not None:
-            return self._posts_per_second()
-        return posting_rate(self._transport)
 
     def subscriber_page(
         self, topic: str, limit: int, cursor: Mapping[str, Any] | None
@@ -339,10 +332,7 @@ class Topics:
         unit a fan-out worker runs for a page handed to it; `deadline` (seconds) bounds the posts.
         """
         ids = [s.connection_id for s in page]
-        if deadline is None:
-            outcomes = self._transport.post_to_connections(ids, data)
-        else:
-            outcomes = self._transport.post_to_connections(ids, data, deadline=deadline)
+        outcomes = self._transport.post_to_connections(ids, data, deadline=deadline)
         gone = [s for s, outcome in zip(page, outcomes, strict=True) if outcome is Outcome.GONE]
         settled = [s for s in gone if s.connected_at < settled_before]
         if settled:

@@ -191,7 +191,7 @@ def run_connections(args: argparse.Namespace, environ: Mapping[str, str], out: T
     connections = list(realtime.connections.connections_of(args.user))
     for connection in connections:
         out.write(f"{connection.connection_id}\tconnected_at={connection.connected_at}\n")
-    out.write(f"{len(connections)} live connection{'' if len(connections) == 1 else 's'} of {args.user}\n")
+    out.write(f"{_counted(connections, 'live connection')} of {args.user}\n")
     return 0
 
 
@@ -224,7 +224,7 @@ def run_members(args: argparse.Namespace, environ: Mapping[str, str], out: TextI
     members = realtime.topics.members(args.topic)
     for user_id in members:
         out.write(f"{user_id}\n")
-    out.write(f"{len(members)} member{'' if len(members) == 1 else 's'} of {args.topic}\n")
+    out.write(f"{_counted(members, 'member')} of {args.topic}\n")
     return 0
 
 
@@ -250,8 +250,13 @@ def run_disconnect(args: argparse.Namespace, environ: Mapping[str, str], out: Te
         realtime.close()
     for connection_id in failed:
         out.write(f"FAIL could not close {connection_id}; its row is kept\n")
-    out.write(f"disconnected {len(closed)} connection{'' if len(closed) == 1 else 's'} of {args.user}\n")
+    out.write(f"disconnected {_counted(closed, 'connection')} of {args.user}\n")
     return 1 if failed else 0
+
+
+def _counted(items: Sequence[object], noun: str) -> str:
+    """`2 members`, `1 member`."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
 
 
 def _require_endpoint(settings: RealtimeSettings) -> None:

@@ -149,12 +149,19 @@ def _handler(stand_in: ManagementApiStandIn) -> type[http.server.BaseHTTPRequest
     return Handler
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # socketserver's listen backlog is 5. A transport opening dozens of connections at once overflows it, and
+    # Linux then holds a connection the client already counts as open: its request is read seconds later,
+    # after the client timed out and retried, and the stand-in records the frame twice.
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 @contextlib.contextmanager
 def serving() -> Iterator[ManagementApiStandIn]:
     """A `ManagementApiStandIn` listening on a free loopback port until the block ends."""
     stand_in = ManagementApiStandIn()
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(stand_in))
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _handler(stand_in))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stand_in.url = f"http://127.0.0.1:{server.server_address[1]}"

@@ -178,7 +178,7 @@ def test_the_deadline_bounds_a_call_to_a_server_that_never_answers(make_own_tran
 
 
 def test_posts_in_flight_at_the_deadline_come_back_with_their_real_outcome(make_transport: Any) -> None:
-    """Each post is answered after 300 ms and the call's deadline is 100 ms: the posts already sent are
+    """Each post is answered after 200 ms and the call's deadline is 100 ms: the posts already sent are
     DELIVERED, not FAILED (a FAILED frame is handed on and would reach its browser twice)."""
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -187,7 +187,7 @@ def test_posts_in_flight_at_the_deadline_come_back_with_their_real_outcome(make_
     class Slow(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers.get("Content-Length", 0)))
-            time.sleep(0.3)
+            time.sleep(0.2)
             received[self.path.rsplit("/", 1)[-1]] += 1
             self.send_response(200)
             self.send_header("Content-Length", "0")

@@ -115,7 +115,9 @@ class RetryPolicy:
 
 # An attempt started before a call's deadline may run this long past it. Cut at the deadline, a post that API
 # Gateway may already have delivered would come back FAILED, be handed on, and reach its browser twice.
-IN_FLIGHT_GRACE_SECONDS = 1.0
+# Several round trips of a post (tens of ms), and short enough that a REST handler's notify still answers
+# within its budget plus this.
+IN_FLIGHT_GRACE_SECONDS = 0.25
 
 UNDELIVERED_SAMPLE = 10  # connection ids logged with a call's undelivered frames
 
